@@ -1,0 +1,26 @@
+# Two entry points for a fresh machine (see README): `make quickstart` and `make test`.
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+LUT = profiles/local-onnxruntime-224.json
+
+.PHONY: setup setup-test quickstart test lint bench
+
+# torch is pinned and installed first: the CPU build of 2.13.0; any other torch pulls GBs of CUDA packages.
+setup:
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet .
+
+setup-test:
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[test]'
+
+quickstart: setup
+	fbnet-lut build --device local
+	fbnet-lut predict --lut $(LUT) -a fbnet_a -a fbnet_b -a fbnet_c --summary
+
+test: setup-test
+	$(PYTHON) -m ruff check latency_lut tests benchmarks
+	$(PYTHON) -m pytest -q
+
+bench:
+	$(PYTHON) benchmarks/build_speed.py

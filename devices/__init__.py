@@ -1,0 +1,1 @@
+"""Built-in device descriptors, installed as the package data ``latency_lut.descriptors``."""

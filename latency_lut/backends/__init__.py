@@ -1,0 +1,51 @@
+"""Backend registry: (device kind, runtime) -> backend class, imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from latency_lut.errors import DeviceError
+
+if TYPE_CHECKING:
+    from latency_lut.backends.base import Backend
+    from latency_lut.devices import Device
+
+# "module:Class" so that importing the registry imports no runtime.
+BACKENDS: dict[tuple[str, str], str] = {
+    ("local", "onnxruntime"): "latency_lut.backends.local_onnxruntime:OnnxRuntimeBackend",
+    ("local", "litert"): "latency_lut.backends.local_litert:LiteRTBackend",
+    ("local", "torch"): "latency_lut.backends.local_torch:TorchBackend",
+}
+
+
+def runtimes_for(kind: str) -> list[str]:
+    return [rt for (k, rt) in BACKENDS if k == kind]
+
+
+def backend_class(kind: str, runtime: str) -> type[Backend]:
+    target = BACKENDS.get((kind, runtime))
+    if target is None:
+        known = ", ".join(runtimes_for(kind)) or "none"
+        raise DeviceError(f"runtime {runtime!r} is not available on {kind} devices; choose one of: {known}")
+    mod, cls = target.split(":")
+    try:
+        return getattr(importlib.import_module(mod), cls)
+    except ImportError as e:
+        raise DeviceError(
+            f"runtime {runtime!r} needs the Python package {e.name!r}, which is not installed; "
+            f"run: pip install {e.name}"
+        ) from e
+
+
+def create_backend(device: Device, runtime: str | None = None, **overrides: Any) -> Backend:
+    """The backend for a device descriptor and runtime (the descriptor's default runtime if None)."""
+    rt = runtime or device.runtime
+    if device.runtimes and rt not in device.runtimes:
+        raise DeviceError(
+            f"device {device.name!r} does not offer runtime {rt!r}; its runtimes: {', '.join(device.runtimes)}"
+        )
+    cls = backend_class(device.kind, rt)
+    return cls.from_device(device, **overrides) if hasattr(cls, "from_device") else cls(
+        threads=overrides.get("threads") or device.threads
+    )

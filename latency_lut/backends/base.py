@@ -1,0 +1,82 @@
+"""What every backend provides: run one artifact under one protocol and return raw samples."""
+
+from __future__ import annotations
+
+import platform
+import socket
+from abc import ABC, abstractmethod
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from latency_lut.measure import Protocol, RunResult
+from latency_lut.ops import OpSpec
+
+
+class Backend(ABC):
+    """One runtime on one device.
+
+    ``artifact_format`` names what the backend runs ("onnx", "tflite"), or None when it builds the op itself.
+    Backends are created per build and closed when it ends.
+    """
+
+    runtime: str = ""
+    artifact_format: str | None = None
+
+    def __init__(self, threads: int = 1) -> None:
+        if threads < 1:
+            raise ValueError("threads must be >= 1")
+        self.threads = threads
+
+    @abstractmethod
+    def runtime_version(self) -> str: ...
+
+    @abstractmethod
+    def measure(self, spec: OpSpec, artifact: Path | None, protocol: Protocol) -> RunResult:
+        """One attempt at one op: warmup, timed runs, raw samples in ms."""
+
+    def settings(self) -> dict[str, Any]:
+        """Everything that changes what a measurement means, besides the protocol and exporter."""
+        return {"runtime": self.runtime, "runtime_version": self.runtime_version(), "threads": self.threads}
+
+    def device_info(self) -> dict[str, Any]:
+        return host_info()
+
+    def fingerprint(self) -> str:
+        """Identifies the physical device, so stores shared between machines keep them apart."""
+        info = host_info()
+        return f"{info['hostname']}|{info['cpu_model']}|{info['machine']}"
+
+    def close(self) -> None:
+        """Release sessions, connections, pushed files."""
+
+
+@lru_cache(maxsize=1)
+def host_info() -> dict[str, Any]:
+    return {
+        "hostname": socket.gethostname(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": _cpu_count(),
+        "machine": platform.machine(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_count() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"

@@ -1,0 +1,98 @@
+"""fbnet-lut build"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from latency_lut.cli._common import DEFAULT_PROFILES, ClickProgress, default_store, echo_json, store_option, table
+
+
+def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
+    return DEFAULT_PROFILES / f"{device}-{runtime}-{space_id.split('-', 1)[1]}.json"
+
+
+@click.command()
+@click.option("--device", "-d", default="local", show_default=True,
+              help="Device name (see 'fbnet-lut devices') or path to a descriptor .yaml file.")
+@click.option("--runtime", "-r", default=None, help="onnxruntime, litert or torch [default: the device's].")
+@click.option("--space", default="fbnet", show_default=True, help="Search space.")
+@click.option("--resolution", default=224, show_default=True, type=int, help="Input resolution of the network.")
+@click.option("--width", default=1.0, show_default=True, type=float, help="Channel width multiplier.")
+@click.option("--threads", "-t", default=None, type=int, help="Runtime threads [default: the device's, 1 for local].")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="LUT file to write [default: profiles/DEVICE-RUNTIME-RESOLUTION.json].")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the LUT as CSV.")
+@store_option
+@click.option("--warmup", default=None, type=int, help="Warmup runs per op [default: 5].")
+@click.option("--runs", default=None, type=int, help="Minimum timed runs per op [default: 30].")
+@click.option("--min-seconds", default=None, type=float, help="Minimum timed seconds per op [default: 0.1].")
+@click.option("--noise-threshold", default=None, type=float,
+              help="Robust CV above which an op is re-measured, then flagged [default: 0.10].")
+@click.option("--retries", default=None, type=int, help="Re-measurements of a noisy op [default: 2].")
+@click.option("--jobs", "-j", default=1, show_default=True, type=int,
+              help="Parallel export processes (measurement is always serial).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON.")
+def build(device: str, runtime: str | None, space: str, resolution: int, width: float, threads: int | None,
+          output: Path | None, csv_path: Path | None, store: Path | None, warmup: int | None, runs: int | None,
+          min_seconds: float | None, noise_threshold: float | None, retries: int | None, jobs: int, quiet: bool,
+          as_json: bool) -> None:
+    """Measure every op of a search space on a device and write its LUT.
+
+    Ops are exported (cached by key and exporter version), timed under the measurement protocol, and every raw
+    sample is committed to the store as soon as it is taken. Rerunning the same command after an interruption
+    measures only what is missing; rerunning it after a finished build measures nothing.
+
+    \b
+    Examples:
+      fbnet-lut build                                  # local CPU, ONNX Runtime, 224x224
+      fbnet-lut build --runtime litert --jobs 2        # LiteRT with XNNPACK, 2 export processes
+      fbnet-lut build --resolution 96 --width 0.35 -o fbnet96.json
+    """
+    from latency_lut.backends import create_backend
+    from latency_lut.build import build_lut
+    from latency_lut.devices import get_device
+    from latency_lut.lut import check_output_path
+    from latency_lut.measure import Protocol
+    from latency_lut.spaces import get_space
+    from latency_lut.store import Store
+
+    dev = get_device(device)
+    sp = get_space(space, resolution, width)
+    overrides = {k: v for k, v in dict(warmup=warmup, runs=runs, min_seconds=min_seconds,
+                                       noise_threshold=noise_threshold, retries=retries).items() if v is not None}
+    try:
+        protocol = Protocol(**overrides)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    out = check_output_path(output or default_lut_path(dev.name, runtime or dev.runtime, sp.id))
+    if csv_path:
+        check_output_path(csv_path)
+    backend = create_backend(dev, runtime, threads=threads)
+    t0 = time.perf_counter()
+    try:
+        with Store(store or default_store()) as st:
+            res = build_lut(sp, dev, backend, st, protocol, jobs=jobs, progress=ClickProgress(quiet or as_json))
+    finally:
+        backend.close()
+    res.lut.save(out)
+    if csv_path:
+        res.lut.to_csv(csv_path)
+    total = time.perf_counter() - t0
+    summary = {
+        "lut": str(out), "device": dev.name, "runtime": backend.runtime, "space": sp.id, "entries": len(res.lut),
+        "measured": res.measured, "reused": res.reused, "flagged": res.flagged,
+        "export_seconds": round(res.export_seconds, 2), "measure_seconds": round(res.measure_seconds, 2),
+        "total_seconds": round(total, 2), "complete": res.lut.header["complete"],
+    }
+    if as_json:
+        echo_json(summary)
+        return
+    rows = [[k, ", ".join(v) if isinstance(v, list) else v] for k, v in summary.items() if k != "flagged"]
+    rows.append(["flagged", f"{len(res.flagged)} noisy op(s)" + (": " + ", ".join(res.flagged[:5]) if res.flagged
+                                                                  else "")])
+    click.echo(table(rows, ["build", "value"], right=[False, False]))

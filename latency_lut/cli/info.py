@@ -1,0 +1,69 @@
+"""fbnet-lut devices, fbnet-lut show"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from latency_lut.cli._common import echo_json, json_option, table
+
+
+@click.command()
+@json_option
+def devices(as_json: bool) -> None:
+    """List the device descriptors this tool knows.
+
+    Built-in descriptors ship with the package; folders in $FBNET_LUT_DEVICES (separated by ':') add to or
+    shadow them. Any command taking --device also accepts a path to a descriptor file.
+    """
+    from latency_lut.devices import list_devices
+
+    devs = list_devices()
+    if as_json:
+        echo_json([{**d.to_dict(), "source": d.source} for d in devs])
+        return
+    rows = [[d.name, d.kind, d.runtime, ",".join(d.runtimes), d.threads, d.description] for d in devs]
+    click.echo(table(rows, ["name", "kind", "runtime", "runtimes", "threads", "description"]))
+
+
+@click.command()
+@click.argument("lut_path", metavar="LUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sort", "sort_by", type=click.Choice(["key", "median", "noise", "flops"]), default="key",
+              show_default=True, help="Order of the entry table.")
+@click.option("--top", type=int, default=None, help="Show only the first N entries.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the entries as CSV.")
+@json_option
+def show(lut_path: Path, sort_by: str, top: int | None, csv_path: Path | None, as_json: bool) -> None:
+    """Summarize a LUT file: its header and a table of its entries (ms)."""
+    from latency_lut.lut import load
+
+    lut = load(lut_path)
+    if csv_path:
+        lut.to_csv(csv_path)
+    df = lut.to_dataframe()
+    if sort_by != "key":
+        df = df.sort_values(sort_by, ascending=False)
+    if top:
+        df = df.head(top)
+    if as_json:
+        echo_json({"header": lut.header, "entries": df.to_dict(orient="records")})
+        return
+    h = lut.header
+    info = h.get("device_info", {})
+    rows = [
+        ["device", f"{h['device']} ({info.get('cpu_model') or info.get('model') or ''})"],
+        ["runtime", f"{h['runtime']} {h['runtime_version']}, {h['threads']} thread(s), {h['dtype']}"],
+        ["space", h["space"].get("id", h["space"])],
+        ["entries", f"{len(lut)} ({'complete' if h['complete'] else 'INCOMPLETE'}), "
+                    f"{int(df['flagged'].sum())} flagged noisy"],
+        ["sum of medians", f"{lut.to_dataframe()['median'].sum():.3f} ms"],
+        ["protocol", ", ".join(f"{k}={v}" for k, v in h["protocol"].items())],
+        ["created", f"{h['created']} by fbnet-lut {h['tool_version']}"],
+    ]
+    click.echo(table(rows, ["LUT", str(lut_path)], right=[False, False]))
+    click.echo()
+    body = [[r["key"], r["median"], r["p10"], r["p90"], r["noise"], int(r["count"]), int(r["flops"]),
+             bool(r["flagged"])] for r in df.to_dict(orient="records")]
+    click.echo(table(body, ["key", "median ms", "p10 ms", "p90 ms", "noise", "runs", "MACs", "flagged"]))

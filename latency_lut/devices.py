@@ -1,0 +1,121 @@
+"""Device descriptors: YAML files naming a device, its kind, runtimes and how to reach it.
+
+Built-in descriptors ship in the repository's ``devices/`` folder, installed as the package data
+``latency_lut.descriptors``, so they are found after a non-editable install too. A user can pass a path to their
+own descriptor file anywhere a device name is accepted, or put descriptors in ``$FBNET_LUT_DEVICES``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from latency_lut.errors import DeviceError
+
+KINDS = ("local", "android", "ios")
+
+# Fields every descriptor may have, then the fields each kind adds. A key in neither is a typo and is rejected.
+COMMON_FIELDS = {"name": str, "kind": str, "description": str, "runtime": str, "runtimes": list, "threads": int}
+KIND_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {"local": {}, "android": {}, "ios": {}}
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"local": (), "android": (), "ios": ()}
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    kind: str
+    runtime: str
+    runtimes: tuple[str, ...] = ()
+    threads: int = 1
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "runtime": self.runtime, "runtimes": list(self.runtimes),
+                "threads": self.threads, "description": self.description, **self.options}
+
+
+def _builtin_dir() -> Path:
+    return Path(str(resources.files("latency_lut.descriptors")))
+
+
+def _search_dirs() -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get("FBNET_LUT_DEVICES", "").split(os.pathsep) if p]
+    return dirs + [_builtin_dir()]
+
+
+def descriptor_files() -> dict[str, Path]:
+    """Device name -> descriptor file; user folders shadow the built-ins."""
+    found: dict[str, Path] = {}
+    for d in reversed(_search_dirs()):
+        if d.is_dir():
+            for f in sorted(d.glob("*.yaml")):
+                found[f.stem] = f
+    return found
+
+
+def list_devices() -> list[Device]:
+    return [load_descriptor(p) for _, p in sorted(descriptor_files().items())]
+
+
+def get_device(name_or_path: str | Path) -> Device:
+    """A device by built-in name or by descriptor path."""
+    s = str(name_or_path)
+    if s.endswith((".yaml", ".yml")) or os.sep in s:
+        return load_descriptor(Path(s))
+    files = descriptor_files()
+    if s not in files:
+        close = difflib.get_close_matches(s, files, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DeviceError(
+            f"unknown device {s!r}{hint}; known devices: {', '.join(sorted(files))}, or pass a descriptor .yaml path"
+        )
+    return load_descriptor(files[s])
+
+
+def load_descriptor(path: Path) -> Device:
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise DeviceError(f"device descriptor {path} does not exist") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise DeviceError(f"device descriptor {path} cannot be read: {str(e).splitlines()[0]}") from None
+    return parse_descriptor(doc, str(path))
+
+
+def parse_descriptor(doc: Any, source: str = "<descriptor>") -> Device:
+    if not isinstance(doc, dict):
+        raise DeviceError(f"device descriptor {source} is not a YAML mapping")
+    kind = doc.get("kind")
+    if kind not in KINDS:
+        raise DeviceError(f"device descriptor {source}: field 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+    allowed = {**COMMON_FIELDS, **KIND_FIELDS[kind]}
+    for key, value in doc.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
+            raise DeviceError(f"device descriptor {source}: unknown field {key!r}{hint}")
+        typ = allowed[key]
+        if value is not None and not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            raise DeviceError(f"device descriptor {source}: field {key!r} has the wrong type ({type(value).__name__})")
+    for key in ("name", "runtime", *REQUIRED_FIELDS[kind]):
+        if doc.get(key) in (None, ""):
+            raise DeviceError(f"device descriptor {source}: required field {key!r} is missing")
+    threads = int(doc.get("threads", 1))
+    if threads < 1:
+        raise DeviceError(f"device descriptor {source}: field 'threads' must be >= 1")
+    runtimes = tuple(doc.get("runtimes") or (doc["runtime"],))
+    if doc["runtime"] not in runtimes:
+        raise DeviceError(f"device descriptor {source}: runtime {doc['runtime']!r} is not in its 'runtimes'")
+    options = {k: v for k, v in doc.items() if k not in COMMON_FIELDS}
+    return Device(
+        name=str(doc["name"]), kind=kind, runtime=str(doc["runtime"]), runtimes=runtimes, threads=threads,
+        description=str(doc.get("description", "")), options=options, source=source,
+    )

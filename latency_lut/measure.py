@@ -1,0 +1,167 @@
+"""The measurement protocol: how long to run, which statistics to keep, and the noise gate.
+
+A backend produces raw per-run samples (milliseconds). The gate takes repeated attempts while an op's spread is
+above the threshold and flags the op when every attempt was noisy; the least noisy attempt is the one a LUT uses,
+and every attempt is kept in the store.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# A normal distribution's interquartile range spans 1.349 standard deviations.
+_IQR_SIGMAS = 1.3489795003921634
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How one op is measured. Every field is recorded in the store and in the LUT header."""
+
+    warmup: int = 5
+    runs: int = 30
+    min_seconds: float = 0.1
+    max_runs: int = 2000
+    max_seconds: float = 5.0
+    noise_threshold: float = 0.10
+    retries: int = 2
+    cooldown_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.runs < 3:
+            raise ValueError("protocol runs must be at least 3")
+        if self.warmup < 0 or self.min_seconds < 0 or self.retries < 0:
+            raise ValueError("protocol warmup, min_seconds and retries must be non-negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Protocol:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of one attempt's samples, in milliseconds. ``noise`` is the gate's robust spread."""
+
+    count: int
+    median: float
+    p10: float
+    p25: float
+    p75: float
+    p90: float
+    mean: float
+    std: float
+    cv: float
+    min: float
+    max: float
+
+    @property
+    def noise(self) -> float:
+        """Robust coefficient of variation: the interquartile range scaled to one sigma, over the median.
+
+        Unlike std/mean (or a p10-p90 spread) it is not inflated by the long right tail that preempted runs give
+        on a shared machine, yet it grows when the bulk of the runs is spread out or bimodal.
+        """
+        return (self.p75 - self.p25) / _IQR_SIGMAS / self.median if self.median > 0 else math.inf
+
+    def to_dict(self) -> dict[str, float]:
+        d = asdict(self)
+        d["noise"] = self.noise
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Stats:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+def percentile(sorted_xs: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default) of already sorted data, q in [0, 100]."""
+    if not sorted_xs:
+        raise ValueError("no samples")
+    pos = (len(sorted_xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_xs) - 1)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
+
+
+def compute_stats(samples_ms: Sequence[float]) -> Stats:
+    xs = sorted(float(x) for x in samples_ms)
+    if not xs:
+        raise ValueError("cannot summarize an empty sample list")
+    mean = statistics.fmean(xs)
+    std = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return Stats(
+        count=len(xs), median=percentile(xs, 50), p10=percentile(xs, 10), p25=percentile(xs, 25),
+        p75=percentile(xs, 75), p90=percentile(xs, 90),
+        mean=mean, std=std, cv=std / mean if mean > 0 else math.inf, min=xs[0], max=xs[-1],
+    )
+
+
+@dataclass
+class RunResult:
+    """What a backend returns for one attempt.
+
+    ``samples_ms`` are the raw per-run times. Tools that report only aggregates (a phone's benchmark_model)
+    leave it empty and fill ``stats`` instead. ``extra`` holds anything else worth keeping (temperatures, a
+    per-node profile).
+    """
+
+    samples_ms: list[float]
+    stats: Stats | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> Stats:
+        return self.stats if self.stats is not None else compute_stats(self.samples_ms)
+
+
+def time_callable(fn: Callable[[], object], protocol: Protocol) -> list[float]:
+    """Call ``fn`` warmup times, then until both ``runs`` and ``min_seconds`` are reached (within the caps).
+
+    Returns the per-call wall times in milliseconds.
+    """
+    for _ in range(protocol.warmup):
+        fn()
+    samples: list[float] = []
+    clock = time.perf_counter_ns
+    start = clock()
+    min_ns, max_ns = protocol.min_seconds * 1e9, protocol.max_seconds * 1e9
+    while True:
+        t0 = clock()
+        fn()
+        t1 = clock()
+        samples.append((t1 - t0) / 1e6)
+        n, elapsed = len(samples), t1 - start
+        if n >= protocol.max_runs or (n >= protocol.runs and (elapsed >= min_ns or elapsed >= max_ns)):
+            return samples
+
+
+@dataclass
+class GatedResult:
+    """All attempts at one op; ``best`` is the least noisy, ``flagged`` when even that one is over the gate."""
+
+    attempts: list[RunResult]
+    best_index: int
+    flagged: bool
+
+    @property
+    def best(self) -> RunResult:
+        return self.attempts[self.best_index]
+
+
+def measure_gated(attempt: Callable[[], RunResult], protocol: Protocol) -> GatedResult:
+    """Run ``attempt`` until its noise is under the threshold or the retries are used up."""
+    attempts: list[RunResult] = []
+    for i in range(protocol.retries + 1):
+        if i and protocol.cooldown_seconds:
+            time.sleep(protocol.cooldown_seconds)
+        attempts.append(attempt())
+        if attempts[-1].summary().noise <= protocol.noise_threshold:
+            break
+    best = min(range(len(attempts)), key=lambda j: attempts[j].summary().noise)
+    return GatedResult(attempts, best, attempts[best].summary().noise > protocol.noise_threshold)
