@@ -33,7 +33,12 @@ class Backend(ABC):
 
     @abstractmethod
     def measure(self, spec: OpSpec, artifact: Path | None, protocol: Protocol) -> RunResult:
-        """One attempt at one op: warmup, timed runs, raw samples in ms."""
+        """One attempt at one unit: warmup, timed runs, raw samples in ms.
+
+        ``spec`` is duck-typed: anything with ``key``, ``input_shape`` (NCHW) and ``build_module()`` can be
+        measured, an :class:`OpSpec` or a whole network. ``artifact`` is its exported file in
+        ``artifact_format`` (None for backends that build the module themselves).
+        """
 
     def settings(self) -> dict[str, Any]:
         """Everything that changes what a measurement means, besides the protocol and exporter."""

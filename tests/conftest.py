@@ -1,0 +1,58 @@
+"""Shared fixtures. Tests run the real runtimes against a real SQLite file; the CLI runs as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_env(tmp_path: Path | None = None, **extra: str) -> dict[str, str]:
+    """Environment for a CLI subprocess that imports this checkout, with its own artifact cache when given."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    if tmp_path is not None:
+        env.setdefault("FBNET_LUT_CACHE", str(tmp_path / "cache"))
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600,
+            check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``fbnet-lut ARGS`` as ``python -m latency_lut`` in a subprocess."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "latency_lut", *args], cwd=cwd, env=env or cli_env(), text=True,
+        capture_output=True, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fbnet-lut {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def artifact_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifact cache for the whole session, so each model is exported once per test run."""
+    path = tmp_path_factory.mktemp("artifact-cache")
+    os.environ["FBNET_LUT_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture
+def cli(tmp_path: Path, artifact_cache: Path):
+    """``cli("build", ...)`` runs the CLI in ``tmp_path`` sharing the session's artifact cache."""
+    env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(tmp_path / "store.sqlite"))
+
+    def _run(*args: str, **kw) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, cwd=tmp_path, env=env, **kw)
+
+    _run.env = env  # type: ignore[attr-defined]
+    return _run
+
+
+# A quick protocol for functional tests: measurement accuracy is the benchmarks' business, not the tests'.
+FAST = ["--warmup", "1", "--runs", "3", "--min-seconds", "0", "--retries", "0"]
