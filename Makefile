@@ -10,7 +10,9 @@ setup:
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet .
 
+# Debian's real adb client cross-checks the test ADB daemon (tests/android); installed when missing.
 setup-test:
+	command -v adb >/dev/null || { apt-get update -qq && apt-get install -y -qq adb; }
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[test]'
 
