@@ -28,14 +28,33 @@ class ConvBNReLU(nn.Sequential):
 
 
 class ChannelShuffle(nn.Module):
+    """ShuffleNet's channel shuffle. Same function either way; ``channels_last`` only changes how it lowers.
+
+    An NCHW reshape of the channel axis blocks the TFLite converter's layout pass and leaves three TRANSPOSEs in an
+    NHWC model; written over an explicit channels-last view it lowers to the RESHAPE-TRANSPOSE-RESHAPE that a
+    deployed NHWC network runs. The exporter switches it on for TFLite (see :func:`use_channels_last`).
+    """
+
     def __init__(self, groups: int):
         super().__init__()
         self.groups = groups
+        self.channels_last = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         g = self.groups
+        if self.channels_last:
+            y = x.permute(0, 2, 3, 1).reshape(n, h, w, g, c // g).transpose(3, 4).reshape(n, h, w, c)
+            return y.permute(0, 3, 1, 2)
         return x.reshape(n, g, c // g, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def use_channels_last(module: nn.Module) -> nn.Module:
+    """Lower layout-sensitive ops for an NHWC target (TFLite); the computed function does not change."""
+    for m in module.modules():
+        if isinstance(m, ChannelShuffle):
+            m.channels_last = True
+    return module
 
 
 class InvertedResidual(nn.Module):
@@ -64,7 +83,19 @@ class GlobalAvgPool(nn.Module):
 
 
 def build_op(spec: OpSpec) -> nn.Module:
-    """The torch module of one op spec, in eval mode."""
+    """The torch module of one op spec, in eval mode, with weights that depend only on the spec."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_seed(spec.key))
+        return _build_op(spec)
+
+
+def _seed(key: str) -> int:
+    import zlib
+
+    return zlib.crc32(key.encode())
+
+
+def _build_op(spec: OpSpec) -> nn.Module:
     if spec.kind == "conv":
         m: nn.Module = ConvBNReLU(spec.cin, spec.cout, spec.kernel, spec.stride)
     elif spec.kind == "ir":

@@ -21,7 +21,7 @@ from latency_lut.ops import OpSpec
 
 FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
 ONNX_OPSET = 17
-_RECIPE = "v1"  # bump when the way a module is exported changes
+_RECIPE = "v2"  # bump when the way a module is exported changes
 
 
 def _version(dist: str) -> str:
@@ -123,6 +123,9 @@ def _export_tflite(module: Any, sample: Any, out: Path) -> None:
     _config.config.show_progress = False
     # NHWC I/O for 4-D tensors: otherwise every micro-model carries two layout TRANSPOSE ops that a deployed
     # NHWC network never runs.
+    from latency_lut.blocks import use_channels_last
+
+    use_channels_last(module)
     args = [0] if sample.dim() == 4 else []
     with torch_no_grad():
         probe = module(sample)

@@ -22,6 +22,7 @@ import datetime as _dt
 import json
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,12 +166,23 @@ def _check_writable(path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise OutputPathError(f"output path {path} is a directory; give a file name such as {path / 'lut.json'}")
+    for anc in (parent, *parent.parents):
+        if anc.exists() and not anc.is_dir():
+            raise OutputPathError(f"output path {path}: {anc} is a file, not a folder; choose another -o path")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputPathError(f"cannot create output folder {parent}: {e.strerror}; choose another -o path") from e
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OutputPathError(f"output path {path} is not writable; choose another -o path")
+    # Probe by creating a file: os.access says yes to root even on read-only mounts.
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+        if path.exists():
+            with open(path, "a"):
+                pass
+    except OSError as e:
+        raise OutputPathError(f"output path {path} is not writable ({e.strerror}); choose another -o path") from None
 
 
 def check_output_path(path: str | Path) -> Path:

@@ -1,0 +1,56 @@
+"""A small build against each real runtime, through the same code path as `fbnet-lut build`."""
+
+import pytest
+
+from latency_lut.backends import backend_class, create_backend
+from latency_lut.build import build_lut, config_for
+from latency_lut.devices import get_device
+from latency_lut.errors import DeviceError
+from latency_lut.measure import Protocol
+from latency_lut.spaces import get_space
+from latency_lut.store import Store
+
+FAST = Protocol(warmup=1, runs=5, min_seconds=0, retries=0)
+
+
+@pytest.fixture(scope="module")
+def small():
+    space = get_space("fbnet", 32, 0.25)
+    specs = space.unique_specs()
+    picked = [specs[0], specs[2], next(s for s in specs if s.kind == "skip"), specs[-2], specs[-1]]
+    return space, picked
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "litert", "torch"])
+def test_small_build_on_each_runtime(runtime, small, tmp_path, artifact_cache):
+    space, specs = small
+    dev = get_device("local")
+    backend = create_backend(dev, runtime)
+    with Store(tmp_path / "s.sqlite") as store:
+        res = build_lut(space, dev, backend, store, FAST, specs=specs)
+        assert res.measured == len(specs) and res.reused == 0
+        assert set(res.lut.entries) == {s.key for s in specs}
+        for e in res.lut.entries.values():
+            assert e.stats.count >= FAST.runs and 0 < e.stats.min <= e.stats.median <= e.stats.max
+        cfg = config_for(dev, backend, FAST)
+        raw = store.samples(cfg, specs[0].key)
+        assert len(raw) == 1 and len(raw[0]) == res.lut[specs[0].key].stats.count
+        h = res.lut.header
+        assert h["runtime"] == runtime and h["threads"] == 1 and h["runtime_version"]
+        assert h["device_info"]["cpu_model"] and not h["complete"]
+        again = build_lut(space, dev, backend, store, FAST, specs=specs)
+        assert again.measured == 0 and again.reused == len(specs)
+
+
+def test_settings_separate_configurations(small, tmp_path, artifact_cache):
+    space, specs = small
+    dev = get_device("local")
+    with Store(tmp_path / "s.sqlite") as store:
+        build_lut(space, dev, create_backend(dev, "onnxruntime"), store, FAST, specs=specs[:1])
+        two = build_lut(space, dev, create_backend(dev, "onnxruntime", threads=2), store, FAST, specs=specs[:1])
+        assert two.measured == 1
+
+
+def test_unknown_runtime_is_a_device_error():
+    with pytest.raises(DeviceError, match="runtime 'tensorrt' is not available on local devices"):
+        backend_class("local", "tensorrt")

@@ -1,0 +1,68 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from latency_lut.export import artifact_path, export_many, export_spec
+from latency_lut.ops import OpSpec
+
+SPECS = [
+    OpSpec("ir", 8, 16, 16, 8, 5, 1, 3, 2),   # group conv + channel shuffle + residual
+    OpSpec("skip", 8, 16, 16, 16, stride=2),  # projection
+    OpSpec("gap", 16, 4, 4),
+    OpSpec("fc", 16, cout=10),
+]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.key)
+def test_onnx_export_computes_the_same_function(spec, artifact_cache):
+    path = export_spec(spec, "onnx")
+    onnx.checker.check_model(onnx.load(str(path)))
+    x = np.random.default_rng(0).standard_normal(spec.input_shape).astype(np.float32)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        want = spec.build_module()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_cache_means_a_second_export_does_nothing(artifact_cache):
+    spec = SPECS[0]
+    path = export_spec(spec, "onnx")
+    stamp = path.stat().st_mtime_ns
+    seen = []
+    out = export_many([spec], "onnx", on_done=seen.append)
+    assert out[spec.key] == path and path.stat().st_mtime_ns == stamp and seen == [spec]
+    assert path == artifact_path(spec, "onnx") and str(artifact_cache) in str(path)
+    assert "torch" in path.parent.name  # the exporter version is part of the cache address
+
+
+def _tflite_ops(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    return it, [o["op_name"] for o in it._get_ops_details()]
+
+
+def test_tflite_block_holds_no_layout_transpose(artifact_cache):
+    _, ops = _tflite_ops(export_spec(OpSpec("ir", 8, 16, 16, 16, 3, 2, 6, 1), "tflite"))
+    assert "TRANSPOSE" not in ops
+    assert ops.count("CONV_2D") == 2 and ops.count("DEPTHWISE_CONV_2D") == 1
+
+
+def test_tflite_is_nhwc_and_the_shuffle_is_its_only_transpose(artifact_cache):
+    spec = SPECS[0]
+    it, ops = _tflite_ops(export_spec(spec, "tflite"))
+    assert ops.count("TRANSPOSE") == 1
+    i = ops.index("TRANSPOSE")
+    assert ops[i - 1] == ops[i + 1] == "RESHAPE"  # the channel shuffle, as an NHWC network runs it
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    assert tuple(inp["shape"]) == (1, 16, 16, 8) and tuple(out["shape"]) == (1, 16, 16, 8)
+    x = np.random.default_rng(0).standard_normal((1, 8, 16, 16)).astype(np.float32)
+    it.set_tensor(inp["index"], x.transpose(0, 2, 3, 1).copy())
+    it.invoke()
+    with torch.no_grad():
+        want = spec.build_module()(torch.from_numpy(x)).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(it.get_tensor(out["index"]), want, rtol=1e-3, atol=1e-3)
