@@ -45,7 +45,8 @@ def main() -> None:
             cold, s1 = timed_build(rt, args.resolution, args.jobs, Path(d))
             warm, s2 = timed_build(rt, args.resolution, args.jobs, Path(d))
         rows.append((rt, s1["entries"], cold, s1["export_seconds"], s1["measure_seconds"], warm, s2["measured"]))
-    hdr = f"{'runtime':<12} {'ops':>4} {'cold s':>8} {'export s':>9} {'measure s':>10} {'warm s':>7} {'re-measured':>12}"
+    hdr = (f"{'runtime':<12} {'ops':>4} {'cold s':>8} {'export s':>9} {'measure s':>10} {'warm s':>7} "
+           f"{'re-measured':>12}")
     print(hdr)
     print("-" * len(hdr))
     for rt, n, cold, ex, me, warm, rem in rows:
