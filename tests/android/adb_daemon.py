@@ -247,6 +247,7 @@ class _Connection:
             if not command:  # interactive shell: needs a pty, not offered here
                 self.send(CLSE, 0, host_id)
                 return
+            self.daemon.commands.append(command)
             action = self.daemon.shell_hook(command) if self.daemon.shell_hook else None
             if action in ("drop", "offline"):
                 if action == "offline":
@@ -356,6 +357,7 @@ class _Connection:
             os.chmod(host, stat.S_IMODE(mode) or 0o644)
         except OSError as e:
             return stream.write(_fail(f"couldn't write {path}: {e.strerror}"))
+        d.sent.append(path)
         stream.write(b"OKAY" + bytes(4))
 
 
@@ -405,6 +407,8 @@ class AdbDaemon:
         self.trusted_keys: list[rsa.RSAPublicKey] = []
         self.prompts = 0
         self.shell_hook: Callable[[str], str | None] | None = None
+        self.commands: list[str] = []  # every shell command run, as the host sent it
+        self.sent: list[str] = []  # every file pushed with sync SEND (device paths)
         self.port = 0
         self._listener: socket.socket | None = None
         self._conns: set[_Connection] = set()
@@ -433,13 +437,17 @@ class AdbDaemon:
     def set_temperatures(self, temps: dict[str, float]) -> None:
         """Thermal zones by type, in degrees C (written as millidegrees, as the kernel does)."""
         base = self.root / "sys/class/thermal"
-        if base.exists():
+        same = base.exists() and sorted(p.name for p in base.iterdir()) == sorted(
+            f"thermal_zone{i}" for i in range(len(temps)))
+        if base.exists() and not same:
             shutil.rmtree(base)
         for i, (kind, celsius) in enumerate(temps.items()):
             zone = base / f"thermal_zone{i}"
-            zone.mkdir(parents=True)
-            (zone / "type").write_text(kind + "\n")
-            (zone / "temp").write_text(f"{int(celsius * 1000)}\n")
+            zone.mkdir(parents=True, exist_ok=True)
+            for name, text in (("type", kind), ("temp", str(int(celsius * 1000)))):
+                tmp = zone / f".{name}.tmp"
+                tmp.write_text(text + "\n")
+                os.replace(tmp, zone / name)  # a reader mid-change sees the old or the new value, never none
 
     @property
     def data_dir(self) -> Path:
@@ -516,6 +524,8 @@ class AdbDaemon:
     def go_offline(self) -> None:
         """The phone vanishes: no more connections accepted, open ones cut."""
         if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept(); close() alone won't
             with contextlib.suppress(OSError):
                 self._listener.close()
             self._listener = None
