@@ -118,7 +118,7 @@ def _expand(value: Any) -> str | None:
     return os.path.expanduser(os.path.expandvars(str(value)))
 
 
-def elf_abi(path: Path) -> str | None:
+def elf_abi(path: Path, source: str = "the device descriptor") -> str | None:
     """The Android ABI an ELF executable is built for; None for a script (``#!``); DeviceError for anything else."""
     try:
         with open(path, "rb") as f:
@@ -126,13 +126,13 @@ def elf_abi(path: Path) -> str | None:
     except FileNotFoundError:
         raise DeviceError(
             f"benchmark binary {path} does not exist: download TFLite's benchmark_model for the phone's ABI "
-            "(see docs/android.md) and set benchmark_binary in the device descriptor") from None
+            f"(see docs/android.md) and set benchmark_binary in {source}") from None
     except OSError as e:
         raise DeviceError(f"benchmark binary {path} cannot be read: {e.strerror}") from None
     if head.startswith(b"#!"):
         return None
     if len(head) < 20 or head[:4] != b"\x7fELF":
         raise DeviceError(f"benchmark binary {path} is not an executable (no ELF header): download benchmark_model "
-                          "for the phone's ABI (see docs/android.md)")
+                          f"for the phone's ABI (see docs/android.md) and set benchmark_binary in {source}")
     machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
     return ELF_ABIS.get(machine, f"unknown (ELF machine {machine})")

@@ -90,7 +90,8 @@ class AndroidBackend(Backend):
     # ---- identity (no phone needed for the settings) -------------------------------------------------------
     def binary_sha256(self) -> str:
         if self._binary_sha is None:
-            elf_abi(self.config.benchmark_binary)  # a missing or non-executable file fails here, with the fix
+            # A missing or non-executable file fails here, before any connection, with the fix.
+            elf_abi(self.config.benchmark_binary, self.config.source)
             self._binary_sha = sha256_file(self.config.benchmark_binary)
         return self._binary_sha
 
@@ -158,7 +159,7 @@ class AndroidBackend(Backend):
         return [a.strip() for a in listed.split(",") if a.strip()]
 
     def _check_binary_abi(self) -> None:
-        abi = elf_abi(self.config.benchmark_binary)
+        abi = elf_abi(self.config.benchmark_binary, self.config.source)
         phone = self._abis()
         if abi is not None and phone and abi not in phone:
             raise DeviceError(
