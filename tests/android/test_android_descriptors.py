@@ -49,3 +49,27 @@ def test_variables_and_usb_serial_from_the_environment(monkeypatch):
     assert str(c.benchmark_binary) == "/opt/phone/benchmark_model" and str(c.adb_key) == "/opt/phone/adbkey"
     monkeypatch.setenv("ANDROID_SERIAL", "R58M123")
     assert create_backend(get_device("pixel")).config.target.serial == "R58M123"
+
+
+def test_import_latency_lut_does_not_import_adb_shell():
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    code = ("import sys, latency_lut, latency_lut.devices, latency_lut.backends, latency_lut.android.config; "
+            "print('adb_shell' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_thermal_zone_readings_and_selection():
+    from latency_lut.android.thermal import parse_zones, select_zones
+
+    text = ("thermal_zone0\tcpu-1-0-usr\t48200\nthermal_zone1\tBIG\t51\nthermal_zone2\tbattery\t31000\n"
+            "thermal_zone3\tbogus\t-273000\nthermal_zone4\tgpu\t\n")
+    zones = parse_zones(text)
+    assert [(z.name, z.celsius) for z in zones] == [("thermal_zone0", 48.2), ("thermal_zone1", 51.0),
+                                                   ("thermal_zone2", 31.0)]  # millidegrees or degrees; junk out
+    assert [z.type for z in select_zones(zones, ["cpu*", 1])] == ["cpu-1-0-usr", "BIG"]
+    assert select_zones(zones, ["gpu"]) == []
