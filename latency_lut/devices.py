@@ -25,6 +25,18 @@ COMMON_FIELDS = {"name": str, "kind": str, "description": str, "runtime": str, "
 KIND_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {"local": {}, "android": {}, "ios": {}}
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"local": (), "android": (), "ios": ()}
 
+# Android phones over ADB (docs/android.md describes every field; latency_lut/android/config.py checks the values).
+_NUMBER = (int, float)
+KIND_FIELDS["android"] = {
+    "transport": str, "serial": str, "address": str, "adb_key": str, "cpu_mask": (str, int),
+    "thermal_zones": list, "cooldown_celsius": _NUMBER, "cooldown_timeout_seconds": _NUMBER,
+    "cooldown_poll_seconds": _NUMBER, "remote_dir": str, "benchmark_binary": str, "xnnpack": bool, "gpu": bool,
+    "nnapi": bool, "op_profiling": bool, "fixed_performance_mode": bool, "keep_files": bool,
+    "connect_timeout_seconds": _NUMBER, "auth_timeout_seconds": _NUMBER, "reconnect_attempts": int,
+    "reconnect_delay_seconds": _NUMBER,
+}
+REQUIRED_FIELDS["android"] = ("transport", "cpu_mask", "benchmark_binary")
+
 
 @dataclass(frozen=True)
 class Device:

@@ -16,6 +16,7 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("local", "onnxruntime"): "latency_lut.backends.local_onnxruntime:OnnxRuntimeBackend",
     ("local", "litert"): "latency_lut.backends.local_litert:LiteRTBackend",
     ("local", "torch"): "latency_lut.backends.local_torch:TorchBackend",
+    ("android", "litert"): "latency_lut.backends.android:AndroidBackend",
 }
 
 
