@@ -212,7 +212,8 @@ def parse_json(text: str, source: str) -> tuple[str, str, list[tuple[Mapping[str
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
-        kind = TruncatedLogError if e.pos >= len(text.rstrip()) - 1 else ResultsFormatError
+        # A document that does not end with its closing brace was cut off (a partial copy or download).
+        kind = TruncatedLogError if not text.rstrip().endswith("}") else ResultsFormatError
         raise kind(f"{source}: invalid JSON at line {e.lineno}, column {e.colno}"
                    f"{' (the file is cut off)' if kind is TruncatedLogError else ''}") from None
     if not isinstance(doc, dict) or doc.get("format") != RESULTS_FORMAT:
