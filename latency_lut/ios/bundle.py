@@ -298,7 +298,8 @@ TFLite {s['runtime_version']} with delegate `{s['delegate']}`, {s['threads']} th
 2. Either (one model per run, stock app) copy `models/<key>/<key>.tflite` and its `benchmark_params.json`
    into the app's `benchmark_data` folder, or (whole bundle) copy this folder into the app's Documents as
    `{m.app.get('documents_dir', 'fbnet-lut')}/{name}` with a batch runner that walks `run_list.txt`
-   (see docs/ios.md). `fbnet-lut-ios-run` does the copy, launch and log capture with pymobiledevice3.
+   (see docs/ios.md). `fbnet-lut ingest --device {m.device} --bundle <this folder> --from-phone` does the
+   copy, launch and log capture with pymobiledevice3 (untested on a real phone).
 
 ## On the phone
 3. Charge it, close other apps, let it cool, keep the screen on; run the benchmark.
