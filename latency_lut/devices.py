@@ -22,8 +22,19 @@ KINDS = ("local", "android", "ios")
 
 # Fields every descriptor may have, then the fields each kind adds. A key in neither is a typo and is rejected.
 COMMON_FIELDS = {"name": str, "kind": str, "description": str, "runtime": str, "runtimes": list, "threads": int}
-KIND_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {"local": {}, "android": {}, "ios": {}}
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"local": (), "android": (), "ios": ()}
+_NUM = (int, float)
+KIND_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "local": {},
+    "android": {},
+    # iOS: the phone runs the TFLite iOS benchmark app (see latency_lut/ios and docs/ios.md).
+    "ios": {"product_types": list, "app_bundle_id": str, "tflite_version": str, "delegate": str,
+            "warmup": int, "runs": int, "min_seconds": _NUM, "max_seconds": _NUM, "noise_threshold": _NUM,
+            "warmup_min_seconds": _NUM, "run_delay": _NUM, "udid": str, "documents_dir": str,
+            "timeout_seconds": _NUM},
+}
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "local": (), "android": (), "ios": ("product_types", "app_bundle_id", "tflite_version"),
+}
 
 # Android phones over ADB (docs/android.md describes every field; latency_lut/android/config.py checks the values).
 _NUMBER = (int, float)

@@ -179,6 +179,18 @@ class Store:
                                   json.loads(extra), float(created))
         return out
 
+    def extras(self, config: Config) -> list[tuple[str, dict[str, Any]]]:
+        """``(key, extra)`` of every accepted measurement of a configuration, oldest first.
+
+        Imports (results measured elsewhere, such as a phone's) use it to recognise what they already stored.
+        """
+        where, args = self._config_where(config)
+        rows = self._db.execute(
+            f"SELECT m.key, m.extra FROM measurements m JOIN sessions s ON m.session_id = s.id "
+            f"WHERE m.accepted = 1 AND {where} ORDER BY m.created, m.id", args,
+        ).fetchall()
+        return [(key, json.loads(extra)) for key, extra in rows]
+
     def samples(self, config: Config, key: str) -> list[list[float]]:
         """Raw samples of every attempt at ``key`` under ``config``, oldest first."""
         where, args = self._config_where(config)

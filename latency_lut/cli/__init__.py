@@ -13,6 +13,7 @@ import click
 from latency_lut import __version__
 from latency_lut.cli.build import build
 from latency_lut.cli.info import devices, show
+from latency_lut.cli.ingest import ingest
 from latency_lut.cli.predict import predict
 from latency_lut.errors import LatencyLutError
 
@@ -32,7 +33,7 @@ def cli() -> None:
     """
 
 
-for _cmd in (build, devices, show, predict):
+for _cmd in (build, devices, show, predict, ingest):
     cli.add_command(_cmd)
 
 

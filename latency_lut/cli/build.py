@@ -37,10 +37,13 @@ def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
               help="Parallel export processes (measurement is always serial).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON.")
+@click.option("--bundle", "bundle_path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="iOS devices: bundle folder to write [default: profiles/bundles/DEVICE-SPACE-ID].")
+@click.option("--only", multiple=True, hidden=True, help="iOS devices: bundle only these op keys.")
 def build(device: str, runtime: str | None, space: str, resolution: int, width: float, threads: int | None,
           output: Path | None, csv_path: Path | None, store: Path | None, warmup: int | None, runs: int | None,
           min_seconds: float | None, noise_threshold: float | None, retries: int | None, jobs: int, quiet: bool,
-          as_json: bool) -> None:
+          as_json: bool, bundle_path: Path | None, only: tuple[str, ...]) -> None:
     """Measure every op of a search space on a device and write its LUT.
 
     Ops are exported (cached by key and exporter version), timed under the measurement protocol, and every raw
@@ -52,6 +55,7 @@ def build(device: str, runtime: str | None, space: str, resolution: int, width: 
       fbnet-lut build                                  # local CPU, ONNX Runtime, 224x224
       fbnet-lut build --runtime litert --jobs 2        # LiteRT with XNNPACK, 2 export processes
       fbnet-lut build --resolution 96 --width 0.35 -o fbnet96.json
+      fbnet-lut build --device iphonex                 # iPhone: a bundle for the app, then 'fbnet-lut ingest'
     """
     from latency_lut.backends import create_backend
     from latency_lut.build import build_lut
@@ -65,6 +69,12 @@ def build(device: str, runtime: str | None, space: str, resolution: int, width: 
     sp = get_space(space, resolution, width)
     overrides = {k: v for k, v in dict(warmup=warmup, runs=runs, min_seconds=min_seconds,
                                        noise_threshold=noise_threshold, retries=retries).items() if v is not None}
+    if dev.kind == "ios":  # the phone runs the models itself: bundle out, results in (latency_lut/ios)
+        from latency_lut.ios.flow import ios_bundle_flow
+
+        return ios_bundle_flow(dev, sp, runtime=runtime, threads=threads, overrides=overrides, only=only,
+                               bundle_path=bundle_path, store_path=store, lut_path=output, csv_path=csv_path,
+                               jobs=jobs, quiet=quiet, as_json=as_json)
     try:
         protocol = Protocol(**overrides)
     except ValueError as e:

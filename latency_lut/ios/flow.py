@@ -1,0 +1,149 @@
+"""``fbnet-lut build`` for iOS devices: export the bundle, then wait for the phone's results.
+
+Exports are cached (the artifact cache) and the bundle is reused when unchanged, so rerunning the command is
+cheap. If the store already holds results of this configuration the LUT is (re)written from them, and when all
+of them are there the build is simply complete.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from latency_lut.build import Progress, aggregate, config_for
+from latency_lut.devices import Device
+from latency_lut.export import export_many
+from latency_lut.ios.app import IOSApp
+from latency_lut.ios.bundle import BundleResult, make_bundle
+from latency_lut.lut import LUT
+from latency_lut.ops import OpSpec
+from latency_lut.spaces import SearchSpace
+from latency_lut.store import Store
+
+
+@dataclass
+class BundleBuild:
+    bundle: BundleResult
+    exported: int
+    cached: int
+    export_seconds: float
+    bundle_seconds: float
+    have: int  # keys of the bundle already in the store
+    lut: LUT | None
+
+    @property
+    def waiting(self) -> bool:
+        return self.have < len(self.bundle.manifest.models)
+
+
+def select_specs(space: SearchSpace, only: Sequence[str] = ()) -> list[OpSpec]:
+    """The space's unique ops, or the subset ``only`` (keys); an unknown key is an error naming close ones."""
+    from latency_lut.errors import UnknownOpError
+
+    specs = space.unique_specs()
+    if not only:
+        return specs
+    by_key = {s.key: s for s in specs}
+    unknown = [k for k in only if k not in by_key]
+    if unknown:
+        raise UnknownOpError(f"--only: {', '.join(unknown)} not in space {space.id}; see "
+                             f"'fbnet-lut build --device ... --only' keys from a LUT of that space", unknown)
+    return [by_key[k] for k in dict.fromkeys(only)]
+
+
+def build_bundle(
+    space: SearchSpace,
+    device: Device,
+    store: Store,
+    *,
+    threads: int | None = None,
+    protocol_overrides: dict[str, Any] | None = None,
+    only: Sequence[str] = (),
+    bundle_path: Path | None = None,
+    bundle_root: Path | None = None,
+    jobs: int = 1,
+    progress: Progress | None = None,
+) -> BundleBuild:
+    app = IOSApp(device, threads)
+    protocol = app.protocol(**(protocol_overrides or {}))
+    specs = select_specs(space, only)
+    config = config_for(device, app, protocol)
+
+    t0 = time.perf_counter()
+    from latency_lut.export import artifact_path
+
+    cached = sum(artifact_path(s, "tflite").exists() for s in specs)
+    if progress:
+        progress.start("export tflite", len(specs))
+    artifacts = export_many(specs, "tflite", jobs=jobs, on_done=(lambda s: progress.advance(s.key)) if progress
+                            else None)
+    if progress:
+        progress.finish()
+    t1 = time.perf_counter()
+    bundle = make_bundle(
+        specs=specs, artifacts=artifacts, config=config, protocol=protocol,
+        space={**space.describe(), "id": space.id},
+        app={"app_bundle_id": app.option("app_bundle_id"), "documents_dir": app.option("documents_dir"),
+             "delegate": app.delegate},
+        whole_space=not only, root=bundle_root, path=bundle_path,
+    )
+    t2 = time.perf_counter()
+    done = store.completed_keys(config)
+    have = sum(s.key in done for s in specs)
+    lut = aggregate(store, config, space, device, app) if done else None
+    return BundleBuild(bundle, len(specs) - cached, cached, t1 - t0, t2 - t1, have, lut)
+
+
+def ingest_command(device: Device, bundle: Path) -> str:
+    return f"fbnet-lut ingest --device {shlex.quote(device.name)} --bundle {shlex.quote(str(bundle))} CONSOLE.log"
+
+
+def ios_bundle_flow(device: Device, space: SearchSpace, *, runtime: str | None, threads: int | None,
+                    overrides: dict[str, Any], only: Sequence[str], bundle_path: Path | None, store_path: Path | None,
+                    lut_path: Path | None, csv_path: Path | None, jobs: int, quiet: bool, as_json: bool) -> None:
+    """The build command's iOS branch: print what was bundled and what to do next."""
+    import click
+
+    from latency_lut.cli._common import ClickProgress, default_store, echo_json, table
+    from latency_lut.cli.build import default_lut_path
+    from latency_lut.errors import DeviceError
+    from latency_lut.lut import check_output_path
+
+    if runtime not in (None, device.runtime):
+        raise DeviceError(f"device {device.name!r} runs {device.runtime} in the iOS benchmark app; drop --runtime")
+    out = check_output_path(lut_path or default_lut_path(device.name, device.runtime, space.id))
+    t0 = time.perf_counter()
+    with Store(store_path or default_store()) as st:
+        res = build_bundle(space, device, st, threads=threads, protocol_overrides=overrides, only=only,
+                           bundle_path=bundle_path, jobs=jobs, progress=ClickProgress(quiet or as_json))
+    m = res.bundle.manifest
+    if res.lut is not None:
+        res.lut.save(out)
+        if csv_path:
+            res.lut.to_csv(csv_path)
+    cmd = ingest_command(device, res.bundle.path)
+    summary = {
+        "status": "waiting_for_results" if res.waiting else "complete",
+        "bundle": str(res.bundle.path), "bundle_id": m.bundle_id, "bundle_reused": res.bundle.reused,
+        "device": device.name, "space": space.id, "models": len(m.models), "exported": res.exported,
+        "cached": res.cached, "results_in_store": res.have, "lut": str(out) if res.lut is not None else None,
+        "export_seconds": round(res.export_seconds, 2), "bundle_seconds": round(res.bundle_seconds, 2),
+        "total_seconds": round(time.perf_counter() - t0, 2), "ingest_command": cmd,
+    }
+    if as_json:
+        echo_json(summary)
+        return
+    rows = [[k, v] for k, v in summary.items() if k not in ("status", "ingest_command") and v is not None]
+    click.echo(table(rows, ["bundle", "value"], right=[False, False]))
+    if not res.waiting:
+        click.echo(f"\nAll {len(m.models)} results of this bundle are in the store; LUT written to {out}.")
+        return
+    click.echo(
+        f"\nWaiting for results: {len(m.models) - res.have} of {len(m.models)} models have none yet.\n"
+        f"Run the bundle on the phone (steps in {res.bundle.path / 'README.md'}), save the app's console output,"
+        f" then:\n  {cmd}"
+    )
