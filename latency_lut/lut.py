@@ -75,7 +75,7 @@ class Entry:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {f: getattr(self.spec, f) for f in SPEC_FIELDS}
-        d.update({f: getattr(self.spec, f) for f, dflt in OPTIONAL_SPEC_FIELDS.items() if getattr(self.spec, f) != dflt})
+        d.update({f: v for f, dflt in OPTIONAL_SPEC_FIELDS.items() if (v := getattr(self.spec, f)) != dflt})
         d.update(self.stats.to_dict())
         d.update(flagged=self.flagged, flops=self.spec.flops, params=self.spec.params)
         if self.extra:
