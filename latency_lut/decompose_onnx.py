@@ -90,6 +90,10 @@ class _Converter:
         self.nodes.append(Node(label, op, [self.tid(x) for x in inputs], out, [self.shape(x) for x in inputs],
                                self.shape(out), attrs))
 
+    def produced_by(self, name: str) -> str | None:
+        t = self.tid(name)
+        return next((n.op for n in reversed(self.nodes) if n.output == t), None)
+
     def const(self, name: str) -> Any:
         return self.consts.get(name)
 
@@ -121,6 +125,14 @@ class _Converter:
             return self.emit(label, "linear", [x], out, cin=self.shape(x)[-1], cout=self.shape(out)[-1])
         if op == "BatchNormalization":
             return self.emit(label, "bn", [x], out)
+        if op == "MatMul":
+            w = self.const(all_in[1])
+            if w is None or w.ndim != 2:
+                return self.emit(label, "unsupported", xs, out, what="MatMul of two data tensors")
+            return self.emit(label, "linear", [x], out, cin=int(w.shape[0]), cout=int(w.shape[1]))
+        if op == "Add" and len(xs) == 1 and self.produced_by(x) == "linear":
+            self.alias[out] = self.tid(x)  # the bias of a MatMul-exported linear layer
+            return
         if op in ("Add", "Mul"):
             if len(xs) != 2:
                 return self.emit(label, "unsupported", xs, out, what=f"{op} with a constant")

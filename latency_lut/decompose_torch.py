@@ -54,26 +54,30 @@ def probe_activation(m: nn.Module) -> str | None:
 
 
 class _Tracer(fx.Tracer):
-    def __init__(self) -> None:
+    def __init__(self, acts: dict[str, str]) -> None:
         super().__init__()
-        self.acts: dict[str, str] = {}
+        self.acts = acts
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, _LEAF_BLOCKS):
-            return True
-        if not type(m).__module__.startswith("torch.nn") and not list(m.children()):
+        return isinstance(m, _LEAF_BLOCKS) or qualname in self.acts or super().is_leaf_module(m, qualname)
+
+
+def _probe_all(model: nn.Module) -> dict[str, str]:
+    # Probed before tracing: running a module while fx traces would re-enter the tracer.
+    acts: dict[str, str] = {}
+    for qualname, m in model.named_modules():
+        if qualname and not type(m).__module__.startswith("torch.nn") and not list(m.children()):
             act = probe_activation(m)
             if act is not None:
-                self.acts[qualname] = act
-                return True
-        return super().is_leaf_module(m, qualname)
+                acts[qualname] = act
+    return acts
 
 
 def torch_graph(model: nn.Module, input_shape: tuple[int, ...]) -> list[Node]:
     name = type(model).__name__
     if not isinstance(model, nn.Module):
         raise ModelError(f"expected a torch nn.Module, got {name}")
-    tracer = _Tracer()
+    tracer = _Tracer(_probe_all(model))
     try:
         graph = tracer.trace(model)
     except Exception as e:
