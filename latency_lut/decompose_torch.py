@@ -111,6 +111,7 @@ class _Converter:
         self.gm, self.acts = gm, acts
         self.alias: dict[str, str] = {}
         self.consts: set[str] = set()
+        self.tuples: set[str] = set()
         self.nodes: list[Node] = []
 
     def tid(self, n: Any) -> str | None:
@@ -146,6 +147,18 @@ class _Converter:
                 continue
             if n.op == "get_attr":
                 self.consts.add(n.name)
+                continue
+            meta = n.meta.get("tensor_meta")
+            if isinstance(meta, (tuple, list)) and any(isinstance(m, TensorMetadata) for m in meta):
+                # An op with several tensor outputs (chunk, split, unbind): none has a LUT kind. Report the op
+                # once; its outputs pass on as opaque tensors so that their consumers are still examined.
+                self.tuples.add(n.name)
+                what = f"tensor method .{n.target}()" if n.op == "call_method" else \
+                    f"function {getattr(n.target, '__name__', n.target)}"
+                self.nodes.append(Node(self.label(n), "unsupported", [], n.name, [], (), {"what": what}))
+                continue
+            if n.op == "call_function" and n.target is operator.getitem and getattr(n.args[0], "name", None) \
+                    in self.tuples:
                 continue
             if _meta(n) is None and n.op != "call_module":
                 continue  # sizes, shapes, tuples of ints: no work at run time
