@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 import torch
-from reference_models import MobileNetV2, MobileNetV3Small, MnasBlock, ShuffleNetV1, TinyMnasNet
+from reference_models import MnasBlock, MobileNetV2, MobileNetV3Small, ShuffleNetV1, TinyMnasNet
 from torch import nn
 
 from latency_lut.decompose import ModelError, UnsupportedLayerError, decompose_module, decompose_onnx

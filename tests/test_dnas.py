@@ -67,7 +67,8 @@ def test_expected_latency_closed_form_and_gradient(table):
     m = torch.softmax(theta, -1)
     lat = table.expected(m)
     t = table.table
-    assert float(lat.detach()) == pytest.approx(float((torch.softmax(theta.detach(), -1) * t).sum() + table.fixed), rel=1e-12)
+    want = float((torch.softmax(theta.detach(), -1) * t).sum() + table.fixed)
+    assert float(lat.detach()) == pytest.approx(want, rel=1e-12)
     lat.backward()
     # d/dtheta of sum_i softmax_i * t_i = m * (t - sum_i m_i t_i), per layer
     md = m.detach()
