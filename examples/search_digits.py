@@ -1,0 +1,210 @@
+"""A small FBNet DNAS run that consumes a LUT measured on this machine.
+
+Data: scikit-learn's handwritten digits (1797 images of 8x8, shipped with the package), upscaled to the space's
+resolution. Space: FBNet at a small resolution and width (default 32 px, width 0.25), with its LUT built here on
+the local CPU with ONNX Runtime if the file does not exist yet (through the library, measurements cached in the
+store). The supernet holds all 9 candidates of all 22 layers; each step samples Gumbel-softmax weights with
+FBNet's temperature schedule (5.0 * exp(-0.045 * epoch)). The weights are trained on one split with
+cross-entropy, the architecture parameters theta on another with the FBNet loss CE * alpha * log(LAT)^beta, where
+LAT is the LUT's expected latency of the sampled weights. The latency weight is beta (alpha only scales the whole
+loss, and Adam is invariant to that scale); the script runs once per latency weight and ends with a table: the
+derived architecture's LUT-predicted latency drops as the weight rises.
+
+    python examples/search_digits.py                       # 3 latency weights, ~3-5 minutes on 2 cores
+    python examples/search_digits.py --weights 0,2 --epochs 6 --loss additive
+
+Needs scikit-learn (pip install 'fbnet-lut[examples]').
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latency_lut import load, predict
+from latency_lut.blocks import build_op
+from latency_lut.dnas import GumbelSchedule, LatencyTable, fbnet_loss, gumbel_softmax, proxyless_additive_loss
+from latency_lut.spaces import SearchSpace, get_space
+
+
+# ---- the LUT -------------------------------------------------------------------------------------------------
+def ensure_lut(space: SearchSpace, path: Path, store: Path):
+    """Load the LUT of ``space``, or measure it on the local CPU (ONNX Runtime, 1 thread) and save it."""
+    if path.exists():
+        return load(path)
+    from latency_lut.backends import create_backend
+    from latency_lut.build import build_lut
+    from latency_lut.devices import get_device
+    from latency_lut.measure import Protocol
+    from latency_lut.store import Store
+
+    print(f"building the LUT of {space.id} on the local CPU -> {path}")
+    device = get_device("local")
+    backend = create_backend(device, "onnxruntime", threads=1)
+    t0 = time.perf_counter()
+    try:
+        with Store(store) as st:
+            res = build_lut(space, device, backend, st, Protocol())
+    finally:
+        backend.close()
+    res.lut.save(path)
+    print(f"  {len(res.lut)} ops, {res.measured} measured, {time.perf_counter() - t0:.0f} s")
+    return res.lut
+
+
+# ---- data ----------------------------------------------------------------------------------------------------
+def digits(resolution: int, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
+    x = ((x - 0.3) / 0.4).expand(-1, 3, -1, -1).contiguous()  # 3 channels: the space's stem takes RGB
+    y = torch.tensor(d.target)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    n = len(y)
+    # FBNet trains the weights on 80% of the training data and theta on the other 20%; we also keep a test split.
+    cut1, cut2 = int(0.6 * n), int(0.8 * n)
+    parts = {"weights": perm[:cut1], "theta": perm[cut1:cut2], "test": perm[cut2:]}
+    return {k: (x[i], y[i]) for k, i in parts.items()}
+
+
+# ---- the supernet --------------------------------------------------------------------------------------------
+class MixedLayer(nn.Module):
+    """All candidates of one layer, combined with architecture weights m: sum_i m_i * op_i(x)."""
+
+    def __init__(self, space: SearchSpace, layer) -> None:
+        super().__init__()
+        self.ops = nn.ModuleList(build_op(space.candidate_spec(layer, c)).train() for c in space.candidates)
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return sum(w * op(x) for w, op in zip(m, self.ops))
+
+
+class SuperNet(nn.Module):
+    def __init__(self, space: SearchSpace, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = build_op(space.stem_spec()).train()
+        self.layers = nn.ModuleList(MixedLayer(space, l) for l in space.layers())
+        head = space.tail_specs()[0]
+        self.head = build_op(head).train()
+        # The LUT prices the space's 1000-class classifier (a fixed cost); digits need 10 classes.
+        self.fc = nn.Linear(head.cout, num_classes)
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for layer, ml in zip(self.layers, m):
+            x = layer(x, ml)
+        return self.fc(self.head(x).mean(dim=(2, 3)))
+
+
+# ---- search --------------------------------------------------------------------------------------------------
+def search(space, lut, table: LatencyTable, data, weight: float, args) -> dict:
+    torch.manual_seed(args.seed)
+    net = SuperNet(space)
+    theta = torch.zeros(table.shape, requires_grad=True)
+    opt_w = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=True)
+    opt_t = torch.optim.Adam([theta], lr=args.theta_lr, weight_decay=5e-4)
+    sched = GumbelSchedule()
+    gen = torch.Generator().manual_seed(args.seed)
+    xw, yw = data["weights"]
+    xt, yt = data["theta"]
+    ref = float(table.latency_of(torch.zeros(table.shape[0], dtype=torch.long)))  # all k3_e1: ProxylessNAS ref
+    print(f"\n== latency weight {weight:g} ({args.loss}) ==")
+    print(f"{'epoch':>5} {'tau':>6} {'train acc':>9} {'test acc':>8} {'E[lat] ms':>9} {'derived ms':>10}")
+    for epoch in range(args.epochs):
+        tau = sched.tau(epoch)
+        net.train()
+        order = torch.randperm(len(yw), generator=gen)
+        tperm = torch.randperm(len(yt), generator=gen)
+        correct = 0
+        for step, s in enumerate(range(0, len(yw), args.batch)):
+            idx = order[s:s + args.batch]
+            m = gumbel_softmax(theta.detach(), tau, generator=gen)
+            out = net(xw[idx], m)
+            loss = F.cross_entropy(out, yw[idx])
+            opt_w.zero_grad()
+            loss.backward()
+            opt_w.step()
+            correct += int((out.argmax(1) == yw[idx]).sum())
+            if epoch >= args.warmup_epochs:  # FBNet trains theta only after the weights warmed up
+                ti = tperm[(step * args.batch) % len(yt):][: args.batch]
+                m = gumbel_softmax(theta, tau, generator=gen)
+                ce = F.cross_entropy(net(xt[ti], m), yt[ti])
+                lat = table.expected(m)
+                if args.loss == "fbnet":
+                    # Latencies here are fractions of a millisecond: work in microseconds so that log(LAT) > 0.
+                    lt = fbnet_loss(ce, lat, alpha=0.2, beta=weight, unit=0.001)
+                else:
+                    lt = proxyless_additive_loss(ce, lat, ref=ref, lam=weight)
+                opt_t.zero_grad()
+                lt.backward()
+                opt_t.step()
+        acc = evaluate(net, data["test"], torch.softmax(theta.detach() / tau, -1))
+        exp_lat = float(table.expected(torch.softmax(theta.detach(), -1)))
+        derived = predict(lut, table.derive(theta)).total_ms
+        print(f"{epoch:>5} {tau:>6.3f} {correct / len(yw):>9.3f} {acc:>8.3f} {exp_lat:>9.4f} {derived:>10.4f}")
+    arch = table.derive(theta)
+    onehot = F.one_hot(torch.tensor(arch), table.shape[1]).float()
+    return {"weight": weight, "arch": arch, "predicted_ms": predict(lut, arch).total_ms,
+            "acc": evaluate(net, data["test"], onehot), "flops": space.flops(arch)}
+
+
+@torch.no_grad()
+def evaluate(net: SuperNet, data, m: torch.Tensor) -> float:
+    net.eval()
+    x, y = data
+    return float((net(x, m).argmax(1) == y).float().mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--resolution", type=int, default=32)
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--lut", type=Path, default=None, help="LUT file [default: profiles/local-onnxruntime-R-wW.json]")
+    ap.add_argument("--store", type=Path, default=Path("profiles/store.sqlite"))
+    ap.add_argument("--weights", default="0,1,4", help="Latency weights to compare (beta, or lambda for additive).")
+    ap.add_argument("--loss", choices=["fbnet", "additive"], default="fbnet")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--warmup-epochs", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--theta-lr", type=float, default=0.05)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up per epoch even when piped to a file
+    torch.set_num_threads(args.threads)
+
+    space = get_space("fbnet", args.resolution, args.width)
+    path = args.lut or Path("profiles") / f"local-onnxruntime-{space.id.split('-', 1)[1]}.json"
+    lut = ensure_lut(space, path, args.store)
+    table = LatencyTable.from_lut(lut, space)
+    lo, hi = float(table.table.min(-1).values.sum()), float(table.table.max(-1).values.sum())
+    print(f"LUT {path}: {lut.header['device']} / {lut.header['runtime']}, {len(lut)} ops; fixed cost "
+          f"{table.fixed:.4f} ms; architectures span {table.fixed + lo:.4f}-{table.fixed + hi:.4f} ms")
+    data = digits(args.resolution, args.seed)
+    t0 = time.perf_counter()
+    results = [search(space, lut, table, data, float(w), args) for w in args.weights.split(",")]
+
+    print(f"\nderived architectures ({args.loss} loss, {args.epochs} epochs, {time.perf_counter() - t0:.0f} s)")
+    print(f"{'latency weight':>14} {'predicted ms':>12} {'MMACs':>7} {'one-shot acc':>12}  architecture")
+    for r in results:
+        names = " ".join(space.candidates[c] for c in r["arch"])
+        print(f"{r['weight']:>14g} {r['predicted_ms']:>12.4f} {r['flops'] / 1e6:>7.2f} {r['acc']:>12.3f}  {names}")
+    lats = [r["predicted_ms"] for r in results]
+    trend = all(b <= a for a, b in zip(lats, lats[1:]))
+    print(f"\npredicted latency {'falls' if trend else 'does NOT fall monotonically'} as the latency weight rises "
+          f"({' -> '.join(f'{v:.4f}' for v in lats)} ms)")
+    if not math.isfinite(sum(lats)):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
