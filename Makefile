@@ -21,7 +21,7 @@ quickstart: setup
 	fbnet-lut predict --lut $(LUT) -a fbnet_a -a fbnet_b -a fbnet_c --summary
 
 test: setup-test
-	$(PYTHON) -m ruff check latency_lut tests benchmarks
+	$(PYTHON) -m ruff check latency_lut tests benchmarks examples
 	$(PYTHON) -m pytest -q
 
 bench:

@@ -4,13 +4,15 @@ Data: scikit-learn's handwritten digits (1797 images of 8x8, shipped with the pa
 resolution. Space: FBNet at a small resolution and width (default 32 px, width 0.25), with its LUT built here on
 the local CPU with ONNX Runtime if the file does not exist yet (through the library, measurements cached in the
 store). The supernet holds all 9 candidates of all 22 layers; each step samples Gumbel-softmax weights with
-FBNet's temperature schedule (5.0 * exp(-0.045 * epoch)). The weights are trained on one split with
+FBNet's temperature schedule (5.0 * exp(-0.045 * epoch)). By default the samples are hard (straight-through) and
+only the sampled candidate of each layer runs, which makes a step ~9x cheaper than FBNet's weighted sum of all
+candidates (``--mode soft``) and keeps the run to minutes on 2 CPU cores. The weights are trained on one split with
 cross-entropy, the architecture parameters theta on another with the FBNet loss CE * alpha * log(LAT)^beta, where
 LAT is the LUT's expected latency of the sampled weights. The latency weight is beta (alpha only scales the whole
 loss, and Adam is invariant to that scale); the script runs once per latency weight and ends with a table: the
 derived architecture's LUT-predicted latency drops as the weight rises.
 
-    python examples/search_digits.py                       # 3 latency weights, ~3-5 minutes on 2 cores
+    python examples/search_digits.py                       # 3 latency weights, a few minutes on 2 cores
     python examples/search_digits.py --weights 0,2 --epochs 6 --loss additive
 
 Needs scikit-learn (pip install 'fbnet-lut[examples]').
@@ -84,7 +86,12 @@ class MixedLayer(nn.Module):
         super().__init__()
         self.ops = nn.ModuleList(build_op(space.candidate_spec(layer, c)).train() for c in space.candidates)
 
-    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, m: torch.Tensor, single_path: bool = False) -> torch.Tensor:
+        if single_path:
+            # m is a straight-through one-hot sample: only the sampled candidate runs (GDAS-style), and theta
+            # still gets its gradient through m[k], whose value is 1.
+            k = int(m.detach().argmax())
+            return m[k] * self.ops[k](x)
         return sum(w * op(x) for w, op in zip(m, self.ops))
 
 
@@ -98,10 +105,10 @@ class SuperNet(nn.Module):
         # The LUT prices the space's 1000-class classifier (a fixed cost); digits need 10 classes.
         self.fc = nn.Linear(head.cout, num_classes)
 
-    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, m: torch.Tensor, single_path: bool = False) -> torch.Tensor:
         x = self.stem(x)
         for layer, ml in zip(self.layers, m):
-            x = layer(x, ml)
+            x = layer(x, ml, single_path)
         return self.fc(self.head(x).mean(dim=(2, 3)))
 
 
@@ -110,10 +117,14 @@ def search(space, lut, table: LatencyTable, data, weight: float, args) -> dict:
     torch.manual_seed(args.seed)
     net = SuperNet(space)
     theta = torch.zeros(table.shape, requires_grad=True)
-    opt_w = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=True)
+    if args.optimizer == "sgd":  # FBNet's choice; needs far more steps than this demo takes
+        opt_w = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4, nesterov=True)
+    else:
+        opt_w = torch.optim.Adam(net.parameters(), lr=args.lr)
     opt_t = torch.optim.Adam([theta], lr=args.theta_lr, weight_decay=5e-4)
     sched = GumbelSchedule()
     gen = torch.Generator().manual_seed(args.seed)
+    hard = args.mode == "path"
     xw, yw = data["weights"]
     xt, yt = data["theta"]
     ref = float(table.latency_of(torch.zeros(table.shape[0], dtype=torch.long)))  # all k3_e1: ProxylessNAS ref
@@ -127,8 +138,8 @@ def search(space, lut, table: LatencyTable, data, weight: float, args) -> dict:
         correct = 0
         for step, s in enumerate(range(0, len(yw), args.batch)):
             idx = order[s:s + args.batch]
-            m = gumbel_softmax(theta.detach(), tau, generator=gen)
-            out = net(xw[idx], m)
+            m = gumbel_softmax(theta.detach(), tau, hard=hard, generator=gen)
+            out = net(xw[idx], m, hard)
             loss = F.cross_entropy(out, yw[idx])
             opt_w.zero_grad()
             loss.backward()
@@ -136,8 +147,8 @@ def search(space, lut, table: LatencyTable, data, weight: float, args) -> dict:
             correct += int((out.argmax(1) == yw[idx]).sum())
             if epoch >= args.warmup_epochs:  # FBNet trains theta only after the weights warmed up
                 ti = tperm[(step * args.batch) % len(yt):][: args.batch]
-                m = gumbel_softmax(theta, tau, generator=gen)
-                ce = F.cross_entropy(net(xt[ti], m), yt[ti])
+                m = gumbel_softmax(theta, tau, hard=hard, generator=gen)
+                ce = F.cross_entropy(net(xt[ti], m, hard), yt[ti])
                 lat = table.expected(m)
                 if args.loss == "fbnet":
                     # Latencies here are fractions of a millisecond: work in microseconds so that log(LAT) > 0.
@@ -147,21 +158,23 @@ def search(space, lut, table: LatencyTable, data, weight: float, args) -> dict:
                 opt_t.zero_grad()
                 lt.backward()
                 opt_t.step()
-        acc = evaluate(net, data["test"], torch.softmax(theta.detach() / tau, -1))
+        arch = table.derive(theta)
+        acc = evaluate(net, data["test"], F.one_hot(torch.tensor(arch), table.shape[1]).float(), hard)
         exp_lat = float(table.expected(torch.softmax(theta.detach(), -1)))
-        derived = predict(lut, table.derive(theta)).total_ms
+        derived = predict(lut, arch).total_ms
         print(f"{epoch:>5} {tau:>6.3f} {correct / len(yw):>9.3f} {acc:>8.3f} {exp_lat:>9.4f} {derived:>10.4f}")
     arch = table.derive(theta)
     onehot = F.one_hot(torch.tensor(arch), table.shape[1]).float()
     return {"weight": weight, "arch": arch, "predicted_ms": predict(lut, arch).total_ms,
-            "acc": evaluate(net, data["test"], onehot), "flops": space.flops(arch)}
+            "acc": evaluate(net, data["test"], onehot, hard), "flops": space.flops(arch)}
 
 
 @torch.no_grad()
-def evaluate(net: SuperNet, data, m: torch.Tensor) -> float:
+def evaluate(net: SuperNet, data, m: torch.Tensor, single_path: bool) -> float:
+    """Test accuracy of the supernet restricted to the derived architecture (one-shot, not retrained)."""
     net.eval()
     x, y = data
-    return float((net(x, m).argmax(1) == y).float().mean())
+    return float((net(x, m, single_path).argmax(1) == y).float().mean())
 
 
 def main() -> None:
@@ -172,11 +185,17 @@ def main() -> None:
     ap.add_argument("--store", type=Path, default=Path("profiles/store.sqlite"))
     ap.add_argument("--weights", default="0,1,4", help="Latency weights to compare (beta, or lambda for additive).")
     ap.add_argument("--loss", choices=["fbnet", "additive"], default="fbnet")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--warmup-epochs", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--warmup-epochs", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--mode", choices=["path", "soft"], default="path",
+                    help="path: hard Gumbel samples, only the sampled candidate of each layer runs (fast); soft: "
+                         "FBNet's weighted sum of all 9 candidates per layer (9x the compute)")
+    ap.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                    help="optimizer of the weights (FBNet: SGD lr 0.1, over 90 epochs of ImageNet)")
+    ap.add_argument("--lr", type=float, default=3e-3, help="learning rate of the weights")
     ap.add_argument("--theta-lr", type=float, default=0.05)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for training")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress shows up per epoch even when piped to a file
