@@ -4,9 +4,10 @@ Data: scikit-learn's handwritten digits (1797 images of 8x8, shipped with the pa
 resolution. Space: FBNet at a small resolution and width (default 32 px, width 0.25), with its LUT built here on
 the local CPU with ONNX Runtime if the file does not exist yet (through the library, measurements cached in the
 store). The supernet holds all 9 candidates of all 22 layers; each step samples Gumbel-softmax weights with
-FBNet's temperature schedule (5.0 * exp(-0.045 * epoch)). By default the samples are hard (straight-through) and
-only the sampled candidate of each layer runs, which makes a step ~9x cheaper than FBNet's weighted sum of all
-candidates (``--mode soft``) and keeps the run to minutes on 2 CPU cores. The weights are trained on one split with
+FBNet's temperature schedule (5.0 * exp(-0.045 * epoch)) and runs FBNet's weighted sum of all candidates
+(``--mode path`` runs only the sampled one: 9x cheaper per step, but the supernet then learns far more slowly).
+An "epoch" here is ``--steps`` batches, to keep the run to minutes on 2 CPU cores; the weight-only warm-up is
+shared by every latency weight. The weights are trained on one split with
 cross-entropy, the architecture parameters theta on another with the FBNet loss CE * alpha * log(LAT)^beta, where
 LAT is the LUT's expected latency of the sampled weights. The latency weight is beta (alpha only scales the whole
 loss, and Adam is invariant to that scale); the script runs once per latency weight and ends with a table: the
@@ -21,6 +22,7 @@ Needs scikit-learn (pip install 'fbnet-lut[examples]').
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import time
@@ -112,69 +114,92 @@ class SuperNet(nn.Module):
         return self.fc(self.head(x).mean(dim=(2, 3)))
 
 
-# ---- search --------------------------------------------------------------------------------------------------
-def search(space, lut, table: LatencyTable, data, weight: float, args) -> dict:
+# ---- search ----------------------------------------------------------------------------------------------------
+class Trainer:
+    """One supernet, its architecture parameters theta and their optimizers; an epoch is ``steps`` batches."""
+
+    def __init__(self, net: SuperNet, table: LatencyTable, data, args) -> None:
+        self.net, self.table, self.data, self.args = net, table, data, args
+        self.hard = args.mode == "path"
+        self.theta = torch.zeros(table.shape, requires_grad=True)
+        if args.optimizer == "sgd":  # FBNet's choice; needs far more steps than this demo takes
+            self.opt_w: torch.optim.Optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9,
+                                                                weight_decay=1e-4, nesterov=True)
+        else:
+            self.opt_w = torch.optim.Adam(net.parameters(), lr=args.lr)
+        self.opt_t = torch.optim.Adam([self.theta], lr=args.theta_lr, weight_decay=5e-4)
+        self.gen = torch.Generator().manual_seed(args.seed)
+
+    def batch(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.data[split]
+        idx = torch.randint(0, len(y), (self.args.batch,), generator=self.gen)
+        return x[idx], y[idx]
+
+    def epoch(self, tau: float, latency_loss=None) -> float:
+        """Train the weights (cross-entropy) and, given a latency loss, theta; returns the train accuracy."""
+        correct = total = 0
+        self.net.train()
+        for _ in range(self.args.steps):
+            x, y = self.batch("weights")
+            m = gumbel_softmax(self.theta.detach(), tau, hard=self.hard, generator=self.gen)
+            out = self.net(x, m, self.hard)
+            self.opt_w.zero_grad()
+            F.cross_entropy(out, y).backward()
+            self.opt_w.step()
+            correct, total = correct + int((out.argmax(1) == y).sum()), total + len(y)
+            if latency_loss is not None:
+                x, y = self.batch("theta")
+                m = gumbel_softmax(self.theta, tau, hard=self.hard, generator=self.gen)
+                loss = latency_loss(F.cross_entropy(self.net(x, m, self.hard), y), self.table.expected(m))
+                self.opt_t.zero_grad()
+                loss.backward()
+                self.opt_t.step()
+        return correct / total
+
+    @torch.no_grad()
+    def test_accuracy(self, tau: float) -> float:
+        """Test accuracy of the supernet under the current architecture distribution softmax(theta / tau)."""
+        self.net.eval()
+        x, y = self.data["test"]
+        if self.hard:  # single-path supernet: evaluate the most likely path
+            m = F.one_hot(torch.tensor(self.table.derive(self.theta)), self.table.shape[1]).float()
+        else:
+            m = torch.softmax(self.theta.detach() / tau, -1)
+        return float((self.net(x, m, self.hard).argmax(1) == y).float().mean())
+
+
+HEADER = f"{'phase':>8} {'epoch':>5} {'tau':>6} {'train acc':>9} {'test acc':>8} {'E[lat] ms':>9} {'derived ms':>10}"
+
+
+def report(tr: Trainer, lut, phase: str, epoch: int, tau: float, train_acc: float) -> None:
+    exp_lat = float(tr.table.expected(torch.softmax(tr.theta.detach(), -1)))
+    derived = predict(lut, tr.table.derive(tr.theta)).total_ms
+    print(f"{phase:>8} {epoch:>5} {tau:>6.3f} {train_acc:>9.3f} {tr.test_accuracy(tau):>8.3f} {exp_lat:>9.4f} "
+          f"{derived:>10.4f}")
+
+
+def search(space, lut, table: LatencyTable, warm: SuperNet, data, weight: float, args) -> dict:
+    """Search theta from the shared warmed-up supernet with one latency weight."""
     torch.manual_seed(args.seed)
-    net = SuperNet(space)
-    theta = torch.zeros(table.shape, requires_grad=True)
-    if args.optimizer == "sgd":  # FBNet's choice; needs far more steps than this demo takes
-        opt_w = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4, nesterov=True)
-    else:
-        opt_w = torch.optim.Adam(net.parameters(), lr=args.lr)
-    opt_t = torch.optim.Adam([theta], lr=args.theta_lr, weight_decay=5e-4)
-    sched = GumbelSchedule()
-    gen = torch.Generator().manual_seed(args.seed)
-    hard = args.mode == "path"
-    xw, yw = data["weights"]
-    xt, yt = data["theta"]
+    tr = Trainer(copy.deepcopy(warm), table, data, args)
     ref = float(table.latency_of(torch.zeros(table.shape[0], dtype=torch.long)))  # all k3_e1: ProxylessNAS ref
-    print(f"\n== latency weight {weight:g} ({args.loss}) ==")
-    print(f"{'epoch':>5} {'tau':>6} {'train acc':>9} {'test acc':>8} {'E[lat] ms':>9} {'derived ms':>10}")
-    for epoch in range(args.epochs):
+
+    def latency_loss(ce: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
+        if args.loss == "fbnet":
+            # Latencies here are fractions of a millisecond: work in microseconds so that log(LAT) > 0.
+            return fbnet_loss(ce, lat, alpha=0.2, beta=weight, unit=0.001)
+        return proxyless_additive_loss(ce, lat, ref=ref, lam=weight)
+
+    print(f"\n== latency weight {weight:g} ({args.loss} loss) ==")
+    print(HEADER)
+    sched = GumbelSchedule()
+    for e in range(args.epochs):
+        epoch = args.warmup_epochs + e
         tau = sched.tau(epoch)
-        net.train()
-        order = torch.randperm(len(yw), generator=gen)
-        tperm = torch.randperm(len(yt), generator=gen)
-        correct = 0
-        for step, s in enumerate(range(0, len(yw), args.batch)):
-            idx = order[s:s + args.batch]
-            m = gumbel_softmax(theta.detach(), tau, hard=hard, generator=gen)
-            out = net(xw[idx], m, hard)
-            loss = F.cross_entropy(out, yw[idx])
-            opt_w.zero_grad()
-            loss.backward()
-            opt_w.step()
-            correct += int((out.argmax(1) == yw[idx]).sum())
-            if epoch >= args.warmup_epochs:  # FBNet trains theta only after the weights warmed up
-                ti = tperm[(step * args.batch) % len(yt):][: args.batch]
-                m = gumbel_softmax(theta, tau, hard=hard, generator=gen)
-                ce = F.cross_entropy(net(xt[ti], m, hard), yt[ti])
-                lat = table.expected(m)
-                if args.loss == "fbnet":
-                    # Latencies here are fractions of a millisecond: work in microseconds so that log(LAT) > 0.
-                    lt = fbnet_loss(ce, lat, alpha=0.2, beta=weight, unit=0.001)
-                else:
-                    lt = proxyless_additive_loss(ce, lat, ref=ref, lam=weight)
-                opt_t.zero_grad()
-                lt.backward()
-                opt_t.step()
-        arch = table.derive(theta)
-        acc = evaluate(net, data["test"], F.one_hot(torch.tensor(arch), table.shape[1]).float(), hard)
-        exp_lat = float(table.expected(torch.softmax(theta.detach(), -1)))
-        derived = predict(lut, arch).total_ms
-        print(f"{epoch:>5} {tau:>6.3f} {correct / len(yw):>9.3f} {acc:>8.3f} {exp_lat:>9.4f} {derived:>10.4f}")
-    arch = table.derive(theta)
-    onehot = F.one_hot(torch.tensor(arch), table.shape[1]).float()
+        report(tr, lut, "search", epoch, tau, tr.epoch(tau, latency_loss))
+    arch = table.derive(tr.theta)
     return {"weight": weight, "arch": arch, "predicted_ms": predict(lut, arch).total_ms,
-            "acc": evaluate(net, data["test"], onehot, hard), "flops": space.flops(arch)}
-
-
-@torch.no_grad()
-def evaluate(net: SuperNet, data, m: torch.Tensor, single_path: bool) -> float:
-    """Test accuracy of the supernet restricted to the derived architecture (one-shot, not retrained)."""
-    net.eval()
-    x, y = data
-    return float((net(x, m, single_path).argmax(1) == y).float().mean())
+            "acc": tr.test_accuracy(sched.tau(args.warmup_epochs + args.epochs - 1)), "flops": space.flops(arch)}
 
 
 def main() -> None:
@@ -185,12 +210,14 @@ def main() -> None:
     ap.add_argument("--store", type=Path, default=Path("profiles/store.sqlite"))
     ap.add_argument("--weights", default="0,1,4", help="Latency weights to compare (beta, or lambda for additive).")
     ap.add_argument("--loss", choices=["fbnet", "additive"], default="fbnet")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--warmup-epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=4, help="search epochs per latency weight")
+    ap.add_argument("--warmup-epochs", type=int, default=3, help="shared weight-only epochs before the search")
+    ap.add_argument("--steps", type=int, default=10, help="batches per epoch (weights, and theta in the search)")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--mode", choices=["path", "soft"], default="path",
-                    help="path: hard Gumbel samples, only the sampled candidate of each layer runs (fast); soft: "
-                         "FBNet's weighted sum of all 9 candidates per layer (9x the compute)")
+    ap.add_argument("--mode", choices=["soft", "path"], default="soft",
+                    help="soft: FBNet's Gumbel-softmax weighted sum of all 9 candidates per layer; path: hard "
+                         "samples, only the sampled candidate runs (9x cheaper per step, but the supernet learns "
+                         "far more slowly)")
     ap.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
                     help="optimizer of the weights (FBNet: SGD lr 0.1, over 90 epochs of ImageNet)")
     ap.add_argument("--lr", type=float, default=3e-3, help="learning rate of the weights")
@@ -210,10 +237,19 @@ def main() -> None:
           f"{table.fixed:.4f} ms; architectures span {table.fixed + lo:.4f}-{table.fixed + hi:.4f} ms")
     data = digits(args.resolution, args.seed)
     t0 = time.perf_counter()
-    results = [search(space, lut, table, data, float(w), args) for w in args.weights.split(",")]
+    # FBNet trains only the weights for the first epochs; that warm-up is shared by every latency weight, so each
+    # search starts from the same supernet and differs only in its latency term.
+    torch.manual_seed(args.seed)
+    warm = Trainer(SuperNet(space), table, data, args)
+    print("\n== warm-up: weights only, theta = 0 ==")
+    print(HEADER)
+    for epoch in range(args.warmup_epochs):
+        tau = GumbelSchedule().tau(epoch)
+        report(warm, lut, "warm-up", epoch, tau, warm.epoch(tau))
+    results = [search(space, lut, table, warm.net, data, float(w), args) for w in args.weights.split(",")]
 
     print(f"\nderived architectures ({args.loss} loss, {args.epochs} epochs, {time.perf_counter() - t0:.0f} s)")
-    print(f"{'latency weight':>14} {'predicted ms':>12} {'MMACs':>7} {'one-shot acc':>12}  architecture")
+    print(f"{'latency weight':>14} {'predicted ms':>12} {'MMACs':>7} {'supernet acc':>12}  architecture")
     for r in results:
         names = " ".join(space.candidates[c] for c in r["arch"])
         print(f"{r['weight']:>14g} {r['predicted_ms']:>12.4f} {r['flops'] / 1e6:>7.2f} {r['acc']:>12.3f}  {names}")
