@@ -15,13 +15,17 @@ setup-test:
 	command -v adb >/dev/null || { apt-get update -qq && apt-get install -y -qq adb; }
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[test]'
+	# pymobiledevice3 (iOS automation tests) is installed on its own: resolved together with litert-torch, pip
+	# backtracks endlessly over typing-extensions pins; installed afterwards it only prints a warning.
+	$(PIP) install --quiet 'pymobiledevice3>=11,<12'
+	$(PYTHON) -c "import pymobiledevice3, litert_torch, onnxruntime, ai_edge_litert"
 
 quickstart: setup
 	fbnet-lut build --device local
 	fbnet-lut predict --lut $(LUT) -a fbnet_a -a fbnet_b -a fbnet_c --summary
 
 test: setup-test
-	$(PYTHON) -m ruff check latency_lut tests benchmarks
+	$(PYTHON) -m ruff check latency_lut tests benchmarks examples
 	$(PYTHON) -m pytest -q
 
 bench:

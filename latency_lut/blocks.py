@@ -27,6 +27,54 @@ class ConvBNReLU(nn.Sequential):
         super().__init__(*layers)
 
 
+def activation(name: str) -> nn.Module:
+    """The torch module of an activation name of the key grammar (``linear`` = none)."""
+    return {"relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish, "hsigmoid": nn.Hardsigmoid,
+            "sigmoid": nn.Sigmoid, "swish": nn.SiLU, "linear": nn.Identity}[name]()
+
+
+class ConvBNAct(nn.Sequential):
+    """Generic conv of arbitrary CNNs: KxK conv (groups, padding) + BatchNorm + activation."""
+
+    def __init__(self, spec: OpSpec):
+        pad = spec.kernel // 2 if spec.padding < 0 else spec.padding
+        super().__init__(
+            nn.Conv2d(spec.cin, spec.cout, spec.kernel, spec.stride, pad, groups=spec.groups, bias=False),
+            nn.BatchNorm2d(spec.cout),
+            activation(spec.activation),
+        )
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-excite: global pool, 1x1 conv C->M + ReLU, 1x1 conv M->C + gate, channel-wise product."""
+
+    def __init__(self, channels: int, hidden: int, gate: str = "sigmoid"):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, hidden, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.expand = nn.Conv2d(hidden, channels, 1)
+        self.gate = activation(gate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean(dim=(2, 3), keepdim=True)
+        return x * self.gate(self.expand(self.relu(self.reduce(s))))
+
+
+class WithConstant(nn.Module):
+    """A binary op (add, concat) measured alone: its second operand is a fixed tensor the runtime cannot fold
+    away, because the first operand is the model input."""
+
+    def __init__(self, op: str, other_shape: tuple[int, ...], act: str = "linear"):
+        super().__init__()
+        self.op = op
+        self.register_buffer("other", torch.randn(*other_shape, generator=torch.Generator().manual_seed(0)))
+        self.act = activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x + self.other if self.op == "add" else torch.cat([x, self.other], dim=1)
+        return self.act(y)
+
+
 class ChannelShuffle(nn.Module):
     """ShuffleNet's channel shuffle. Same function either way; ``channels_last`` only changes how it lowers.
 
@@ -96,8 +144,10 @@ def _seed(key: str) -> int:
 
 
 def _build_op(spec: OpSpec) -> nn.Module:
-    if spec.kind == "conv":
-        m: nn.Module = ConvBNReLU(spec.cin, spec.cout, spec.kernel, spec.stride)
+    if spec.kind == "conv" and (spec.act or spec.groups > 1 or spec.padding >= 0):
+        m: nn.Module = ConvBNAct(spec)
+    elif spec.kind == "conv":
+        m = ConvBNReLU(spec.cin, spec.cout, spec.kernel, spec.stride)
     elif spec.kind == "ir":
         m = InvertedResidual(spec)
     elif spec.kind == "skip":
@@ -106,10 +156,38 @@ def _build_op(spec: OpSpec) -> nn.Module:
         m = GlobalAvgPool()
     elif spec.kind == "fc":
         m = nn.Linear(spec.cin, spec.cout)
-    else:  # pragma: no cover - OpSpec validates kinds
-        raise ValueError(spec.kind)
+        if spec.act:
+            m = nn.Sequential(m, activation(spec.act))
+    else:
+        m = _build_generic(spec)
+    return _finish(m)
+
+
+def _finish(m: nn.Module) -> nn.Module:
     _init_batchnorm(m)
     return m.eval()
+
+
+def _build_generic(spec: OpSpec) -> nn.Module:
+    """Modules of the op kinds that describe arbitrary CNNs (see the key grammar in ``latency_lut.ops``)."""
+    pad = spec.kernel // 2 if spec.padding < 0 else spec.padding
+    if spec.kind == "se":
+        return SqueezeExcite(spec.cin, spec.hidden, spec.activation)
+    if spec.kind == "add":
+        return WithConstant("add", spec.input_shape, spec.activation)
+    if spec.kind == "concat":
+        return WithConstant("concat", (1, spec.cout - spec.cin, spec.h, spec.w))
+    if spec.kind == "shuffle":
+        return ChannelShuffle(spec.groups)
+    if spec.kind == "maxpool":
+        return nn.MaxPool2d(spec.kernel, spec.stride, pad)
+    if spec.kind == "avgpool":
+        return nn.AvgPool2d(spec.kernel, spec.stride, pad)
+    if spec.kind == "bn":
+        return nn.Sequential(nn.BatchNorm2d(spec.cin), activation(spec.activation))
+    if spec.kind == "act":
+        return activation(spec.activation)
+    raise ValueError(spec.kind)  # pragma: no cover - OpSpec validates kinds
 
 
 def build_network(specs: Sequence[OpSpec]) -> nn.Sequential:

@@ -52,6 +52,9 @@ HEADER_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 STAT_FIELDS = ("median", "p10", "p25", "p75", "p90", "mean", "std", "cv", "min", "max")
 SPEC_FIELDS = ("kind", "cin", "h", "w", "cout", "kernel", "stride", "expansion", "groups", "dtype")
+# Spec fields added with the generic op kinds: written only when not at their default, so the entries of the
+# FBNet ops (and every LUT file written before them) are unchanged.
+OPTIONAL_SPEC_FIELDS = {"act": "", "padding": -1, "hidden": 0}
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Entry:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {f: getattr(self.spec, f) for f in SPEC_FIELDS}
+        d.update({f: v for f, dflt in OPTIONAL_SPEC_FIELDS.items() if (v := getattr(self.spec, f)) != dflt})
         d.update(self.stats.to_dict())
         d.update(flagged=self.flagged, flops=self.spec.flops, params=self.spec.params)
         if self.extra:
@@ -248,7 +252,7 @@ def _entry_from_dict(key: str, e: Any, source: str) -> Entry:
     if not isinstance(e, dict):
         raise LUTFormatError(f"{where} is not an object")
     try:
-        spec = OpSpec(**{f: e[f] for f in SPEC_FIELDS})
+        spec = OpSpec(**{f: e[f] for f in SPEC_FIELDS}, **{f: e.get(f, d) for f, d in OPTIONAL_SPEC_FIELDS.items()})
     except KeyError as ex:
         raise LUTFormatError(f"{where}: field {ex.args[0]!r} is missing") from None
     except (TypeError, ValueError) as ex:

@@ -2,49 +2,145 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from latency_lut.cli._common import echo_json, table
+from latency_lut.cli._common import default_store, echo_json, store_option, table
+from latency_lut.errors import LatencyLutError
+
+
+class ModuleSpecError(LatencyLutError):
+    """A --module value that does not name an importable factory or module."""
 
 
 @click.command()
 @click.option("--lut", "lut_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="LUT file to predict from.")
-@click.option("--arch", "-a", "archs", multiple=True, required=True,
+@click.option("--arch", "-a", "archs", multiple=True,
               help="fbnet_a, fbnet_b, fbnet_c, or 22 candidate names/indices separated by spaces or commas. "
                    "Repeat for several architectures.")
-@click.option("--summary", is_flag=True, help="Only the totals, no per-layer breakdown.")
+@click.option("--module", "-m", "module", default=None, metavar="PKG.MOD:FACTORY",
+              help="A torch nn.Module: a factory (called without arguments) or module object, given as "
+                   "pkg.mod:name or path/to/file.py:name.")
+@click.option("--onnx", "onnx_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="An ONNX model file (fixed input shape; a symbolic batch is taken as 1).")
+@click.option("--input-shape", default=None, metavar="N,C,H,W",
+              help="Input shape for --module [default: 1,3,R,R with R the LUT's resolution].")
+@click.option("--measure-missing", is_flag=True,
+              help="Measure ops the LUT lacks on the LUT's device, add them to the store and rewrite the LUT file.")
+@store_option
+@click.option("--summary", is_flag=True, help="Only the totals, no per-op breakdown.")
 @click.option("--json", "as_json", is_flag=True, help="Print predictions (with breakdown) as JSON.")
-def predict(lut_path: Path, archs: tuple[str, ...], summary: bool, as_json: bool) -> None:
-    """Predict whole-model latency of architectures from a LUT.
+def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_path: Path | None,
+            input_shape: str | None, measure_missing: bool, store: Path | None, summary: bool, as_json: bool) -> None:
+    """Predict whole-model latency from a LUT: architectures of its space, a torch module, or an ONNX file.
 
-    The total is the sum of the LUT medians of the architecture's ops (stem, 22 layers, head, pool, fc).
-    p10/p90 totals give a spread. An op the LUT lacks is an error listing the missing keys, never a zero.
+    The total is the sum of the LUT medians of the model's ops; p10/p90 totals give a spread. A torch module or
+    ONNX graph is decomposed into LUT ops (conv + BN + activation, squeeze-excite, shuffle, pools, adds, blocks of
+    the search space as whole blocks). An op the LUT lacks is an error listing the missing keys, never a zero;
+    with --measure-missing they are measured on the LUT's device instead.
 
     \b
     Examples:
       fbnet-lut predict --lut profiles/local-onnxruntime-224.json -a fbnet_a -a fbnet_b -a fbnet_c
       fbnet-lut predict --lut L.json -a "k3_e1 k3_e6 skip k3_e1 ..." --json
+      fbnet-lut predict --lut L.json --module mymodels:mobilenet_v2 --measure-missing
+      fbnet-lut predict --lut L.json --onnx model.onnx --summary
     """
     from latency_lut.lut import load
     from latency_lut.predict import predict as _predict
+    from latency_lut.predict import predict_module, predict_onnx
 
+    given = sum(bool(x) for x in (archs, module, onnx_path))
+    if given != 1:
+        raise click.UsageError("give exactly one of --arch, --module or --onnx")
+    if input_shape and not module:
+        raise click.UsageError("--input-shape applies to --module only")
     lut = load(lut_path)
-    preds = [_predict(lut, a) for a in archs]
+    before = len(lut)
+    st = store or default_store()
+    if archs:
+        preds = [_predict(lut, a) for a in archs]
+    elif module:
+        model = load_model(module)
+        shape = _parse_shape(input_shape) if input_shape else None
+        preds = [predict_module(lut, model, shape, measure_missing=measure_missing, store=st, name=module)]
+    else:
+        preds = [predict_onnx(lut, onnx_path, measure_missing=measure_missing, store=st)]
+    added = len(lut) - before
+    if added:
+        lut.save(lut_path)
+        click.echo(f"measured {added} missing op(s) on {lut.header['device']}; added to {st} and {lut_path}",
+                   err=True)
     if as_json:
         echo_json({"lut": str(lut_path), "device": lut.header["device"], "runtime": lut.header["runtime"],
-                   "unit": "ms", "predictions": [p.to_dict() for p in preds]})
+                   "unit": "ms", "measured_missing": added, "predictions": [p.to_dict() for p in preds]})
         return
     if not summary:
         for p in preds:
             rows = [[o.label, o.choice, o.key, o.ms, 100 * o.ms / p.total_ms if p.total_ms else 0.0,
                      o.flops / 1e6, "noisy" if o.flagged else ""] for o in p.ops]
             click.echo(f"{p.arch}: {p.total_ms:.3f} ms")
-            click.echo(table(rows, ["layer", "choice", "key", "ms", "%", "MMACs", "note"]))
+            click.echo(table(rows, ["layer" if archs else "op", "choice" if archs else "kind", "key", "ms", "%",
+                                    "MMACs", "note"]))
             click.echo()
     rows = [[p.arch, p.total_ms, p.p10_ms, p.p90_ms, p.flops / 1e6] for p in preds]
-    click.echo(table(rows, ["arch", "predicted ms", "p10 sum", "p90 sum", "MMACs"]))
+    click.echo(table(rows, ["model" if not archs else "arch", "predicted ms", "p10 sum", "p90 sum", "MMACs"]))
     click.echo(f"({lut.header['device']}, {lut.header['runtime']} {lut.header['runtime_version']}, "
                f"{lut.header['threads']} thread(s))")
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a shape such as 1,3,224,224", param_hint="--input-shape") from None
+    if len(shape) != 4 or shape[0] != 1 or min(shape) < 1:
+        raise click.BadParameter(f"{text!r}: give N,C,H,W with N = 1", param_hint="--input-shape")
+    return shape
+
+
+def load_model(target: str) -> Any:
+    """The nn.Module named by ``pkg.mod:name`` or ``file.py:name`` (a factory is called without arguments)."""
+    mod_name, sep, attr = target.rpartition(":")
+    if not sep or not mod_name or not attr:
+        raise ModuleSpecError(f"--module {target!r} must look like pkg.mod:factory or path/to/file.py:factory")
+    try:
+        if mod_name.endswith(".py"):
+            path = Path(mod_name)
+            if not path.is_file():
+                raise ModuleSpecError(f"--module: file {path} does not exist")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            spec.loader.exec_module(mod)  # type: ignore[union-attr]
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())  # like 'python -m': modules beside the user are importable
+            mod = importlib.import_module(mod_name)
+    except ModuleSpecError:
+        raise
+    except ImportError as e:
+        raise ModuleSpecError(f"--module: cannot import {mod_name!r} ({e}); check the name and PYTHONPATH") from None
+    except Exception as e:
+        raise ModuleSpecError(f"--module: importing {mod_name!r} failed: {type(e).__name__}: {e}") from None
+    if not hasattr(mod, attr):
+        raise ModuleSpecError(f"--module: {mod_name!r} has no attribute {attr!r}")
+    obj = getattr(mod, attr)
+    import torch
+
+    if not isinstance(obj, torch.nn.Module):
+        if not callable(obj):
+            raise ModuleSpecError(f"--module: {target!r} is neither an nn.Module nor a factory")
+        try:
+            obj = obj()
+        except Exception as e:
+            raise ModuleSpecError(f"--module: calling {target}() failed: {type(e).__name__}: {e}") from None
+        if not isinstance(obj, torch.nn.Module):
+            raise ModuleSpecError(f"--module: {target}() returned {type(obj).__name__}, not a torch nn.Module")
+    return obj

@@ -1,0 +1,156 @@
+"""Decomposing whole models (torch modules, ONNX files) into LUT ops."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+from reference_models import MnasBlock, MobileNetV2, MobileNetV3Small, ShuffleNetV1, TinyMnasNet
+from torch import nn
+
+from latency_lut.decompose import ModelError, UnsupportedLayerError, decompose_module, decompose_onnx
+from latency_lut.export import export_module
+from latency_lut.ops import OpSpec
+from latency_lut.predict import predict, predict_module, predict_onnx
+from latency_lut.spaces import get_space
+from latency_lut.synthetic import synthetic_lut
+
+SPACE = get_space("fbnet", 32, 0.25)
+SHAPE = (1, 3, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def lut():
+    return synthetic_lut(SPACE, seed=2)
+
+
+def kinds(ops):
+    return Counter(o.desc for o in ops)
+
+
+@pytest.mark.parametrize("arch", ["fbnet_a", "fbnet_b", "fbnet_c", "0,1,2,3,4,5,6,7,8,0,1,2,3,4,5,6,7,8,8,8,8,8"])
+def test_fbnet_models_decompose_to_their_arch_ops_exactly(lut, arch):
+    model = SPACE.build_model(arch)
+    ops = decompose_module(model, (1, 3, 32, 32), known=lut.__contains__)
+    assert [o.spec.key for o in ops] == [s.key for s in SPACE.arch_specs(arch) if not s.is_identity]
+    # each block is one op: its inner convs are not priced again
+    assert not any(o.spec.kind == "conv" and o.spec.kernel == 1 and o.spec.groups > 1 for o in ops)
+    assert predict_module(lut, model, (1, 3, 32, 32)).total_ms == predict(lut, arch).total_ms
+
+
+def test_fbnet_onnx_equals_predict(lut, tmp_path):
+    path = export_module(SPACE.build_model("fbnet_a"), (1, 3, 32, 32), "onnx", tmp_path / "a.onnx")
+    p = predict_onnx(lut, path)
+    assert [o.key for o in p.ops] == [s.key for s in SPACE.arch_specs("fbnet_a") if not s.is_identity]
+    assert p.total_ms == predict(lut, "fbnet_a").total_ms
+
+
+def test_skip_projection_uses_the_skip_entry(lut):
+    arch = ["skip"] * 22
+    ops = decompose_module(SPACE.build_model(arch), (1, 3, 32, 32), known=lut.__contains__)
+    assert sum(o.spec.kind == "skip" for o in ops) == sum(not s.is_identity for s in SPACE.arch_specs(arch)
+                                                          if s.kind == "skip")
+
+
+def test_mobilenet_v2(lut):
+    ops = decompose_module(MobileNetV2(), SHAPE)
+    # 17 blocks: 16 with an expansion conv; 4 stride-2 depthwise; 11 residual adds at width 0.25
+    assert kinds(ops) == {"conv3x3/2 relu6": 1, "conv1x1/1 relu6": 17, "dwconv3x3/1 relu6": 13,
+                          "dwconv3x3/2 relu6": 4, "conv1x1/1 linear": 17, "add": 11, "gap": 1, "linear": 1}
+    keys = [o.spec.key for o in ops]
+    assert keys[:3] == ["conv-in64x64x3-out8-k3-s2-relu6", "conv-in32x32x8-out8-k3-s1-g8-relu6",
+                        "conv-in32x32x8-out8-k1-s1-linear"]
+    assert keys[-2:] == ["gap-in2x2x1280", "fc-in1280-out10"]
+
+
+def test_mobilenet_v3_with_handwritten_hswish_and_linear_se():
+    ops = decompose_module(MobileNetV3Small(), SHAPE)
+    assert kinds(ops) == {"conv3x3/2 hswish": 1, "conv1x1/1 hswish": 9, "dwconv5x5/2 hswish": 2,
+                          "dwconv5x5/1 hswish": 6, "conv1x1/1 relu": 2, "dwconv3x3/2 relu": 2,
+                          "dwconv3x3/1 relu": 1, "conv1x1/1 linear": 11, "se hsigmoid": 9, "add": 6, "gap": 1,
+                          "linear hswish": 1, "linear": 1}
+    se = [o for o in ops if o.spec.kind == "se"]
+    assert se[0].spec.key == "se-in16x16x16-m4-hsigmoid"
+    assert len(se[0].members) == 6  # pool, fc, relu, fc, h-sigmoid, multiply: one op, nothing priced twice
+    assert [o.spec.key for o in ops if o.spec.kind == "fc"] == ["fc-in576-out1024-hswish", "fc-in1024-out10"]
+
+
+def test_shufflenet_v1():
+    ops = decompose_module(ShuffleNetV1(), SHAPE)
+    # 16 units (3 of stride 2 with an avg-pool shortcut concatenated, 13 with a residual add + ReLU)
+    assert kinds(ops) == {"conv3x3/2 relu": 1, "maxpool3x3/2": 1, "conv1x1/1 relu": 1, "conv1x1/1 g3 relu": 15,
+                          "shuffle": 16, "dwconv3x3/2 linear": 3, "dwconv3x3/1 linear": 13,
+                          "conv1x1/1 g3 linear": 16, "avgpool3x3/2": 3, "concat": 3, "act relu": 3,
+                          "add relu": 13, "gap": 1, "linear": 1}
+    keys = [o.spec.key for o in ops]
+    assert "shuffle-in8x8x30-g3" in keys and "concat-in8x8x24-out120" in keys and "add-in8x8x120-relu" in keys
+
+
+@pytest.mark.parametrize("model", [MobileNetV2, ShuffleNetV1, TinyMnasNet])
+def test_onnx_and_torch_decompositions_agree(model, tmp_path):
+    m = model()
+    path = export_module(m, SHAPE, "onnx", tmp_path / "m.onnx")
+    assert [o.spec.key for o in decompose_onnx(path)] == [o.spec.key for o in decompose_module(m, SHAPE)]
+
+
+def test_independent_block_code_uses_block_entries_when_the_lut_has_them():
+    model = TinyMnasNet()
+    prim = decompose_module(model, SHAPE)
+    assert kinds(prim)["add"] == 1 and len(prim) == 14
+    irs = [OpSpec("ir", 16, 32, 32, 24, 3, 2, 3), OpSpec("ir", 24, 16, 16, 24, 3, 1, 3),
+           OpSpec("ir", 24, 16, 16, 40, 5, 2, 6)]
+    with_blocks = synthetic_lut(SPACE, extra=irs)
+    ops = decompose_module(model, SHAPE, known=with_blocks.__contains__)
+    assert [o.spec.key for o in ops if o.spec.kind == "ir"] == [s.key for s in irs]
+    assert len(ops) == 14 - 3 * 3 - 1 + 3  # each block's 3 convs (+ its add) became one entry
+    assert ops[2].label == "blocks.1"
+
+
+def test_unsupported_layers_are_named():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.up = nn.Upsample(scale_factor=2)
+            self.lstm_like = nn.GRU(8, 8)
+
+        def forward(self, x):
+            a, b = self.conv(x).chunk(2, dim=1)
+            return self.up(a * 2.0) + b.repeat(1, 1, 2, 2)
+
+    with pytest.raises(UnsupportedLayerError, match=r"up \(torch.nn.modules.upsampling.Upsample\)") as ei:
+        decompose_module(Odd(), (1, 3, 16, 16))
+    text = str(ei.value)
+    assert "tensor method .chunk()" in text and "mul with a constant" in text and ".repeat()" in text
+    assert len(ei.value.layers) >= 4
+
+
+def test_untraceable_and_bad_shapes_are_clear_errors():
+    class Dynamic(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(ModelError, match="cannot trace model Dynamic.*predict_onnx"):
+        decompose_module(Dynamic(), (1, 3, 8, 8))
+    with pytest.raises(ModelError, match="fails on an input of shape"):
+        decompose_module(MnasBlock(16, 16, 3, 1, 3), (1, 3, 8, 8))
+    with pytest.raises(ModelError, match="batch 1"):
+        decompose_module(MnasBlock(16, 16, 3, 1, 3), (2, 16, 8, 8))
+
+
+def test_onnx_errors(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        decompose_onnx(tmp_path / "none.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="cannot read ONNX file"):
+        decompose_onnx(bad)
+
+
+def test_new_op_kinds_build_measurable_modules():
+    for key in ["conv-in8x8x8-out8-k3-s1-g8-relu6", "se-in8x8x16-m4-hsigmoid", "add-in8x8x16-relu",
+                "shuffle-in8x8x30-g3", "avgpool-in8x8x8-k3-s2", "concat-in8x8x24-out120", "fc-in96-out128-hswish"]:
+        spec = OpSpec.from_key(key)
+        with torch.no_grad():
+            assert tuple(spec.build_module()(torch.randn(*spec.input_shape)).shape) == spec.output_shape
