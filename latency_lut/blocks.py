@@ -130,10 +130,14 @@ class GlobalAvgPool(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def build_op(spec: OpSpec) -> nn.Module:
-    """The torch module of one op spec, in eval mode, with weights that depend only on the spec."""
+def build_op(spec: OpSpec, position: int = 0) -> nn.Module:
+    """The torch module of one op spec, in eval mode, with weights that depend only on the spec and position.
+
+    ``position`` keeps two identical blocks of one network from getting identical weights, which exporters would
+    deduplicate and runtimes could share in cache, unlike a trained network.
+    """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed(spec.key))
+        torch.manual_seed(_seed(f"{spec.key}@{position}" if position else spec.key))
         return _build_op(spec)
 
 
@@ -192,7 +196,7 @@ def _build_generic(spec: OpSpec) -> nn.Module:
 
 def build_network(specs: Sequence[OpSpec]) -> nn.Sequential:
     """A whole network: the ops of ``specs`` in order (the same modules the micro-benchmarks measure)."""
-    return nn.Sequential(*(build_op(s) for s in specs)).eval()
+    return nn.Sequential(*(build_op(s, i) for i, s in enumerate(specs))).eval()
 
 
 def _init_batchnorm(m: nn.Module) -> None:

@@ -78,6 +78,10 @@ class _Converter:
                     if a.name == "value":
                         self.consts[nd.output[0]] = numpy_helper.to_array(a.t)
                 continue
+            if nd.op_type == "Identity" and nd.input[0] in self.consts:
+                # torch.onnx routes shared (deduplicated) weights through Identity nodes
+                self.consts[nd.output[0]] = self.consts[nd.input[0]]
+                continue
             if not data_in or nd.op_type in ("Shape", "Size"):
                 continue  # constants and shape arithmetic
             attrs = {a.name: helper.get_attribute_value(a) for a in nd.attribute}

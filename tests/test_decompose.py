@@ -154,3 +154,25 @@ def test_new_op_kinds_build_measurable_modules():
         spec = OpSpec.from_key(key)
         with torch.no_grad():
             assert tuple(spec.build_module()(torch.randn(*spec.input_shape)).shape) == spec.output_shape
+
+
+def test_onnx_with_shared_weights_decomposes(tmp_path):
+    # torch.onnx routes a weight used twice through Identity nodes; both convs must still be found.
+    import torch
+
+    from latency_lut.decompose import lower
+    from latency_lut.decompose_onnx import onnx_graph
+
+    class Twice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(8, 8, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            return self.conv(torch.relu(self.conv(x)))
+
+    path = tmp_path / "twice.onnx"
+    torch.onnx.export(Twice().eval(), (torch.randn(1, 8, 16, 16),), str(path), dynamo=False)
+    ops = lower(onnx_graph(path))
+    convs = [o for o in ops if o.spec.kind == "conv"]
+    assert len(convs) == 2 and {o.spec.kernel for o in convs} == {3}

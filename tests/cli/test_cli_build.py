@@ -14,6 +14,17 @@ from latency_lut.lut import load
 SMALL = ["--resolution", "32", "--width", "0.25"]
 
 
+def _accepted(store) -> int:
+    """Ops committed to a store that another process is writing (0 before its tables exist)."""
+    if not store.exists():
+        return 0
+    with sqlite3.connect(store) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM measurements WHERE accepted = 1").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
 def test_build_show_predict(cli, tmp_path):
     out = cli("build", *SMALL, *FAST, "-q", "--json", "--csv", "lut.csv", check=True)
     summary = json.loads(out.stdout)
@@ -49,22 +60,13 @@ def test_killed_build_resumes_where_it_stopped(tmp_path, artifact_cache):
             "--min-seconds", "0.05", "--retries", "0", "-q", "-o", "lut.json"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-    def accepted() -> int:
-        if not store.exists():
-            return 0
-        with sqlite3.connect(store) as db:
-            try:
-                return db.execute("SELECT COUNT(*) FROM measurements WHERE accepted = 1").fetchone()[0]
-            except sqlite3.OperationalError:
-                return 0
-
     deadline = time.time() + 300
-    while accepted() < 10 and proc.poll() is None and time.time() < deadline:
+    while _accepted(store) < 10 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the build finished before it could be killed"
-    done = accepted()
+    done = _accepted(store)
     assert 10 <= done < 109
     assert not (tmp_path / "lut.json").exists()
 
@@ -79,11 +81,15 @@ def test_killed_build_resumes_where_it_stopped(tmp_path, artifact_cache):
 
 
 def test_ctrl_c_is_not_a_traceback(tmp_path, artifact_cache):
-    env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(tmp_path / "s.sqlite"))
-    proc = subprocess.Popen([sys.executable, "-m", "latency_lut", "build", *SMALL, "--min-seconds", "0.05",
+    store = tmp_path / "s.sqlite"
+    env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(store))
+    proc = subprocess.Popen([sys.executable, "-m", "latency_lut", "build", *SMALL, "--min-seconds", "0.2",
                              "-q", "-o", "lut.json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    deadline = time.time() + 300
+    while _accepted(store) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the build ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
