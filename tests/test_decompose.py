@@ -157,7 +157,7 @@ def test_new_op_kinds_build_measurable_modules():
 
 
 def test_onnx_with_shared_weights_decomposes(tmp_path):
-    # torch.onnx routes a weight used twice through Identity nodes; both convs must still be found.
+    # torch.onnx routes deduplicated weights through Identity nodes; both convs must still be found.
     import torch
 
     from latency_lut.decompose import lower
@@ -166,10 +166,12 @@ def test_onnx_with_shared_weights_decomposes(tmp_path):
     class Twice(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv = torch.nn.Conv2d(8, 8, 3, padding=1, bias=False)
+            self.a = torch.nn.Conv2d(8, 8, 3, padding=1, bias=False)
+            self.b = torch.nn.Conv2d(8, 8, 3, padding=1, bias=False)
+            self.b.load_state_dict(self.a.state_dict())  # equal values: the exporter deduplicates them
 
         def forward(self, x):
-            return self.conv(torch.relu(self.conv(x)))
+            return self.b(torch.relu(self.a(x)))
 
     path = tmp_path / "twice.onnx"
     torch.onnx.export(Twice().eval(), (torch.randn(1, 8, 16, 16),), str(path), dynamo=False)
