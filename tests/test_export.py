@@ -66,3 +66,37 @@ def test_tflite_is_nhwc_and_the_shuffle_is_its_only_transpose(artifact_cache):
     with torch.no_grad():
         want = spec.build_module()(torch.from_numpy(x)).numpy().transpose(0, 2, 3, 1)
     np.testing.assert_allclose(it.get_tensor(out["index"]), want, rtol=1e-3, atol=1e-3)
+
+
+def test_parallel_export_workers_die_with_a_killed_build(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import cli_env
+
+    env = cli_env(FBNET_LUT_CACHE=str(tmp_path / "cache"), FBNET_LUT_STORE=str(tmp_path / "s.sqlite"))
+    proc = subprocess.Popen([sys.executable, "-m", "latency_lut", "build", "--runtime", "litert", "--jobs", "2",
+                             "--resolution", "32", "--width", "0.25", "-q", "-o", "l.json"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children() -> list[int]:
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    deadline = time.time() + 120
+    while len(children()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    workers = children()
+    assert len(workers) >= 2, "the export pool never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    alive = workers
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [w for w in workers if os.path.exists(f"/proc/{w}") and
+                 "Z" not in open(f"/proc/{w}/stat").read().split(")")[-1].split()[0]]
+    assert not alive, f"export workers {alive} outlived the killed build"
