@@ -20,9 +20,10 @@ setup-test:
 	$(PIP) install --quiet 'pymobiledevice3>=11,<12'
 	$(PYTHON) -c "import pymobiledevice3, litert_torch, onnxruntime, ai_edge_litert"
 
+# `$(PYTHON) -m latency_lut` is the `fbnet-lut` command, found even where the scripts folder is not on PATH.
 quickstart: setup
-	fbnet-lut build --device local
-	fbnet-lut predict --lut $(LUT) -a fbnet_a -a fbnet_b -a fbnet_c --summary
+	$(PYTHON) -m latency_lut build --device local
+	$(PYTHON) -m latency_lut predict --lut $(LUT) -a fbnet_a -a fbnet_b -a fbnet_c --summary
 
 test: setup-test
 	$(PYTHON) -m ruff check latency_lut tests benchmarks examples
