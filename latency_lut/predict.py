@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from latency_lut.calibration import calibrated_total
 from latency_lut.errors import LUTFormatError, UnknownOpError
 from latency_lut.lut import LUT
 from latency_lut.spaces import Architecture, SearchSpace, get_space
@@ -36,11 +37,12 @@ class Prediction:
     p90_ms: float
     flops: int
     ops: tuple[OpCost, ...]
+    raw_total_ms: float | None = None  # the plain sum of medians; total_ms differs when the LUT is calibrated
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch, "choices": list(self.choices), "total_ms": self.total_ms,
                 "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "flops": self.flops,
-                "ops": [asdict(o) for o in self.ops]}
+                "raw_total_ms": self.raw_total_ms, "ops": [asdict(o) for o in self.ops]}
 
     def to_dataframe(self):  # -> pandas.DataFrame
         import pandas as pd
@@ -89,8 +91,13 @@ def predict(lut: LUT, arch: str | Architecture | Sequence[int | str], space: Sea
             continue
         e = lut[spec.key]
         ops.append(OpCost(label, choice, spec.key, e.stats.median, e.stats.p10, e.stats.p90, spec.flops, e.flagged))
+    # Calibration hook (latency_lut/calibration.py): the header's correction maps the raw sum to the total;
+    # p10/p90 are scaled alike. Without a calibration the total is the raw sum.
+    raw = sum(o.ms for o in ops)
+    total = calibrated_total(lut, [(spec, o.ms) for (_, _, spec), o in zip(rows, ops)], raw)
+    scale = total / raw if raw > 0 else 1.0
     return Prediction(
-        arch=a.name, choices=tuple(space.choice_names(a)), total_ms=sum(o.ms for o in ops),
-        p10_ms=sum(o.p10 for o in ops), p90_ms=sum(o.p90 for o in ops), flops=sum(o.flops for o in ops),
-        ops=tuple(ops),
+        arch=a.name, choices=tuple(space.choice_names(a)), total_ms=total,
+        p10_ms=scale * sum(o.p10 for o in ops), p90_ms=scale * sum(o.p90 for o in ops),
+        flops=sum(o.flops for o in ops), ops=tuple(ops), raw_total_ms=raw,
     )

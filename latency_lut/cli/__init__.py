@@ -14,6 +14,7 @@ from latency_lut import __version__
 from latency_lut.cli.build import build
 from latency_lut.cli.info import devices, show
 from latency_lut.cli.predict import predict
+from latency_lut.cli.validate import validate
 from latency_lut.errors import LatencyLutError
 
 
@@ -32,7 +33,7 @@ def cli() -> None:
     """
 
 
-for _cmd in (build, devices, show, predict):
+for _cmd in (build, devices, show, predict, validate):
     cli.add_command(_cmd)
 
 
