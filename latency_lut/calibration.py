@@ -13,6 +13,8 @@ with the features
     ``lut_ms``   the plain sum of the LUT medians (coefficient ~1: the LUT is right to first order),
     ``wparams``  millions of weights of the ops that are not identities (cold weights are re-read),
     ``ops``      the number of ops that are not identities (per-call overhead and per-op warm-up),
+    ``grouped``  the number of ops with grouped convolutions (their channel shuffle is a reshape-transpose whose
+                 input is cache-hot alone but not in a network; ~75 us per g2 block on ONNX Runtime here),
     ``const``    1 (the network's own call overhead, counted once).
 
 The coefficients are fitted by ridge-regularized least squares on *relative* error, shrunk towards the identity
@@ -33,8 +35,8 @@ from latency_lut.errors import LUTFormatError
 from latency_lut.ops import OpSpec
 
 METHOD = "linear-features-v1"
-FEATURES = ("lut_ms", "wparams", "ops", "const")
-PRIOR = {"lut_ms": 1.0, "wparams": 0.0, "ops": 0.0, "const": 0.0}
+FEATURES = ("lut_ms", "wparams", "ops", "grouped", "const")
+PRIOR = {"lut_ms": 1.0, "wparams": 0.0, "ops": 0.0, "grouped": 0.0, "const": 0.0}
 
 
 def features(op_ms: Iterable[tuple[OpSpec, float]]) -> dict[str, float]:
@@ -47,6 +49,7 @@ def features(op_ms: Iterable[tuple[OpSpec, float]]) -> dict[str, float]:
         f["lut_ms"] += float(ms)
         f["wparams"] += spec.params / 1e6
         f["ops"] += 1.0
+        f["grouped"] += float(spec.groups > 1)
     return f
 
 
