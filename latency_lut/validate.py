@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from typing import Protocol as _Protocol
 
 from latency_lut import __version__
 from latency_lut.calibration import Calibration, features, fit, from_header
@@ -102,7 +103,7 @@ def check_device(lut: LUT, device: Any) -> None:
 
 
 # ---- the run -----------------------------------------------------------------------------------------------
-class Progress:
+class Progress(_Protocol):
     """Receives progress: a phase starts with its total, then advances one model at a time (CLI bars)."""
 
     def start(self, phase: str, total: int) -> None: ...
@@ -171,10 +172,10 @@ def compare(lut: LUT, nets: Sequence[NetworkSpec], measured: dict[str, NetMeasur
             row.feats = features((lut[s.key].spec, lut[s.key].median) for s in net.specs if not s.is_identity)
         except LatencyLutError as e:
             row.status = f"prediction failed: {e}"
-        if m is None or not m.ok:
-            row.status = f"measurement failed: {m.error if m else 'not measured'}"
-        else:
+        if m is not None and m.ok:
             row.measured_ms, row.noise, row.rounds = m.median_ms, m.spread, len(m.rounds)
+        elif row.status == "ok":
+            row.status = f"measurement failed: {m.error if m else 'not measured'}"
         rows.append(row)
     return rows
 
@@ -268,9 +269,14 @@ def run_validation(
     if rounds < 1:
         raise ValidationError(f"--rounds must be at least 1, got {rounds}")
     check_device(lut, device)
+    if backend.runtime != lut.header.get("runtime"):
+        raise ValidationError(f"{lut.name} was measured with {lut.header.get('runtime')}, the backend runs "
+                              f"{backend.runtime}; validate with the LUT's runtime")
     space = space_of(lut)
     nets = sample_archs(space, n, seed, named=named)
-    measured = measure_models(lut, device, backend, nets, rounds=rounds, seed=seed, jobs=jobs, store=store,
+    # A model the LUT cannot predict (an incomplete LUT) is reported by compare() and not worth measuring.
+    predictable = [net for net in nets if not _missing(lut, net)]
+    measured = measure_models(lut, device, backend, predictable, rounds=rounds, seed=seed, jobs=jobs, store=store,
                               progress=progress)
     rows = compare(lut, nets, measured)
     extra: dict[str, Any] = {
@@ -284,6 +290,10 @@ def run_validation(
         cal, report = calibrate(rows, folds_k, seed)
         extra["calibration_fit"] = report
     return ValidationReport(rows, summarize(rows, **extra), cal)
+
+
+def _missing(lut: LUT, net: NetworkSpec) -> bool:
+    return any(not s.is_identity and s.key not in lut for s in net.specs)
 
 
 def record(lut: LUT, report: ValidationReport) -> None:

@@ -147,3 +147,15 @@ def test_network_keys_are_stable_and_distinct_from_op_keys():
     assert NetworkSpec.from_dict(a.to_dict()).key == a.key
     nets = sample_archs(SPACE, 10, seed=1)
     assert nets == sample_archs(SPACE, 10, seed=1) and len({n.key for n in nets}) == 13
+
+
+def test_a_model_the_lut_cannot_predict_is_reported_and_not_measured():
+    lut = _lut()
+    for spec in SPACE.tail_specs(1504):  # FBNet-A's narrower head: only FBNet-A needs these
+        lut.entries.pop(spec.key, None)
+    backend = FakeBackend(broken="")
+    rep = run_validation(lut, get_device("local"), backend, n=2, seed=3, rounds=2)
+    bad = [r for r in rep.rows if not r.ok]
+    assert [r.label for r in bad] == ["fbnet_a"] and bad[0].status.startswith("prediction failed")
+    assert bad[0].key not in backend.calls
+    assert rep.summary["measured"] == 4
