@@ -110,19 +110,22 @@ def run_runtime(rt: str, args: argparse.Namespace, out: Path) -> dict:
 
 def print_table(results: list[dict], args: argparse.Namespace) -> None:
     hdr = f"{'runtime':<12} {'predictor':<10} {'models':>6} {'within10':>8} {'within5':>8} {'RMSPE':>7} " \
-          f"{'mean err':>9} {'tau':>6} {'noise med/p90':>14}"
+          f"{'mean err':>9} {'tau':>6} {'noise: spread med/p90, split-half tau':>38}"
     print(hdr)
     print("-" * len(hdr))
     for res in results:
-        nz = res["noise"] or {"median": float("nan"), "p90": float("nan")}
+        nz = {"median": float("nan"), "p90": float("nan"), "split_tau": float("nan"), **(res["noise"] or {})}
         for name, a in res["predictors"].items():
             print(f"{res['runtime']:<12} {name:<10} {a['n']:>6} {100 * a['within_10']:>7.0f}% "
                   f"{100 * a['within_5']:>7.0f}% {100 * a['rmspe']:>6.1f}% {100 * a['mean_error']:>+8.1f}% "
-                  f"{a['kendall_tau']:>6.3f} {100 * nz['median']:>6.1f}/{100 * nz['p90']:.1f}%")
+                  f"{a['kendall_tau']:>6.3f} {100 * nz['median']:>19.1f}%/{100 * nz['p90']:.1f}%, "
+                  f"{nz['split_tau']:.3f}")
     print()
     print(f"held out: plain sum needs no fit; FLOPs fit and ours are {args.folds}-fold cross-validated (each model "
           "predicted by a fit on the other folds)")
-    print(f"noise: spread (max-min)/median of a model's {args.rounds} interleaved round medians; clock={args.clock}")
+    print(f"noise: spread (max-min)/median of a model's {args.rounds} interleaved round medians; split-half tau: "
+          f"Kendall tau of odd- against even-round medians of the same models (a perfect predictor's ceiling); "
+          f"clock={args.clock}")
     for res in results:
         miss = [k for k, t in TARGETS.items()
                 if (res["predictors"]["ours"][k] < t if k != "rmspe" else res["predictors"]["ours"][k] > t)]

@@ -28,7 +28,7 @@ from latency_lut.calibration import Calibration, features, fit, from_header
 from latency_lut.errors import LatencyLutError, LUTFormatError, ValidationError
 from latency_lut.lut import LUT, check_output_path
 from latency_lut.measure import Protocol, RunResult
-from latency_lut.metrics import accuracy
+from latency_lut.metrics import accuracy, kendall_tau
 from latency_lut.networks import NetMeasurement, NetworkSpec, export_networks, measure_networks, sample_archs
 from latency_lut.predict import predict, space_of
 
@@ -51,6 +51,7 @@ class ModelRow:
     held_out: bool = True  # False when the LUT's calibration was fitted on this model
     status: str = "ok"
     cv_ms: float | None = None  # cross-validated calibrated prediction (only with calibrate)
+    round_ms: list[float] = field(default_factory=list)  # the per-round medians, in measurement order
     feats: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
@@ -174,6 +175,7 @@ def compare(lut: LUT, nets: Sequence[NetworkSpec], measured: dict[str, NetMeasur
             row.status = f"prediction failed: {e}"
         if m is not None and m.ok:
             row.measured_ms, row.noise, row.rounds = m.median_ms, m.spread, len(m.rounds)
+            row.round_ms = m.round_medians
         elif row.status == "ok":
             row.status = f"measurement failed: {m.error if m else 'not measured'}"
         rows.append(row)
@@ -192,10 +194,28 @@ def summarize(rows: Sequence[ModelRow], **extra: Any) -> dict[str, Any]:
     if len(held) >= 1:
         out["accuracy"] = accuracy([r.predicted_ms for r in held], meas).to_dict()
         out["plain_sum"] = accuracy([r.plain_ms for r in held], meas).to_dict()
-    noises = sorted(r.noise for r in ok if r.noise is not None and math.isfinite(r.noise))
-    out["noise"] = {"median": statistics.median(noises), "p90": noises[int(0.9 * (len(noises) - 1))],
-                    "max": noises[-1]} if noises else None
+    out["noise"] = noise_summary(ok)
     out.update(extra)
+    return out
+
+
+def noise_summary(rows: Sequence[ModelRow]) -> dict[str, float] | None:
+    """How far the measurement itself can be trusted, in the same units as the prediction error.
+
+    ``median``/``p90``/``max``: spread of a model's round medians. ``split_tau`` and ``split_rmspe``: Kendall's tau
+    and RMS relative difference between the medians of the even and the odd rounds of the same models, i.e. what
+    a *perfect* predictor would score against this measurement; a predictor cannot be shown better than that.
+    """
+    noises = sorted(r.noise for r in rows if r.noise is not None and math.isfinite(r.noise))
+    if not noises:
+        return None
+    out = {"median": statistics.median(noises), "p90": noises[int(0.9 * (len(noises) - 1))], "max": noises[-1]}
+    halves = [(statistics.median(r.round_ms[0::2]), statistics.median(r.round_ms[1::2]))
+              for r in rows if len(r.round_ms) >= 2]
+    if len(halves) >= 2:
+        a, b = [h[0] for h in halves], [h[1] for h in halves]
+        out["split_tau"] = kendall_tau(a, b)
+        out["split_rmspe"] = math.sqrt(statistics.fmean(((x - y) / ((x + y) / 2)) ** 2 for x, y in halves))
     return out
 
 
@@ -305,7 +325,7 @@ def record(lut: LUT, report: ValidationReport) -> None:
 
 # ---- outputs -----------------------------------------------------------------------------------------------
 CSV_COLUMNS = ("label", "key", "choices", "flops", "plain_ms", "predicted_ms", "measured_ms", "error",
-               "plain_error", "cv_ms", "cv_error", "noise", "rounds", "held_out", "status")
+               "plain_error", "cv_ms", "cv_error", "noise", "rounds", "round_ms", "held_out", "status")
 
 
 def write_csv(rows: Sequence[ModelRow], path: str | Path) -> Path:
@@ -314,7 +334,7 @@ def write_csv(rows: Sequence[ModelRow], path: str | Path) -> Path:
         w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow(r.to_dict())
+            w.writerow({**r.to_dict(), "round_ms": ";".join(f"{x:.5f}" for x in r.round_ms)})
     return path
 
 

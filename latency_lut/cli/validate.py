@@ -131,6 +131,9 @@ def summary_table(s: dict) -> str:
     if nz:
         out += (f"\nmeasurement noise (spread of a model's {s.get('rounds')} round medians): median "
                 f"{100 * nz['median']:.1f}%, p90 {100 * nz['p90']:.1f}%, max {100 * nz['max']:.1f}%")
+        if "split_tau" in nz:
+            out += (f"\nodd vs even rounds of the same models (the best any predictor can score here): Kendall tau "
+                    f"{nz['split_tau']:.3f}, RMS difference {100 * nz['split_rmspe']:.1f}%")
     if s.get("excluded_fitted"):
         out += f"\n{s['excluded_fitted']} model(s) the calibration was fitted on are not scored"
     return out
