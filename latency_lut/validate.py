@@ -142,7 +142,7 @@ def measure_models(
             # median of medians a validation actually uses.
             rounds_ = [RunResult(r.samples_ms, r.stats, dict(r.extra)) for r in m.rounds]
             rounds_[m.median_round].extra["validation"] = {**m.summary(), "network": net.to_dict()}
-            noisy = not m.noise <= protocol.noise_threshold
+            noisy = math.isfinite(m.noise) and m.noise > protocol.noise_threshold
             store.add(session, net.key, GatedResult(rounds_, m.median_round, noisy))
     return res
 
@@ -299,7 +299,14 @@ def run_validation(
     measured = measure_models(lut, device, backend, predictable, rounds=rounds, seed=seed, jobs=jobs, store=store,
                               progress=progress)
     rows = compare(lut, nets, measured)
+    from latency_lut.build import config_for
+
+    protocol = Protocol.from_dict(lut.header.get("protocol") or {})
+    settings_hash = config_for(device, backend, protocol, lut.header.get("dtype", "fp32")).hash
     extra: dict[str, Any] = {
+        # False when the runtime version, threads, exporter or protocol differ from the LUT's build: the models
+        # were then not measured the way the LUT was, and the comparison is suspect.
+        "settings_match": settings_hash == lut.header.get("settings_hash"),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "tool_version": __version__,
         "seed": seed, "n": n, "rounds": rounds, "named": named,
         "predictor": "calibrated" if from_header(lut.header) else "plain_sum",

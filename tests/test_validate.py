@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import FAST, cli_env, run_cli
 
+from latency_lut.backends.base import Backend
 from latency_lut.devices import get_device
 from latency_lut.errors import ValidationError
 from latency_lut.lut import LUT, Entry, load
@@ -105,14 +106,18 @@ def _lut() -> LUT:
     return LUT(header, {s.key: Entry(s, compute_stats([0.01 + s.flops / 1e7])) for s in SPACE.unique_specs()})
 
 
-class FakeBackend:
+class FakeBackend(Backend):
     """Times nothing: returns a latency derived from FLOPs, and refuses one chosen model like a broken runtime."""
 
-    runtime, threads, artifact_format = "torch", 1, None
+    runtime, artifact_format = "torch", None
 
     def __init__(self, broken: str) -> None:
+        super().__init__(threads=1)
         self.broken = broken
         self.calls: list[str] = []
+
+    def runtime_version(self) -> str:
+        return "fake"
 
     def measure(self, spec: NetworkSpec, artifact: Path | None, protocol) -> RunResult:
         self.calls.append(spec.key)

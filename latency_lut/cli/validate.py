@@ -104,6 +104,9 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
                             "note"]))
     click.echo()
     click.echo(summary_table(s))
+    if not s.get("settings_match", True):
+        click.echo("warning: runtime version, threads, exporter or protocol differ from the LUT's build; rebuild the "
+                   "LUT with this setup for a fair comparison", err=True)
     for line in s["failed"]:
         click.echo(f"failed: {line}", err=True)
     for label, p in (("csv", csv_out), ("plot", plot_out)):
