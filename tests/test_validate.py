@@ -164,3 +164,18 @@ def test_a_model_the_lut_cannot_predict_is_reported_and_not_measured():
     assert [r.label for r in bad] == ["fbnet_a"] and bad[0].status.startswith("prediction failed")
     assert bad[0].key not in backend.calls
     assert rep.summary["measured"] == 4
+
+
+def test_thread_cpu_clock_is_opt_in_and_keeps_wall_clock_hashes():
+    from latency_lut.measure import Protocol, time_callable
+
+    assert "clock" not in Protocol().to_dict()  # wall-clock builds keep the settings hash they always had
+    p = Protocol(runs=3, warmup=0, min_seconds=0, clock="thread_cpu")
+    assert Protocol.from_dict(p.to_dict()) == p
+    with pytest.raises(ValueError, match="clock"):
+        Protocol(clock="sundial")
+    # CPU time of a sleeping thread is ~0 although the wall time is not: preemption cannot inflate this clock.
+    import time
+
+    samples = time_callable(lambda: time.sleep(0.01), p)
+    assert len(samples) == 3 and all(0 <= s < 5 for s in samples)
