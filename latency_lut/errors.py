@@ -42,3 +42,7 @@ class ExportError(LatencyLutError):
 
 class OutputPathError(LatencyLutError):
     """An output file cannot be written."""
+
+
+class ValidationError(LatencyLutError):
+    """A validation that cannot run as asked: a LUT from another device or runtime, too few models."""

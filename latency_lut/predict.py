@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from latency_lut.calibration import calibrated_total, from_header
 from latency_lut.errors import ArchitectureError, LUTFormatError, UnknownOpError
 from latency_lut.lut import LUT
 from latency_lut.ops import OpSpec
@@ -52,11 +53,12 @@ class Prediction:
     p90_ms: float
     flops: int
     ops: tuple[OpCost, ...]
+    raw_total_ms: float | None = None  # the plain sum of medians; total_ms differs when the LUT is calibrated
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch, "choices": list(self.choices), "total_ms": self.total_ms,
                 "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "flops": self.flops,
-                "ops": [asdict(o) for o in self.ops]}
+                "raw_total_ms": self.raw_total_ms, "ops": [asdict(o) for o in self.ops]}
 
     def to_dataframe(self):  # -> pandas.DataFrame
         import pandas as pd
@@ -98,8 +100,9 @@ def predict(lut: LUT, arch: str | Architecture | Sequence[int | str], space: Sea
             f"{lut.name} lacks {len(missing)} op(s) of {a.name}: {', '.join(missing)}; rebuild the LUT for this "
             "space with 'fbnet-lut build' (it measures only what is missing)", missing,
         )
+    specs = [spec for _, _, spec in rows]
     ops = [_op_cost(lut, label, choice, spec) for label, choice, spec in rows]
-    return _prediction(a.name, tuple(space.choice_names(a)), ops)
+    return _prediction(lut, a.name, tuple(space.choice_names(a)), specs, ops)
 
 
 def _op_cost(lut: LUT, label: str, choice: str, spec: OpSpec) -> OpCost:
@@ -109,12 +112,20 @@ def _op_cost(lut: LUT, label: str, choice: str, spec: OpSpec) -> OpCost:
     return OpCost(label, choice, spec.key, e.stats.median, e.stats.p10, e.stats.p90, spec.flops, e.flagged)
 
 
-def _prediction(name: str, choices: tuple[str, ...], ops: Sequence[OpCost]) -> Prediction:
-    """The one place every entry point sums its ops; a calibration of the total belongs here."""
-    total = sum(o.ms for o in ops)
+def _prediction(lut: LUT, name: str, choices: tuple[str, ...], specs: Sequence[OpSpec],
+                ops: Sequence[OpCost]) -> Prediction:
+    """The one place every entry point sums its ops and applies the LUT's calibration (calibration.py).
+
+    Without a calibration the total is the plain sum of medians; with one, p10/p90 are scaled alike and the
+    plain sum stays in ``raw_total_ms``.
+    """
+    raw = sum(o.ms for o in ops)
+    total = calibrated_total(lut, [(spec, o.ms) for spec, o in zip(specs, ops, strict=True)], raw)
+    scale = total / raw if raw > 0 else 1.0
     return Prediction(
-        arch=name, choices=choices, total_ms=total, p10_ms=sum(o.p10 for o in ops), p90_ms=sum(o.p90 for o in ops),
-        flops=sum(o.flops for o in ops), ops=tuple(ops),
+        arch=name, choices=choices, total_ms=total,
+        p10_ms=scale * sum(o.p10 for o in ops), p90_ms=scale * sum(o.p90 for o in ops),
+        flops=sum(o.flops for o in ops), ops=tuple(ops), raw_total_ms=raw,
     )
 
 
@@ -202,13 +213,21 @@ def arch_table(lut: LUT, space: SearchSpace | None = None, head: int | None = No
             f"{lut.name} lacks {len(missing)} op(s) of space {space.id}: {', '.join(missing[:8])}"
             f"{' ...' if len(missing) > 8 else ''}; complete it with 'fbnet-lut build' for that space", missing,
         )
+    cal = from_header(lut.header, lut.name)
+
+    def cost(spec: OpSpec) -> float:
+        if spec.is_identity:
+            return 0.0
+        ms = _checked_ms(lut, spec.key)
+        return ms if cal is None else cal.op_ms(spec, ms)
+
     table = np.zeros((len(layers), space.num_candidates))
     identity = np.zeros(table.shape, dtype=bool)
     for i, row in enumerate(specs):
         for j, spec in enumerate(row):
             identity[i, j] = spec.is_identity
-            table[i, j] = 0.0 if spec.is_identity else _checked_ms(lut, spec.key)
-    fixed = sum(_checked_ms(lut, s.key) for s in tail)
+            table[i, j] = cost(spec)
+    fixed = sum(cost(s) for s in tail) + (cal.const_ms if cal is not None else 0.0)
     return ArchTable(space, table, fixed, identity, head or space.head)
 
 
@@ -274,4 +293,4 @@ def _price(lut: LUT, ops: Sequence[DecomposedOp], name: str, measure_missing: bo
             f"{lut.name} lacks {len(missing)} op(s) of {name}: {', '.join(missing)}; measure them on the LUT's "
             "device with --measure-missing (predict_module(..., measure_missing=True))", missing,
         )
-    return _prediction(name, (), [_op_cost(lut, o.label, o.desc, o.spec) for o in ops])
+    return _prediction(lut, name, (), [o.spec for o in ops], [_op_cost(lut, o.label, o.desc, o.spec) for o in ops])

@@ -33,6 +33,9 @@ def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
 @click.option("--noise-threshold", default=None, type=float,
               help="Robust CV above which an op is re-measured, then flagged [default: 0.10].")
 @click.option("--retries", default=None, type=int, help="Re-measurements of a noisy op [default: 2].")
+@click.option("--clock", type=click.Choice(["wall", "thread_cpu"]), default=None,
+              help="wall (default) or thread_cpu: CPU time of the benchmark thread, immune to preemption on a busy "
+                   "shared host (local runtimes at 1 thread only).")
 @click.option("--jobs", "-j", default=1, show_default=True, type=int,
               help="Parallel export processes (measurement is always serial).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
@@ -42,8 +45,8 @@ def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
 @click.option("--only", multiple=True, hidden=True, help="iOS devices: bundle only these op keys.")
 def build(device: str, runtime: str | None, space: str, resolution: int, width: float, threads: int | None,
           output: Path | None, csv_path: Path | None, store: Path | None, warmup: int | None, runs: int | None,
-          min_seconds: float | None, noise_threshold: float | None, retries: int | None, jobs: int, quiet: bool,
-          as_json: bool, bundle_path: Path | None, only: tuple[str, ...]) -> None:
+          min_seconds: float | None, noise_threshold: float | None, retries: int | None, clock: str | None,
+          jobs: int, quiet: bool, as_json: bool, bundle_path: Path | None, only: tuple[str, ...]) -> None:
     """Measure every op of a search space on a device and write its LUT.
 
     Ops are exported (cached by key and exporter version), timed under the measurement protocol, and every raw
@@ -67,7 +70,7 @@ def build(device: str, runtime: str | None, space: str, resolution: int, width: 
 
     dev = get_device(device)
     sp = get_space(space, resolution, width)
-    overrides = {k: v for k, v in dict(warmup=warmup, runs=runs, min_seconds=min_seconds,
+    overrides = {k: v for k, v in dict(warmup=warmup, runs=runs, min_seconds=min_seconds, clock=clock,
                                        noise_threshold=noise_threshold, retries=retries).items() if v is not None}
     if dev.kind == "ios":  # the phone runs the models itself: bundle out, results in (latency_lut/ios)
         from latency_lut.ios.flow import ios_bundle_flow
@@ -83,6 +86,9 @@ def build(device: str, runtime: str | None, space: str, resolution: int, width: 
     if csv_path:
         check_output_path(csv_path)
     backend = create_backend(dev, runtime, threads=threads)
+    if protocol.clock == "thread_cpu" and (dev.kind != "local" or backend.threads != 1):
+        backend.close()
+        raise click.BadParameter("--clock thread_cpu needs a local device at 1 thread", param_hint="--clock")
     t0 = time.perf_counter()
     try:
         with Store(store or default_store()) as st:

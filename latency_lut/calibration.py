@@ -1,0 +1,146 @@
+"""Calibration: a small linear correction from the plain LUT sum to whole-model latency, fitted on networks.
+
+Why a correction is needed (measured on this project's machines; see the README's validation section): an op
+timed alone runs cache-hot, with its weights and input resident from the previous iteration, while inside a
+network its weights were last touched a whole inference ago; and every op timed alone pays one runtime call
+overhead, while a network pays one in total. Both effects are linear in things the LUT already knows, so the
+correction is a linear model over *features of an architecture's op list*:
+
+    calibrated_ms = sum_f  coef[f] * feature_f(ops)
+
+with the features
+
+    ``lut_ms``   the plain sum of the LUT medians (coefficient ~1: the LUT is right to first order),
+    ``wparams``  millions of weights of the ops that are not identities (cold weights are re-read),
+    ``ops``      the number of ops that are not identities (per-call overhead and per-op warm-up),
+    ``grouped``  the number of ops with grouped convolutions (their channel shuffle is a reshape-transpose whose
+                 input is cache-hot alone but not in a network; ~75 us per g2 block on ONNX Runtime here),
+    ``const``    1 (the network's own call overhead, counted once).
+
+The coefficients are fitted by ridge-regularized least squares on *relative* error, shrunk towards the identity
+model (``lut_ms`` = 1, the rest 0), so a small or unrepresentative fitting set cannot move the prediction far from
+the LUT. The fit stores the keys of the models it saw, so a later validation reports its numbers on models outside
+that set only. The whole thing lives in the LUT header as plain JSON (``calibration``), readable without this
+package, and the predictor applies it to the total (the raw sum stays available).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from latency_lut.errors import LUTFormatError
+from latency_lut.ops import OpSpec
+
+METHOD = "linear-features-v1"
+FEATURES = ("lut_ms", "wparams", "ops", "grouped", "const")
+PRIOR = {"lut_ms": 1.0, "wparams": 0.0, "ops": 0.0, "grouped": 0.0, "const": 0.0}
+
+
+def features(op_ms: Iterable[tuple[OpSpec, float]]) -> dict[str, float]:
+    """Features of one architecture from its (spec, LUT median ms) pairs; identities contribute nothing."""
+    f = dict.fromkeys(FEATURES, 0.0)
+    f["const"] = 1.0
+    for spec, ms in op_ms:
+        if spec.is_identity:
+            continue
+        f["lut_ms"] += float(ms)
+        f["wparams"] += spec.params / 1e6
+        f["ops"] += 1.0
+        f["grouped"] += float(spec.groups > 1)
+    return f
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted correction; ``coef`` maps feature name to coefficient (ms per unit of the feature)."""
+
+    coef: dict[str, float]
+    fitted_on: tuple[str, ...] = ()  # keys of the networks the fit saw; validation excludes them
+    ridge: float = 0.0
+    train: dict[str, Any] = field(default_factory=dict)  # accuracy on the fitting set (for the record only)
+    method: str = METHOD
+
+    def apply(self, feats: Mapping[str, float]) -> float:
+        return sum(self.coef.get(k, 0.0) * float(feats.get(k, 0.0)) for k in FEATURES)
+
+    def op_ms(self, spec: OpSpec, ms: float) -> float:
+        """One op's share of the calibrated total: every feature but ``const`` is a sum over ops, so the
+        correction distributes over them exactly (the batch and DNAS tables use this)."""
+        if spec.is_identity:
+            return 0.0
+        c = self.coef.get
+        return (c("lut_ms", 0.0) * ms + c("wparams", 0.0) * spec.params / 1e6 + c("ops", 0.0)
+                + c("grouped", 0.0) * float(spec.groups > 1))
+
+    @property
+    def const_ms(self) -> float:
+        return self.coef.get("const", 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "features": list(FEATURES), "coef": dict(self.coef), "ridge": self.ridge,
+                "fitted_on": list(self.fitted_on), "train": self.train,
+                "formula": "calibrated_ms = " + " + ".join(f"coef[{k}] * {k}" for k in FEATURES)}
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "<LUT>") -> Calibration:
+        if not isinstance(d, dict) or d.get("method") != METHOD or not isinstance(d.get("coef"), dict):
+            raise LUTFormatError(
+                f"{source}: header field 'calibration' is not a {METHOD} calibration; refit it with "
+                "'fbnet-lut validate --calibrate' or set it to null"
+            )
+        coef = {}
+        for k, v in d["coef"].items():
+            if k not in FEATURES or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise LUTFormatError(f"{source}: calibration coefficient {k!r}={v!r} is not a known finite number")
+            coef[k] = float(v)
+        return cls(coef, tuple(d.get("fitted_on") or ()), float(d.get("ridge", 0.0)), dict(d.get("train") or {}))
+
+
+def from_header(header: Mapping[str, Any], source: str = "<LUT>") -> Calibration | None:
+    raw = header.get("calibration")
+    return None if raw is None else Calibration.from_dict(raw, source)
+
+
+def fit(
+    feats: Sequence[Mapping[str, float]], measured_ms: Sequence[float], keys: Sequence[str] = (),
+    ridge: float = 0.05,
+) -> Calibration:
+    """Least squares on relative error, ridge-shrunk towards :data:`PRIOR`.
+
+    Minimizes ``sum_i ((x_i . c - y_i) / y_i)^2 + ridge * n * sum_f ((c_f - prior_f) * scale_f)^2`` where
+    ``scale_f`` is feature f's typical size relative to the latency (so the penalty is in units of relative error
+    and does not depend on the feature's unit).
+    """
+    import numpy as np
+
+    n = len(measured_ms)
+    if n != len(feats):
+        raise ValueError("one feature row per measurement")
+    if n < 2:
+        raise ValueError("a calibration needs at least 2 measured models")
+    y = np.asarray(measured_ms, dtype=float)
+    x = np.array([[float(f.get(k, 0.0)) for k in FEATURES] for f in feats])
+    prior = np.array([PRIOR[k] for k in FEATURES])
+    # Relative-error weighting: divide each row by its measurement.
+    xw, yw = x / y[:, None], np.ones(n)
+    scale = np.sqrt(np.mean(xw**2, axis=0)) + 1e-12  # a feature's typical contribution per ms of latency
+    # Solve for d = c - prior (so the ridge pulls towards the prior) on scaled features.
+    a = xw / scale
+    r = yw - xw @ prior
+    lhs = a.T @ a + ridge * n * np.eye(len(FEATURES))
+    d = np.linalg.solve(lhs, a.T @ r) / scale
+    coef = {k: float(v) for k, v in zip(FEATURES, prior + d)}
+    cal = Calibration(coef, tuple(keys), ridge)
+    from latency_lut.metrics import accuracy
+
+    train = accuracy([cal.apply(f) for f in feats], list(y)).to_dict()
+    return Calibration(coef, tuple(keys), ridge, train)
+
+
+def calibrated_total(lut: Any, op_ms: Sequence[tuple[OpSpec, float]], raw_ms: float) -> float:
+    """The predictor's hook: the LUT header's calibration applied to one architecture, or the raw sum."""
+    cal = from_header(lut.header, lut.name)
+    return raw_ms if cal is None else cal.apply(features(op_ms))

@@ -1,0 +1,142 @@
+"""fbnet-lut validate"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from latency_lut.cli._common import ClickProgress, default_store, echo_json, store_option, table
+
+_OPTIONAL_PATH = dict(is_flag=False, flag_value="-", default=None, type=click.Path(dir_okay=False, path_type=Path))
+
+
+def _pct(v: float | None) -> str:
+    return "" if v is None or not math.isfinite(v) else f"{100 * v:+.1f}%"
+
+
+@click.command()
+@click.option("--device", "-d", default="local", show_default=True,
+              help="Device the LUT was built on (name or descriptor .yaml); must match the LUT's header.")
+@click.option("--lut", "lut_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="LUT file to validate; its header receives the summary (and the calibration).")
+@click.option("--n", "n", default=50, show_default=True, type=int, help="Random architectures (plus FBNet-A/B/C).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the architecture sample.")
+@click.option("--rounds", default=5, show_default=True, type=int,
+              help="Interleaved rounds; a model's latency is the median of its round medians.")
+@click.option("--calibrate", is_flag=True,
+              help="Fit a calibration on these models (k-fold cross-validated numbers are reported) and store it "
+                   "in the LUT; later predictions apply it.")
+@click.option("--folds", default=5, show_default=True, type=int, help="Cross-validation folds for --calibrate.")
+@click.option("--no-named", is_flag=True, help="Only random architectures (skip FBNet-A/B/C).")
+@click.option("--csv", "csv_path", help="Write per-model rows as CSV [default path: LUT-validation.csv].",
+              **_OPTIONAL_PATH)
+@click.option("--plot", "plot_path", help="Write a predicted-vs-measured PNG [default path: LUT-validation.png].",
+              **_OPTIONAL_PATH)
+@store_option
+@click.option("--jobs", "-j", default=1, show_default=True, type=int, help="Parallel export processes.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print rows and summary as JSON.")
+def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibrate: bool, folds: int,
+             no_named: bool, csv_path: Path | None, plot_path: Path | None, store: Path | None, jobs: int,
+             quiet: bool, as_json: bool) -> None:
+    """Measure whole models end to end and compare them with the LUT's predictions.
+
+    N architectures are sampled uniformly (seeded) plus FBNet-A/B/C, built from the same blocks as the LUT,
+    exported for the LUT's runtime and measured on its device with its protocol, in interleaved rounds. Reports
+    per-model errors, the share within +-5%/+-10%, RMSPE, mean signed error, Kendall's tau and the measurement
+    noise (spread of a model's round medians). Models a calibration was fitted on are shown but not scored.
+
+    \b
+    Examples:
+      fbnet-lut validate --lut profiles/local-onnxruntime-224.json --csv --plot
+      fbnet-lut validate --lut L.json --n 60 --seed 1 --calibrate      # fit, store in L.json
+      fbnet-lut validate --lut L.json --n 30 --seed 2                  # held-out check of that calibration
+    """
+    from latency_lut.backends import create_backend
+    from latency_lut.devices import get_device
+    from latency_lut.errors import ValidationError
+    from latency_lut.lut import check_output_path, load
+    from latency_lut.store import Store
+    from latency_lut.validate import check_device, default_output, record, run_validation, write_csv, write_plot
+
+    lut = load(lut_path)
+    dev = get_device(device)
+    check_device(lut, dev)
+    if n < 2:
+        raise ValidationError(f"--n must be at least 2 (a rank correlation needs two models), got {n}")
+    if rounds < 1 or folds < 2:
+        raise ValidationError("--rounds must be >= 1 and --folds >= 2")
+    csv_out = default_output(lut, ".csv") if csv_path == Path("-") else csv_path
+    plot_out = default_output(lut, ".png") if plot_path == Path("-") else plot_path
+    for p in (csv_out, plot_out, lut_path):
+        if p:
+            check_output_path(p)
+    backend = create_backend(dev, lut.header["runtime"], threads=int(lut.header["threads"]))
+    try:
+        with Store(store or default_store()) as st:
+            rep = run_validation(lut, dev, backend, n=n, seed=seed, rounds=rounds, jobs=jobs, named=not no_named,
+                                 store=st, progress=ClickProgress(quiet or as_json), do_calibrate=calibrate,
+                                 folds_k=folds)
+    finally:
+        backend.close()
+    record(lut, rep)
+    lut.save(lut_path)
+    if csv_out:
+        write_csv(rep.rows, csv_out)
+    if plot_out:
+        h = lut.header
+        title = f"{h['device']} {h['runtime']} {h['space'].get('id', '')}, {len(rep.rows)} models"
+        write_plot(rep.rows, plot_out, title)
+    s = rep.summary
+    if as_json:
+        echo_json({"lut": str(lut_path), "csv": str(csv_out) if csv_out else None,
+                   "plot": str(plot_out) if plot_out else None, "summary": s,
+                   "calibration": rep.calibration.to_dict() if rep.calibration else None,
+                   "rows": [r.to_dict() for r in rep.rows]})
+        return
+    body = [[r.label, r.flops / 1e6, r.plain_ms or "", r.predicted_ms or "", r.measured_ms or "",
+             _pct(r.error), "" if r.noise is None else f"{100 * r.noise:.1f}%",
+             "" if r.held_out else "fitted", "" if r.ok else r.status[:60]]
+            for r in rep.rows]
+    click.echo(table(body, ["model", "MMACs", "plain ms", "predicted ms", "measured ms", "error", "noise", "set",
+                            "note"]))
+    click.echo()
+    click.echo(summary_table(s))
+    if not s.get("settings_match", True):
+        click.echo("warning: runtime version, threads, exporter or protocol differ from the LUT's build; rebuild the "
+                   "LUT with this setup for a fair comparison", err=True)
+    for line in s["failed"]:
+        click.echo(f"failed: {line}", err=True)
+    for label, p in (("csv", csv_out), ("plot", plot_out)):
+        if p:
+            click.echo(f"{label}: {p}")
+    click.echo(f"summary{' and calibration' if rep.calibration else ''} written to {lut_path}")
+
+
+def summary_table(s: dict) -> str:
+    """Accuracy of each predictor as rows, metrics as columns, with the measurement noise underneath."""
+    preds: list[tuple[str, dict]] = []
+    if "accuracy" in s and s.get("predictor") == "calibrated":
+        preds.append(("calibrated (held out)", s["accuracy"]))
+    if "plain_sum" in s:
+        preds.append(("plain sum", s["plain_sum"]))
+    fitrep = s.get("calibration_fit") or {}
+    if fitrep:
+        preds.append((f"calibrated ({fitrep['folds']}-fold CV)", fitrep["calibrated_cv"]))
+        preds.append((f"FLOPs fit ({fitrep['folds']}-fold CV)", fitrep["flops_fit_cv"]))
+    rows = [[name, a["n"], f"{100 * a['within_10']:.0f}%", f"{100 * a['within_5']:.0f}%", f"{100 * a['rmspe']:.1f}%",
+             f"{100 * a['mean_error']:+.1f}%", f"{a['kendall_tau']:.3f}"] for name, a in preds]
+    out = table(rows, ["predictor", "models", "within 10%", "within 5%", "RMSPE", "mean error", "Kendall tau"],
+                right=[False] + [True] * 6)
+    nz = s.get("noise")
+    if nz:
+        out += (f"\nmeasurement noise (spread of a model's {s.get('rounds')} round medians): median "
+                f"{100 * nz['median']:.1f}%, p90 {100 * nz['p90']:.1f}%, max {100 * nz['max']:.1f}%")
+        if "split_tau" in nz:
+            out += (f"\nodd vs even rounds of the same models (the best any predictor can score here): Kendall tau "
+                    f"{nz['split_tau']:.3f}, RMS difference {100 * nz['split_rmspe']:.1f}%")
+    if s.get("excluded_fitted"):
+        out += f"\n{s['excluded_fitted']} model(s) the calibration was fitted on are not scored"
+    return out

@@ -1,0 +1,228 @@
+"""Whole networks as measurable units, and their interleaved, repeated end-to-end measurement.
+
+A :class:`NetworkSpec` quacks like an :class:`~latency_lut.ops.OpSpec` (``key``, ``input_shape``,
+``build_module()``), so every backend, the exporter cache and the store handle a whole model exactly as they
+handle one block. Its key lives in its own key space (``net-...``), which no op key can collide with.
+
+Measuring on a shared, noisy machine: models are measured in *rounds*; each round visits every model once, in a
+fresh random order, so a burst of load from a neighbour lands on different models in different rounds instead of
+on one model's whole measurement. A model's latency is the median of its per-round medians, and the spread of
+those round medians is its measurement noise.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latency_lut.errors import LatencyLutError
+from latency_lut.measure import Protocol, RunResult, compute_stats
+from latency_lut.metrics import robust_cv, spread
+from latency_lut.ops import OpSpec
+from latency_lut.spaces import Architecture, SearchSpace, get_space
+
+NET_PREFIX = "net-"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """One whole architecture of a space, measurable by any backend (duck-types ``OpSpec``)."""
+
+    space: SearchSpace
+    arch: Architecture
+    label: str = ""
+
+    @property
+    def key(self) -> str:
+        """``net-{space id}-{choices}[-h{head}]``: one character per layer while there are <= 10 candidates."""
+        sep = "" if self.space.num_candidates <= 10 else "."
+        head = f"-h{self.arch.head}" if self.arch.head else ""
+        return f"{NET_PREFIX}{self.space.id}-{sep.join(str(c) for c in self.arch.choices)}{head}"
+
+    @property
+    def name(self) -> str:
+        return self.label or self.arch.name
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        r = self.space.resolution
+        return (1, self.space.in_channels, r, r)
+
+    @property
+    def specs(self) -> list[OpSpec]:
+        return self.space.arch_specs(self.arch)
+
+    @property
+    def flops(self) -> int:
+        return sum(s.flops for s in self.specs)
+
+    def build_module(self) -> Any:
+        return self.space.build_model(self.arch)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"space": self.space.describe(), "choices": list(self.arch.choices), "head": self.arch.head,
+                "name": self.arch.name, "label": self.label}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NetworkSpec:
+        sp = d["space"]
+        space = get_space(sp["name"], int(sp["resolution"]), float(sp["width"]))
+        arch = Architecture(d["name"], tuple(int(c) for c in d["choices"]), d.get("head"))
+        return cls(space, space.parse_arch(arch), d.get("label", ""))
+
+
+def sample_archs(space: SearchSpace, n: int, seed: int, named: bool = True) -> list[NetworkSpec]:
+    """``n`` architectures drawn uniformly (every layer's candidate independently), then the space's named ones.
+
+    Duplicates are re-drawn (they would count one model twice); the named architectures come last and keep their
+    names, the random ones are labelled ``rand-{seed}-{i}``.
+    """
+    rng = random.Random(seed)
+    nets: list[NetworkSpec] = []
+    seen: set[tuple[int, ...]] = set()
+    while len(nets) < n:
+        choices = tuple(rng.randrange(space.num_candidates) for _ in range(space.num_layers))
+        if choices in seen and len(seen) < space.num_candidates ** space.num_layers:
+            continue
+        seen.add(choices)
+        nets.append(NetworkSpec(space, Architecture("custom", choices), f"rand-{seed}-{len(nets):03d}"))
+    if named:
+        for name in sorted(space.archs):
+            nets.append(NetworkSpec(space, space.parse_arch(name), name))
+    return nets
+
+
+# ---- export ------------------------------------------------------------------------------------------------
+def _export_worker(args: tuple[dict[str, Any], str]) -> str:
+    from latency_lut.export import export_spec
+
+    d, fmt = args
+    return str(export_spec(NetworkSpec.from_dict(d), fmt))  # type: ignore[arg-type]
+
+
+def export_networks(
+    nets: Sequence[NetworkSpec], fmt: str, *, jobs: int = 1, on_done: Callable[[NetworkSpec], None] | None = None,
+) -> dict[str, Path | LatencyLutError]:
+    """Export each network (cached by key like any op); a failure is returned for that model, not raised."""
+    from latency_lut.export import artifact_path, export_spec
+
+    out: dict[str, Path | LatencyLutError] = {}
+    todo = []
+    for net in nets:
+        path = artifact_path(net, fmt)  # type: ignore[arg-type]
+        if path.exists():
+            out[net.key] = path
+            if on_done:
+                on_done(net)
+        else:
+            todo.append(net)
+    if jobs <= 1 or len(todo) <= 1:
+        for net in todo:
+            out[net.key] = _try(lambda n=net: export_spec(n, fmt))  # type: ignore[misc]
+            if on_done:
+                on_done(net)
+        return out
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futs = {pool.submit(_export_worker, (n.to_dict(), fmt)): n for n in todo}
+        for fut in as_completed(futs):
+            net = futs[fut]
+            out[net.key] = _try(lambda f=fut: Path(f.result()))  # type: ignore[misc]
+            if on_done:
+                on_done(net)
+    return out
+
+
+def _try(fn: Callable[[], Path]) -> Path | LatencyLutError:
+    try:
+        return fn()
+    except LatencyLutError as e:
+        return e
+    except Exception as e:  # a converter crash on one model must not end the run; it is reported per model
+        return LatencyLutError(f"{type(e).__name__}: {e}")
+
+
+# ---- measurement -------------------------------------------------------------------------------------------
+@dataclass
+class NetMeasurement:
+    """All rounds of one model. ``error`` is set when the model could not be run; it then has no latency."""
+
+    key: str
+    rounds: list[RunResult] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def round_medians(self) -> list[float]:
+        return [r.summary().median for r in self.rounds]
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.rounds)
+
+    @property
+    def median_ms(self) -> float:
+        """The model's latency: the median of its per-round medians."""
+        return statistics.median(self.round_medians)
+
+    @property
+    def spread(self) -> float:
+        return spread(self.round_medians)
+
+    @property
+    def noise(self) -> float:
+        return robust_cv(self.round_medians)
+
+    @property
+    def median_round(self) -> int:
+        """Index of the round whose median is closest to the model's latency (the store's accepted attempt)."""
+        m = self.median_ms
+        return min(range(len(self.rounds)), key=lambda i: abs(self.round_medians[i] - m))
+
+    def summary(self) -> dict[str, Any]:
+        all_samples = [x for r in self.rounds for x in r.samples_ms]
+        return {"median_of_medians": self.median_ms, "round_medians": self.round_medians, "spread": self.spread,
+                "noise": self.noise, "runs": len(all_samples),
+                "pooled": compute_stats(all_samples).to_dict() if all_samples else None}
+
+
+def measure_networks(
+    backend: Any,
+    nets: Sequence[NetworkSpec],
+    artifacts: dict[str, Path | LatencyLutError | None],
+    protocol: Protocol,
+    *,
+    rounds: int = 5,
+    seed: int = 0,
+    on_measured: Callable[[NetworkSpec, int], None] | None = None,
+) -> dict[str, NetMeasurement]:
+    """Measure every model ``rounds`` times, interleaved: round r visits all models in its own shuffled order.
+
+    A model whose export failed, or whose run raises, is recorded with its error and skipped in later rounds.
+    """
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    res: dict[str, NetMeasurement] = {}
+    for net in nets:
+        art = artifacts.get(net.key)
+        res[net.key] = NetMeasurement(net.key, error=str(art) if isinstance(art, LatencyLutError) else None)
+    rng = random.Random(seed)
+    for r in range(rounds):
+        order = list(nets)
+        rng.shuffle(order)
+        for net in order:
+            m = res[net.key]
+            if m.error is None:
+                art = artifacts.get(net.key)
+                try:
+                    m.rounds.append(backend.measure(net, art, protocol))
+                except Exception as e:  # a runtime that rejects one model: report it, measure the rest
+                    m.error = f"{type(e).__name__}: {e}".splitlines()[0]
+            if on_measured:
+                on_measured(net, r)
+    return res

@@ -1,0 +1,394 @@
+"""End-to-end validation of a LUT: whole models measured on its device, compared with its predictions.
+
+The flow: sample architectures (uniform, seeded, plus the space's named ones), build each whole model from the
+same block definitions the LUT measured, export it for the LUT's runtime, measure it end to end with the LUT's
+protocol on the LUT's device (through the same backend interface as ``build``, so every device kind works),
+interleaved in rounds, and compare the median of round medians with the prediction.
+
+Held-out discipline: a LUT's calibration records the networks it was fitted on; validation rows of those networks
+are reported but left out of the summary. ``calibrate`` reports k-fold cross-validated numbers (each model
+predicted by a fit that never saw it) before it fits the final calibration on all models.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import math
+import random
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from typing import Protocol as _Protocol
+
+from latency_lut import __version__
+from latency_lut.calibration import Calibration, features, fit, from_header
+from latency_lut.errors import LatencyLutError, LUTFormatError, ValidationError
+from latency_lut.lut import LUT, check_output_path
+from latency_lut.measure import Protocol, RunResult
+from latency_lut.metrics import accuracy, kendall_tau
+from latency_lut.networks import NetMeasurement, NetworkSpec, export_networks, measure_networks, sample_archs
+from latency_lut.predict import predict, space_of
+
+MIN_MODELS = 2
+
+
+@dataclass
+class ModelRow:
+    """One model of a validation run. Errors are relative, (predicted - measured) / measured."""
+
+    label: str
+    key: str
+    choices: str
+    flops: int
+    plain_ms: float | None = None  # the raw LUT sum
+    predicted_ms: float | None = None  # what the predictor returns (calibrated when the LUT is)
+    measured_ms: float | None = None  # median of the round medians
+    noise: float | None = None  # spread of the round medians, (max - min) / median
+    rounds: int = 0
+    held_out: bool = True  # False when the LUT's calibration was fitted on this model
+    status: str = "ok"
+    cv_ms: float | None = None  # cross-validated calibrated prediction (only with calibrate)
+    round_ms: list[float] = field(default_factory=list)  # the per-round medians, in measurement order
+    feats: dict[str, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.measured_ms is not None and self.predicted_ms is not None
+
+    @staticmethod
+    def _err(p: float | None, m: float | None) -> float | None:
+        return None if p is None or not m else (p - m) / m
+
+    @property
+    def error(self) -> float | None:
+        return self._err(self.predicted_ms, self.measured_ms)
+
+    @property
+    def plain_error(self) -> float | None:
+        return self._err(self.plain_ms, self.measured_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "feats"}
+        d.update(error=self.error, plain_error=self.plain_error, cv_error=self._err(self.cv_ms, self.measured_ms))
+        return d
+
+
+@dataclass
+class ValidationReport:
+    rows: list[ModelRow]
+    summary: dict[str, Any]
+    calibration: Calibration | None = None  # set when calibrate fitted a new one
+
+
+# ---- checks ------------------------------------------------------------------------------------------------
+def check_device(lut: LUT, device: Any) -> None:
+    """A LUT is validated on the device and runtime it was built for, nothing else."""
+    h = lut.header
+    if h.get("device") != device.name:
+        raise ValidationError(
+            f"{lut.name} was built on device {h.get('device')!r}, not {device.name!r}; validate it with "
+            f"--device {h.get('device')} or build a LUT for {device.name} first"
+        )
+    if h.get("device_kind", device.kind) != device.kind:
+        raise ValidationError(
+            f"{lut.name} was built on a {h.get('device_kind')} device; {device.name} is a {device.kind} device"
+        )
+    if device.runtimes and h.get("runtime") not in device.runtimes:
+        raise ValidationError(
+            f"{lut.name} was measured with runtime {h.get('runtime')!r}, which device {device.name!r} does not offer "
+            f"({', '.join(device.runtimes)})"
+        )
+
+
+# ---- the run -----------------------------------------------------------------------------------------------
+class Progress(_Protocol):
+    """Receives progress: a phase starts with its total, then advances one model at a time (CLI bars)."""
+
+    def start(self, phase: str, total: int) -> None: ...
+    def advance(self, key: str) -> None: ...
+    def finish(self) -> None: ...
+
+
+def measure_models(
+    lut: LUT, device: Any, backend: Any, nets: Sequence[NetworkSpec], *, rounds: int, seed: int, jobs: int = 1,
+    store: Any | None = None, progress: Progress | None = None,
+) -> dict[str, NetMeasurement]:
+    """Export and measure whole models with the LUT's protocol; every round goes into the store."""
+    from latency_lut.build import config_for
+    from latency_lut.measure import GatedResult
+
+    protocol = Protocol.from_dict(lut.header.get("protocol") or {})
+    arts: dict[str, Any] = {n.key: None for n in nets}
+    if backend.artifact_format:
+        _start(progress, f"export {backend.artifact_format}", len(nets))
+        arts = dict(export_networks(nets, backend.artifact_format, jobs=jobs,
+                                    on_done=(lambda n: progress.advance(n.name)) if progress else None))
+        _finish(progress)
+    _start(progress, f"measure x{rounds}", len(nets) * rounds)
+    res = measure_networks(backend, nets, arts, protocol, rounds=rounds, seed=seed,
+                           on_measured=(lambda n, r: progress.advance(n.name)) if progress else None)
+    _finish(progress)
+    if store is not None:
+        config = config_for(device, backend, protocol, lut.header.get("dtype", "fp32"))
+        session = store.start_session(config, backend.device_info(), __version__)
+        for net in nets:
+            m = res[net.key]
+            if not m.ok:
+                continue
+            # All rounds are kept as attempts; the accepted one is the median round, and the extra carries the
+            # median of medians a validation actually uses.
+            rounds_ = [RunResult(r.samples_ms, r.stats, dict(r.extra)) for r in m.rounds]
+            rounds_[m.median_round].extra["validation"] = {**m.summary(), "network": net.to_dict()}
+            noisy = math.isfinite(m.noise) and m.noise > protocol.noise_threshold
+            store.add(session, net.key, GatedResult(rounds_, m.median_round, noisy))
+    return res
+
+
+def _start(p: Progress | None, phase: str, total: int) -> None:
+    if p:
+        p.start(phase, total)
+
+
+def _finish(p: Progress | None) -> None:
+    if p:
+        p.finish()
+
+
+def compare(lut: LUT, nets: Sequence[NetworkSpec], measured: dict[str, NetMeasurement]) -> list[ModelRow]:
+    """Per-model rows: plain sum, the LUT's (calibrated) prediction, measurement, noise, held-out flag."""
+    cal = from_header(lut.header, lut.name)
+    fitted = set(cal.fitted_on) if cal else set()
+    space = space_of(lut)
+    rows = []
+    for net in nets:
+        row = ModelRow(net.name, net.key, " ".join(space.choice_names(net.arch)), net.flops,
+                       held_out=net.key not in fitted)
+        m = measured.get(net.key)
+        try:
+            p = predict(lut, net.arch, space)
+            row.plain_ms, row.predicted_ms = p.raw_total_ms, p.total_ms
+            row.feats = features((lut[s.key].spec, lut[s.key].median) for s in net.specs if not s.is_identity)
+        except LatencyLutError as e:
+            row.status = f"prediction failed: {e}"
+        if m is not None and m.ok:
+            row.measured_ms, row.noise, row.rounds = m.median_ms, m.spread, len(m.rounds)
+            row.round_ms = m.round_medians
+        elif row.status == "ok":
+            row.status = f"measurement failed: {m.error if m else 'not measured'}"
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: Sequence[ModelRow], **extra: Any) -> dict[str, Any]:
+    """Accuracy of the LUT's predictor and of the plain sum on the held-out rows, with the measurement noise."""
+    ok = [r for r in rows if r.ok]
+    held = [r for r in ok if r.held_out]
+    meas = [r.measured_ms for r in held]
+    out: dict[str, Any] = {
+        "models": len(rows), "measured": len(ok), "failed": [f"{r.label}: {r.status}" for r in rows if not r.ok],
+        "held_out": len(held), "excluded_fitted": len(ok) - len(held),
+    }
+    if len(held) >= 1:
+        out["accuracy"] = accuracy([r.predicted_ms for r in held], meas).to_dict()
+        out["plain_sum"] = accuracy([r.plain_ms for r in held], meas).to_dict()
+    out["noise"] = noise_summary(ok)
+    out.update(extra)
+    return out
+
+
+def noise_summary(rows: Sequence[ModelRow]) -> dict[str, float] | None:
+    """How far the measurement itself can be trusted, in the same units as the prediction error.
+
+    ``median``/``p90``/``max``: spread of a model's round medians. ``split_tau`` and ``split_rmspe``: Kendall's tau
+    and RMS relative difference between the medians of the even and the odd rounds of the same models, i.e. what
+    a *perfect* predictor would score against this measurement; a predictor cannot be shown better than that.
+    """
+    noises = sorted(r.noise for r in rows if r.noise is not None and math.isfinite(r.noise))
+    if not noises:
+        return None
+    out = {"median": statistics.median(noises), "p90": noises[int(0.9 * (len(noises) - 1))], "max": noises[-1]}
+    halves = [(statistics.median(r.round_ms[0::2]), statistics.median(r.round_ms[1::2]))
+              for r in rows if len(r.round_ms) >= 2]
+    if len(halves) >= 2:
+        a, b = [h[0] for h in halves], [h[1] for h in halves]
+        out["split_tau"] = kendall_tau(a, b)
+        out["split_rmspe"] = math.sqrt(statistics.fmean(((x - y) / ((x + y) / 2)) ** 2 for x, y in halves))
+    return out
+
+
+# ---- cross-validation --------------------------------------------------------------------------------------
+def folds(n: int, k: int, seed: int = 0) -> list[list[int]]:
+    """Indices 0..n-1 split into k disjoint, near-equal, shuffled folds."""
+    idx = list(range(n))
+    random.Random(seed).shuffle(idx)
+    k = max(2, min(k, n))
+    return [sorted(idx[i::k]) for i in range(k)]
+
+
+def cross_validate(
+    xs: Sequence[Any], ys: Sequence[float], fit_fn: Callable[[list[Any], list[float]], Callable[[Any], float]],
+    k: int = 5, seed: int = 0,
+) -> list[float]:
+    """Held-out predictions: each item predicted by a model fitted on the other folds only."""
+    preds = [math.nan] * len(xs)
+    for test in folds(len(xs), k, seed):
+        tset = set(test)
+        train = [i for i in range(len(xs)) if i not in tset]
+        assert not tset & set(train)  # the discipline this function exists for
+        model = fit_fn([xs[i] for i in train], [ys[i] for i in train])
+        for i in test:
+            preds[i] = model(xs[i])
+    return preds
+
+
+def fit_calibration(xs: list[dict[str, float]], ys: list[float]) -> Callable[[dict[str, float]], float]:
+    return fit(xs, ys).apply
+
+
+def fit_flops(xs: list[float], ys: list[float]) -> Callable[[float], float]:
+    """The FLOPs baseline: latency = a * MACs + b, least squares on relative error."""
+    import numpy as np
+
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    a = np.stack([x / y, 1 / y], axis=1)
+    coef = np.linalg.lstsq(a, np.ones_like(y), rcond=None)[0]
+    return lambda f: float(coef[0] * f + coef[1])
+
+
+def calibrate(rows: list[ModelRow], k: int = 5, seed: int = 0) -> tuple[Calibration, dict[str, Any]]:
+    """Cross-validated accuracy of the calibration (and of the FLOPs baseline), then the fit on all rows."""
+    ok = [r for r in rows if r.ok]
+    if len(ok) < max(MIN_MODELS, 3):
+        raise ValidationError(f"calibration needs at least 3 measured models, got {len(ok)}; raise --n")
+    ys = [float(r.measured_ms) for r in ok]  # type: ignore[arg-type]
+    cv = cross_validate([r.feats for r in ok], ys, fit_calibration, k, seed)
+    for r, p in zip(ok, cv):
+        r.cv_ms = p
+    cv_flops = cross_validate([float(r.flops) for r in ok], ys, fit_flops, k, seed)
+    cal = fit([r.feats for r in ok], ys, [r.key for r in ok])
+    report = {
+        "folds": len(folds(len(ok), k, seed)),
+        "calibrated_cv": accuracy(cv, ys).to_dict(),
+        "flops_fit_cv": accuracy(cv_flops, ys).to_dict(),
+        "plain_sum": accuracy([float(r.plain_ms) for r in ok], ys).to_dict(),  # type: ignore[arg-type]
+    }
+    return cal, report
+
+
+# ---- one call for the CLI ----------------------------------------------------------------------------------
+def run_validation(
+    lut: LUT, device: Any, backend: Any, *, n: int = 50, seed: int = 0, rounds: int = 5, jobs: int = 1,
+    named: bool = True, store: Any | None = None, progress: Progress | None = None, do_calibrate: bool = False,
+    folds_k: int = 5,
+) -> ValidationReport:
+    if n < MIN_MODELS:
+        raise ValidationError(f"--n must be at least {MIN_MODELS} (a rank correlation needs two models), got {n}")
+    if rounds < 1:
+        raise ValidationError(f"--rounds must be at least 1, got {rounds}")
+    check_device(lut, device)
+    if backend.runtime != lut.header.get("runtime"):
+        raise ValidationError(f"{lut.name} was measured with {lut.header.get('runtime')}, the backend runs "
+                              f"{backend.runtime}; validate with the LUT's runtime")
+    space = space_of(lut)
+    nets = sample_archs(space, n, seed, named=named)
+    # A model the LUT cannot predict (an incomplete LUT) is reported by compare() and not worth measuring.
+    predictable = [net for net in nets if not _missing(lut, net)]
+    measured = measure_models(lut, device, backend, predictable, rounds=rounds, seed=seed, jobs=jobs, store=store,
+                              progress=progress)
+    rows = compare(lut, nets, measured)
+    from latency_lut.build import config_for
+
+    protocol = Protocol.from_dict(lut.header.get("protocol") or {})
+    settings_hash = config_for(device, backend, protocol, lut.header.get("dtype", "fp32")).hash
+    extra: dict[str, Any] = {
+        # False when the runtime version, threads, exporter or protocol differ from the LUT's build: the models
+        # were then not measured the way the LUT was, and the comparison is suspect.
+        "settings_match": settings_hash == lut.header.get("settings_hash"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "tool_version": __version__,
+        "seed": seed, "n": n, "rounds": rounds, "named": named,
+        "predictor": "calibrated" if from_header(lut.header) else "plain_sum",
+        "runtime": backend.runtime, "threads": backend.threads,
+    }
+    cal = None
+    if do_calibrate:
+        cal, report = calibrate(rows, folds_k, seed)
+        extra["calibration_fit"] = report
+    return ValidationReport(rows, summarize(rows, **extra), cal)
+
+
+def _missing(lut: LUT, net: NetworkSpec) -> bool:
+    return any(not s.is_identity and s.key not in lut for s in net.specs)
+
+
+def record(lut: LUT, report: ValidationReport) -> None:
+    """Put the summary (and a new calibration) into the LUT header; the caller saves the file."""
+    lut.header["validation"] = report.summary
+    if report.calibration is not None:
+        lut.header["calibration"] = report.calibration.to_dict()
+
+
+# ---- outputs -----------------------------------------------------------------------------------------------
+CSV_COLUMNS = ("label", "key", "choices", "flops", "plain_ms", "predicted_ms", "measured_ms", "error",
+               "plain_error", "cv_ms", "cv_error", "noise", "rounds", "round_ms", "held_out", "status")
+
+
+def write_csv(rows: Sequence[ModelRow], path: str | Path) -> Path:
+    path = check_output_path(path)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r.to_dict(), "round_ms": ";".join(f"{x:.5f}" for x in r.round_ms)})
+    return path
+
+
+def write_plot(rows: Sequence[ModelRow], path: str | Path, title: str = "") -> Path:
+    """Scatter of predicted against measured latency with the y = x line and the +-10% band (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = check_output_path(path)
+    ok = [r for r in rows if r.ok]
+    if not ok:
+        raise LUTFormatError("nothing to plot: no model was measured")
+    lo = 0.9 * min(min(r.measured_ms, r.predicted_ms, r.plain_ms) for r in ok)  # type: ignore[type-var]
+    hi = 1.1 * max(max(r.measured_ms, r.predicted_ms, r.plain_ms) for r in ok)  # type: ignore[type-var]
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=120)
+    xs = [lo, hi]
+    ax.fill_between(xs, [0.9 * x for x in xs], [1.1 * x for x in xs], color="tab:green", alpha=0.15,
+                    label="+-10%")
+    ax.plot(xs, xs, color="tab:green", lw=1)
+    calibrated = any(r.predicted_ms != r.plain_ms for r in ok)
+    if calibrated:
+        ax.scatter([r.measured_ms for r in ok], [r.plain_ms for r in ok], s=12, c="tab:gray", alpha=0.6,
+                   label="plain sum")
+    held = [r for r in ok if r.held_out]
+    fitted = [r for r in ok if not r.held_out]
+    ax.scatter([r.measured_ms for r in held], [r.predicted_ms for r in held], s=16, c="tab:blue",
+               label="prediction (held out)" if calibrated else "prediction")
+    if fitted:
+        ax.scatter([r.measured_ms for r in fitted], [r.predicted_ms for r in fitted], s=16, c="tab:orange",
+                   marker="x", label="prediction (fitting set)")
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured latency (ms)", ylabel="predicted latency (ms)",
+           title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def default_output(lut: LUT, suffix: str) -> Path:
+    base = lut.path or Path(f"{lut.header.get('device')}-{lut.header.get('runtime')}.json")
+    return base.with_name(f"{base.stem}-validation{suffix}")
+
+
+__all__ = ["ModelRow", "ValidationError", "ValidationReport", "calibrate", "check_device", "compare",
+           "cross_validate", "folds", "measure_models", "record", "run_validation", "summarize", "write_csv",
+           "write_plot"]

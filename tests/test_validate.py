@@ -1,0 +1,181 @@
+"""fbnet-lut validate: end to end through the CLI on a tiny space, per-model failures, and the bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import FAST, cli_env, run_cli
+
+from latency_lut.backends.base import Backend
+from latency_lut.devices import get_device
+from latency_lut.errors import ValidationError
+from latency_lut.lut import LUT, Entry, load
+from latency_lut.measure import RunResult, compute_stats
+from latency_lut.networks import NET_PREFIX, NetworkSpec, sample_archs
+from latency_lut.spaces import get_space
+from latency_lut.validate import run_validation
+
+TINY = ["--resolution", "32", "--width", "0.25"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory, artifact_cache: Path) -> tuple[Path, dict[str, str]]:
+    """A tiny ONNX Runtime LUT built once for this module, with its own store."""
+    d = tmp_path_factory.mktemp("validate")
+    env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(d / "store.sqlite"))
+    run_cli("build", *TINY, "-o", "tiny.json", "-q", *FAST, cwd=d, env=env, check=True)
+    return d, env
+
+
+def _finite_positive(x: float | None) -> bool:
+    return x is not None and math.isfinite(x) and x > 0
+
+
+def test_validate_then_calibrate_then_held_out_check(tiny):
+    d, env = tiny
+    proc = run_cli("validate", "--lut", "tiny.json", "--n", "3", "--rounds", "2", "--seed", "5", "--calibrate",
+                   "--folds", "3", "--csv", "--plot", "v.png", "--json", "-q", cwd=d, env=env, check=True)
+    out = json.loads(proc.stdout)
+    rows = out["rows"]
+    assert [r["label"] for r in rows][-3:] == ["fbnet_a", "fbnet_b", "fbnet_c"] and len(rows) == 6
+    for r in rows:
+        assert r["status"] == "ok" and r["key"].startswith(NET_PREFIX)
+        assert _finite_positive(r["measured_ms"]) and _finite_positive(r["plain_ms"]) and r["rounds"] == 2
+        assert r["noise"] >= 0 and math.isfinite(r["cv_ms"])
+    s = out["summary"]
+    assert s["measured"] == 6 and s["failed"] == [] and s["plain_sum"]["n"] == 6
+    assert set(s["calibration_fit"]) >= {"calibrated_cv", "flops_fit_cv", "plain_sum", "folds"}
+    assert s["noise"]["median"] >= 0
+
+    # CSV (default path beside the LUT) and PNG written; summary and calibration in the LUT header.
+    with open(d / "tiny-validation.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 6
+    assert (d / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lut = load(d / "tiny.json")
+    assert lut.header["validation"]["measured"] == 6 and lut.header["calibration"]["method"]
+    assert len(lut.header["calibration"]["fitted_on"]) == 6
+
+    # Whole-model measurements are in the store, every round, in their own key space.
+    with sqlite3.connect(d / "store.sqlite") as db:
+        n = db.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM measurements WHERE key LIKE 'net-%'").fetchone()
+    assert n == (12, 6)
+
+    # A second run on other random models scores them with the calibration, but not FBNet-A/B/C (fitted on).
+    proc = run_cli("validate", "--lut", "tiny.json", "--n", "2", "--rounds", "1", "--seed", "6", "-q",
+                   cwd=d, env=env, check=True)
+    assert "calibrated (held out)" in proc.stdout and "3 model(s) the calibration was fitted on" in proc.stdout
+    lut = load(d / "tiny.json")
+    v = lut.header["validation"]
+    assert v["predictor"] == "calibrated" and v["held_out"] == 2 and v["excluded_fitted"] == 3
+
+
+def test_bad_inputs_are_one_line_errors(tiny, tmp_path):
+    d, env = tiny
+    proc = run_cli("validate", "--lut", str(d / "tiny.json"), "--n", "1", cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and "--n must be at least 2" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+    other = tmp_path / "bench-box.yaml"
+    other.write_text("name: bench-box\nkind: local\nruntime: onnxruntime\n")
+    proc = run_cli("validate", "--device", str(other), "--lut", str(d / "tiny.json"), cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and "built on device 'local', not 'bench-box'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+    torch_only = tmp_path / "local.yaml"
+    torch_only.write_text("name: local\nkind: local\nruntime: torch\nruntimes: [torch]\n")
+    proc = run_cli("validate", "--device", str(torch_only), "--lut", str(d / "tiny.json"), cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and "runtime 'onnxruntime'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# ---- per-model failures, without a runtime -----------------------------------------------------------------
+SPACE = get_space("fbnet", 32, 0.25)
+
+
+def _lut() -> LUT:
+    header = {"device": "local", "device_kind": "local", "device_info": {}, "runtime": "torch",
+              "runtime_version": "0", "threads": 1, "dtype": "fp32", "unit": "ms",
+              "protocol": {"warmup": 0, "runs": 3, "min_seconds": 0.0}, "exporter": {},
+              "space": {**SPACE.describe(), "id": SPACE.id}, "tool_version": "t", "created": "now",
+              "complete": True, "calibration": None}
+    return LUT(header, {s.key: Entry(s, compute_stats([0.01 + s.flops / 1e7])) for s in SPACE.unique_specs()})
+
+
+class FakeBackend(Backend):
+    """Times nothing: returns a latency derived from FLOPs, and refuses one chosen model like a broken runtime."""
+
+    runtime, artifact_format = "torch", None
+
+    def __init__(self, broken: str) -> None:
+        super().__init__(threads=1)
+        self.broken = broken
+        self.calls: list[str] = []
+
+    def runtime_version(self) -> str:
+        return "fake"
+
+    def measure(self, spec: NetworkSpec, artifact: Path | None, protocol) -> RunResult:
+        self.calls.append(spec.key)
+        if spec.key == self.broken:
+            raise RuntimeError("kernel not implemented: ChannelShuffle\nsecond line")
+        return RunResult([0.02 + spec.flops / 1e7] * 3)
+
+
+def test_a_model_that_fails_is_reported_and_the_run_continues():
+    nets = sample_archs(SPACE, 4, seed=9)
+    backend = FakeBackend(broken=nets[1].key)
+    rep = run_validation(_lut(), get_device("local"), backend, n=4, seed=9, rounds=3)
+    bad = [r for r in rep.rows if not r.ok]
+    assert [r.key for r in bad] == [nets[1].key]
+    assert "kernel not implemented" in bad[0].status and "\n" not in bad[0].status
+    assert backend.calls.count(nets[1].key) == 1  # not retried in later rounds
+    assert all(backend.calls.count(n.key) == 3 for n in nets if n.key != nets[1].key)  # the rest: every round
+    assert rep.summary["measured"] == 6 and len(rep.summary["failed"]) == 1
+    assert rep.summary["plain_sum"]["n"] == 6
+
+
+def test_sample_count_below_two_is_rejected_in_the_api():
+    with pytest.raises(ValidationError, match="at least 2"):
+        run_validation(_lut(), get_device("local"), FakeBackend(""), n=1)
+
+
+def test_network_keys_are_stable_and_distinct_from_op_keys():
+    a = NetworkSpec(SPACE, SPACE.parse_arch("fbnet_a"), "fbnet_a")
+    assert a.key == NetworkSpec(SPACE, SPACE.parse_arch("fbnet_a")).key
+    assert a.key.startswith(f"net-{SPACE.id}-") and a.key.endswith("-h1504")
+    assert a.input_shape == (1, 3, 32, 32)
+    assert NetworkSpec.from_dict(a.to_dict()).key == a.key
+    nets = sample_archs(SPACE, 10, seed=1)
+    assert nets == sample_archs(SPACE, 10, seed=1) and len({n.key for n in nets}) == 13
+
+
+def test_a_model_the_lut_cannot_predict_is_reported_and_not_measured():
+    lut = _lut()
+    for spec in SPACE.tail_specs(1504):  # FBNet-A's narrower head: only FBNet-A needs these
+        lut.entries.pop(spec.key, None)
+    backend = FakeBackend(broken="")
+    rep = run_validation(lut, get_device("local"), backend, n=2, seed=3, rounds=2)
+    bad = [r for r in rep.rows if not r.ok]
+    assert [r.label for r in bad] == ["fbnet_a"] and bad[0].status.startswith("prediction failed")
+    assert bad[0].key not in backend.calls
+    assert rep.summary["measured"] == 4
+
+
+def test_thread_cpu_clock_is_opt_in_and_keeps_wall_clock_hashes():
+    from latency_lut.measure import Protocol, time_callable
+
+    assert "clock" not in Protocol().to_dict()  # wall-clock builds keep the settings hash they always had
+    p = Protocol(runs=3, warmup=0, min_seconds=0, clock="thread_cpu")
+    assert Protocol.from_dict(p.to_dict()) == p
+    with pytest.raises(ValueError, match="clock"):
+        Protocol(clock="sundial")
+    # CPU time of a sleeping thread is ~0 although the wall time is not: preemption cannot inflate this clock.
+    import time
+
+    samples = time_callable(lambda: time.sleep(0.01), p)
+    assert len(samples) == 3 and all(0 <= s < 5 for s in samples)
