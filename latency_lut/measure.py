@@ -17,6 +17,8 @@ from typing import Any
 CLOCKS = ("wall", "thread_cpu")
 # A normal distribution's interquartile range spans 1.349 standard deviations.
 _IQR_SIGMAS = 1.3489795003921634
+# Standard normal quantiles: z(0.95), z(0.90), z(0.75).
+_Z05, _Z10, _Z25 = 1.6448536269514722, 1.2815515655446004, 0.6744897501960817
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,45 @@ def compute_stats(samples_ms: Sequence[float]) -> Stats:
         p75=percentile(xs, 75), p90=percentile(xs, 90),
         mean=mean, std=std, cv=std / mean if mean > 0 else math.inf, min=xs[0], max=xs[-1],
     )
+
+
+def stats_from_aggregates(
+    count: int, mean: float, std: float, lo: float, hi: float, median: float | None = None,
+    p5: float | None = None, p95: float | None = None, all_same: bool = False,
+) -> tuple[Stats, str]:
+    """Stats (ms) from the aggregates a benchmark tool prints (TFLite's benchmark_model on a phone or in the iOS
+    app), and a note on how the percentiles were obtained, for the store.
+
+    Such tools print count, mean, std, min and max (newer builds also p5, median, p95) but no per-run times. The
+    quartiles and p10/p90 are then estimated: from a normal distribution fitted separately to each side of the
+    printed median (through p5 and p95) when the tool prints them, otherwise from mean and std, always clipped to
+    the printed min and max. Without a printed median, the median is the mean.
+    """
+    if count < 1:
+        raise ValueError("aggregates of zero runs")
+    center = mean if median is None else median
+    if median is not None and p5 is not None and p95 is not None:
+        s_lo, s_hi = max(median - p5, 0.0) / _Z05, max(p95 - median, 0.0) / _Z05
+        how = "p10/p25/p75/p90 interpolated (normal per side) from the printed p5/median/p95"
+    elif all_same or count == 1:
+        s_lo = s_hi = 0.0
+        how = "every run took the same time" if count > 1 else "a single run"
+    else:
+        s_lo = s_hi = std
+        how = ("median = mean; p10/p25/p75/p90 from a normal fit to mean/std" if median is None
+               else "p10/p25/p75/p90 from a normal fit to mean/std around the printed median")
+
+    def clip(x: float) -> float:
+        return min(max(x, lo), hi)
+
+    center = clip(center)
+    stats = Stats(
+        count=int(count), median=center,
+        p10=clip(center - _Z10 * s_lo), p25=clip(center - _Z25 * s_lo),
+        p75=clip(center + _Z25 * s_hi), p90=clip(center + _Z10 * s_hi),
+        mean=mean, std=std, cv=std / mean if mean > 0 else math.inf, min=lo, max=hi,
+    )
+    return stats, how
 
 
 @dataclass

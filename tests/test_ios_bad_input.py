@@ -16,7 +16,7 @@ from ios_applog import console_log, time_bundle
 
 from latency_lut.ios.errors import ResultsFormatError, TruncatedLogError, UnitMismatchError
 from latency_lut.ios.log import parse_log
-from latency_lut.ios.results import stats_from_aggregate
+from latency_lut.measure import stats_from_aggregates as stats_from_aggregate
 
 SPACE = ["--resolution", "32", "--width", "0.25"]
 FAST = ["--warmup", "1", "--runs", "4", "--min-seconds", "0"]

@@ -20,7 +20,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from latency_lut.measure import Stats
+from latency_lut.measure import Stats, stats_from_aggregates
 
 _LOG_TAG = re.compile(r"^\s*(?:INFO|WARNING|WARN|ERROR|VERBOSE|DEBUG)\s*:\s+")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -30,7 +30,6 @@ _ERROR_HINTS = ("error", "failed", "failure", "not found", "cannot", "can't", "c
                 "segmentation", "permission denied", "exec format", "no such file", "unrecognized", "invalid")
 
 # z-scores of the normal distribution, for quantiles the tool does not print.
-_Z05, _Z10, _Z25 = 1.6448536269514722, 1.2815515655446004, 0.6744897501960817
 
 
 class BenchmarkOutputError(ValueError):
@@ -105,36 +104,15 @@ class BenchmarkOutput:
         if r is None or r.count < 1:
             raise BenchmarkOutputError("benchmark_model printed no timed runs")
         ms = 1e-3
-        mean = r.mean * ms
-        lo = (r.min if r.min is not None else r.mean) * ms
-        hi = (r.max if r.max is not None else r.mean) * ms
-        std = (r.std or 0.0) * ms
-        if r.median is not None:
-            median = r.median * ms
-        else:
-            median = mean
-        if r.median is not None and r.p5 is not None and r.p95 is not None:
-            s_lo = max(median - r.p5 * ms, 0.0) / _Z05
-            s_hi = max(r.p95 * ms - median, 0.0) / _Z05
-            source = "p10/p25/p75/p90 interpolated (normal per side) from the printed p5/median/p95"
-        elif r.all_same or r.count == 1:
-            s_lo = s_hi = 0.0
-            source = "every run took the same time" if r.count > 1 else "a single run"
-        else:
-            s_lo = s_hi = std
-            source = ("median = avg; p10/p25/p75/p90 from a normal fit to avg/std" if r.median is None
-                      else "p10/p25/p75/p90 from a normal fit to avg/std around the printed median")
 
-        def clip(x: float) -> float:
-            return min(max(x, lo), hi)
+        def scaled(v: float | None) -> float | None:
+            return None if v is None else v * ms
 
-        median = clip(median)
-        return Stats(
-            count=r.count, median=median,
-            p10=clip(median - _Z10 * s_lo), p25=clip(median - _Z25 * s_lo),
-            p75=clip(median + _Z25 * s_hi), p90=clip(median + _Z10 * s_hi),
-            mean=mean, std=std, cv=std / mean if mean > 0 else math.inf, min=lo, max=hi,
-        ), source
+        return stats_from_aggregates(
+            r.count, r.mean * ms, (r.std or 0.0) * ms,
+            (r.min if r.min is not None else r.mean) * ms, (r.max if r.max is not None else r.mean) * ms,
+            scaled(r.median), scaled(r.p5), scaled(r.p95), all_same=bool(r.all_same),
+        )
 
     def error_text(self, limit: int = 400) -> str:
         """The tool's own error lines on one line (for a user-facing message)."""

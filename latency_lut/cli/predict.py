@@ -42,10 +42,10 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
     """Predict whole-model latency from a LUT: architectures of its space, a torch module, or an ONNX file.
 
     The total is the sum of the LUT medians of the model's ops, corrected by the LUT's calibration when it has one
-    ('fbnet-lut validate --calibrate'; the plain sum stays in the JSON as raw_total_ms); p10/p90 give a spread. A torch module or
-    ONNX graph is decomposed into LUT ops (conv + BN + activation, squeeze-excite, shuffle, pools, adds, blocks of
-    the search space as whole blocks). An op the LUT lacks is an error listing the missing keys, never a zero;
-    with --measure-missing they are measured on the LUT's device instead.
+    ('fbnet-lut validate --calibrate'; the plain sum stays in the JSON as raw_total_ms); p10/p90 give a spread.
+    A torch module or ONNX graph is decomposed into LUT ops (conv + BN + activation, squeeze-excite, shuffle,
+    pools, adds, blocks of the search space as whole blocks). An op the LUT lacks is an error listing the missing
+    keys, never a zero; with --measure-missing they are measured on the LUT's device instead.
 
     \b
     Examples:

@@ -28,13 +28,12 @@ from typing import Any
 from latency_lut.ios.bundle import Manifest, split_benchmark_name
 from latency_lut.ios.errors import BundleMismatchError, ResultsFormatError, TruncatedLogError, UnitMismatchError
 from latency_lut.ios.log import LogBlock, ParsedLog, RunStat, parse_log
-from latency_lut.measure import Stats, compute_stats
+from latency_lut.measure import Stats, compute_stats, stats_from_aggregates
 
 RESULTS_FORMAT = "fbnet-lut-ios-results"
 UNITS = {"us": 1e-3, "ms": 1.0}
 CSV_COLUMNS = ("bundle_id", "key", "unit", "count", "avg", "std", "min", "max")
 # Quantiles of a standard normal, for the percentiles a tool that reports only mean/std does not give.
-_Z25, _Z10 = 0.6744897501960817, 1.2815515655446004
 
 
 @dataclass(frozen=True)
@@ -70,27 +69,6 @@ class Parsed:
     repeated: list[str] = field(default_factory=list)  # keys measured twice in this source (the last one is kept)
 
 
-def stats_from_aggregate(count: int, mean: float, std: float, lo: float, hi: float, median: float | None = None,
-                         p5: float | None = None, p95: float | None = None) -> tuple[Stats, str]:
-    """Stats (ms) from the aggregates benchmark_model prints, and how the percentiles were obtained.
-
-    The tool gives count, mean, std, min and max (newer builds also p5, median, p95). The LUT's quartiles and
-    p10/p90 are then a normal approximation around the median (or mean), clipped into the observed range; the
-    noise gate's spread is thus ~std/median. The store's ``extra`` records that they are estimates.
-    """
-    center = median if median is not None else mean
-    lo_b = max(lo, p5) if p5 is not None else lo
-    hi_b = min(hi, p95) if p95 is not None else hi
-    center = min(max(center, lo), hi)
-    p25 = min(max(center - _Z25 * std, lo), center)
-    p75 = max(min(center + _Z25 * std, hi), center)
-    p10 = min(max(center - _Z10 * std, lo_b, lo), p25)
-    p90 = max(min(center + _Z10 * std, hi_b, hi), p75)
-    stats = Stats(count=int(count), median=center, p10=p10, p25=p25, p75=p75, p90=p90, mean=mean, std=std,
-                  cv=std / mean if mean > 0 else math.inf, min=lo, max=hi)
-    how = "reported median, normal-approximation quartiles" if median is not None else \
-        "mean as median, normal-approximation quartiles"
-    return stats, how
 
 
 # ---- the console log ---------------------------------------------------------------------------------------
@@ -147,7 +125,7 @@ def _check_block(b: LogBlock, key: str, manifest: Manifest, source: str) -> None
 
 def _log_result(b: LogBlock, inf: RunStat, key: str, bundle_id: str, source: str) -> Result:
     ms = UNITS["us"]
-    stats, how = stats_from_aggregate(
+    stats, how = stats_from_aggregates(
         inf.count, inf.avg * ms, inf.std * ms, inf.min * ms, inf.max * ms,
         None if inf.median is None else inf.median * ms, None if inf.p5 is None else inf.p5 * ms,
         None if inf.p95 is None else inf.p95 * ms,
@@ -193,7 +171,7 @@ def _row_result(row: Mapping[str, Any], bundle_id: str, unit: str, where: str) -
         raise ResultsFormatError(f"{where}: result {key}: need min <= avg (and median) <= max")
     if vals["count"] < 1:
         raise ResultsFormatError(f"{where}: result {key}: count must be at least 1")
-    stats, how = stats_from_aggregate(int(vals["count"]), vals["avg"] * scale, vals["std"] * scale,
+    stats, how = stats_from_aggregates(int(vals["count"]), vals["avg"] * scale, vals["std"] * scale,
                                       vals["min"] * scale, vals["max"] * scale, med)
     return Result(key, bundle_id, stats, (), {"source": "ios-results", "percentiles": how})
 

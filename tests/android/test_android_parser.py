@@ -117,7 +117,7 @@ def test_modern_output_gives_the_timed_runs_not_the_warmup():
     assert stats.p25 == pytest.approx(55.0432 - 0.67449 * 1.562, rel=1e-4)
     assert stats.p10 == pytest.approx(max(53.077, 55.0432 - 1.28155 * 1.562), rel=1e-4)
     assert stats.min <= stats.p10 <= stats.p25 <= stats.median <= stats.p75 <= stats.p90 <= stats.max
-    assert "avg/std" in source
+    assert "mean/std" in source
     assert out.nodes == [] and out.errors == []
 
 
