@@ -21,7 +21,7 @@ from latency_lut.ops import OpSpec
 
 FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
 ONNX_OPSET = 17
-_RECIPE = "v2"  # bump when the way a module is exported changes
+_RECIPE = "v3"  # bump when the way a module is built or exported changes
 
 
 def _version(dist: str) -> str:
