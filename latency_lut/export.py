@@ -117,8 +117,9 @@ def _export_onnx(module: Any, sample: Any, out: Path) -> None:
 
 
 def _export_tflite(module: Any, sample: Any, out: Path) -> None:
-    import litert_torch
-    from litert_torch import _config
+    with _quiet_native_output():  # litert-torch's imports print torchao and absl chatter
+        import litert_torch
+        from litert_torch import _config
 
     _config.config.show_progress = False
     # NHWC I/O for 4-D tensors: otherwise every micro-model carries two layout TRANSPOSE ops that a deployed
@@ -159,11 +160,16 @@ def export_spec(spec: OpSpec, fmt: str, root: Path | None = None) -> Path:
     return path
 
 
-def _die_with_parent(parent: int) -> None:
-    """Export workers end when the build is killed, instead of converting on for nobody (Linux only)."""
+def _init_worker(parent: int) -> None:
+    """Export workers are silent (converters print import chatter; failures come back as exceptions) and end
+    when the build is killed, instead of converting on for nobody (Linux only)."""
     import ctypes
     import signal
     import sys
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
 
     if sys.platform.startswith("linux"):
         try:
@@ -207,7 +213,7 @@ def export_many(
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+                             initializer=_init_worker, initargs=(os.getpid(),)) as pool:
         futs = {pool.submit(_export_worker, (s.key, fmt, str(root) if root else None)): s for s in todo}
         for fut in as_completed(futs):
             fut.result()
