@@ -14,7 +14,6 @@ estimated as described in :meth:`BenchmarkOutput.to_stats` (the method used is k
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import posixpath
 import re
@@ -26,6 +25,7 @@ from latency_lut.android.benchmark_output import parse_benchmark_output
 from latency_lut.android.config import AndroidConfig, elf_abi
 from latency_lut.android.thermal import READ_ZONES, ThermalGuard, ThermalReading
 from latency_lut.backends.base import Backend
+from latency_lut.checksums import sha256_file
 from latency_lut.errors import DeviceError
 from latency_lut.measure import Protocol, RunResult
 from latency_lut.ops import OpSpec
@@ -35,14 +35,6 @@ log = logging.getLogger(__name__)
 BINARY_NAME = "benchmark_model"
 _EXEC_FAILURE = re.compile(r"exec format error|not executable|cannot execute|permission denied|syntax error|"
                            r"inaccessible or not found|: not found", re.IGNORECASE)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _bool(v: bool) -> str:

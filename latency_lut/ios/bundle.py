@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from latency_lut import __version__
+from latency_lut.checksums import sha256_file
 from latency_lut.ios.app import DELEGATE_FLAGS
 from latency_lut.ios.errors import BundleError
 from latency_lut.measure import Protocol
@@ -178,14 +179,6 @@ def find_bundle(bundle_id: str, roots: Sequence[Path]) -> Path:
     raise BundleError(f"no bundle with id {bundle_id} under {where}; pass the bundle folder with --bundle DIR")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     # Hard links keep a bundle of the 224 space from doubling the artifact cache's disk use.
     try:
@@ -216,7 +209,7 @@ def make_bundle(
     """Assemble (or find up to date) the bundle of ``specs``; ``path`` overrides ``root/<name>-<id>``."""
     settings = config.settings
     threads, delegate = int(settings["threads"]), str(settings["delegate"])
-    hashes = {s.key: _sha256(Path(artifacts[s.key])) for s in specs}
+    hashes = {s.key: sha256_file(Path(artifacts[s.key])) for s in specs}
     # Parameters without the name (the name holds the id being computed).
     params = {s.key: app_params(s.key, f"{s.key}.tflite", "", threads, protocol, delegate,
                                 settings["warmup_min_seconds"], settings["run_delay"]) for s in specs}
