@@ -33,6 +33,8 @@ from latency_lut.measure import Stats, compute_stats, stats_from_aggregates
 RESULTS_FORMAT = "fbnet-lut-ios-results"
 UNITS = {"us": 1e-3, "ms": 1.0}
 CSV_COLUMNS = ("bundle_id", "key", "unit", "count", "avg", "std", "min", "max")
+
+
 @dataclass(frozen=True)
 class Result:
     """One key's measurement from the phone, in milliseconds."""
