@@ -129,9 +129,8 @@ def _torch_classes() -> SimpleNamespace:
 
 
 def __getattr__(name: str):  # ``from latency_lut.blocks.mbconv import InvertedResidual`` (imports torch)
-    classes = _torch_classes()
-    if hasattr(classes, name):
-        return getattr(classes, name)
+    if name == "InvertedResidual":  # only the class names: import machinery probes other attributes
+        return getattr(_torch_classes(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
