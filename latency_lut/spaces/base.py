@@ -8,6 +8,7 @@ An architecture picks one candidate per layer, by index into that layer's list (
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -165,6 +166,11 @@ class SearchSpace:
         return self.stem_specs()[0]
 
     def layers(self) -> list[Layer]:
+        """The searchable layers in network order (computed once per space)."""
+        return list(self._layers)
+
+    @functools.cached_property
+    def _layers(self) -> tuple[Layer, ...]:
         last = self.stem_specs()[-1]
         cin, (h, w) = last.cout, last.out_hw
         out: list[Layer] = []
@@ -179,7 +185,7 @@ class SearchSpace:
                     names.append("zero")
                 out.append(Layer(len(out) + 1, si, cin, h, w, cout, s, tuple(names)))
                 h, w, cin = conv_out(h, 1, s), conv_out(w, 1, s), cout
-        return out
+        return tuple(out)
 
     def candidate_spec(self, layer: Layer, candidate: int | str) -> OpSpec:
         name = layer.candidates[candidate] if isinstance(candidate, int) else candidate

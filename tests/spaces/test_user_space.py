@@ -103,6 +103,10 @@ def test_space_mismatch_names_both(cli, user_file, tmp_path):
     assert cli("build", "--space", str(user_file), "-o", str(out), "-q", *FAST).returncode == 0
     r = cli("predict", "--lut", str(out), "-a", "small", "--space", "fbnet")
     assert r.returncode == 2 and "tiny_user-32" in r.stderr and "fbnet-32" in r.stderr
+    r = cli("validate", "--lut", str(out), "--space", "fbnet", "--n", "2")
+    assert r.returncode == 2 and "tiny_user-32" in r.stderr and "fbnet-32" in r.stderr
+    r = cli("build", "--space", "ofa_mbv3", "--width", "0.5")
+    assert r.returncode == 2 and "widths 1, 1.2" in r.stderr
     other = tmp_path / "other.yaml"
     other.write_text(USER.replace("head_channels: 32", "head_channels: 40"))
     r = cli("predict", "--lut", str(out), "-a", "small", "--space", str(other))
