@@ -1,0 +1,143 @@
+"""The farm file: which Ray cluster, and which devices hang off which of its hosts.
+
+```yaml
+ray: local               # "local" starts a Ray head on this machine; HOST:PORT joins a running cluster
+devices:
+  - descriptor: pixel    # a device name or a descriptor path; the fields below override the descriptor's
+    serial: ABC123
+    host: lab-node-1     # the Ray node the phone hangs off (its custom resource "host:lab-node-1"); default: any
+  - descriptor: local
+```
+
+Everything that can be checked without measuring is checked here, so a typo fails before any device is touched:
+unknown fields, unknown descriptors, bad overrides (the descriptor's own checks), the same phone listed twice.
+Whether the cluster is reachable and provides each host is checked by the runner right after connecting.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from latency_lut.devices import Device, get_device, parse_descriptor
+from latency_lut.errors import LatencyLutError
+
+LOCAL = "local"
+FARM_FIELDS = ("ray", "devices")
+ENTRY_FIELDS = ("descriptor", "host")  # besides these, an entry's fields override its descriptor's
+# The custom resource through which a device's actor is placed on its host: a worker joins the cluster with
+# `ray start --address HEAD:PORT --resources '{"host:NAME": 1}'`.
+HOST_RESOURCE = "host:{}"
+_ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
+
+
+class FarmError(LatencyLutError):
+    """A farm file that cannot be used, a cluster that cannot be reached, or a farm that lost its devices."""
+
+
+@dataclass(frozen=True)
+class FarmDevice:
+    """One device of the farm: its descriptor (overrides applied), the host it hangs off, and a unique label."""
+
+    device: Device
+    host: str | None
+    label: str
+    index: int
+
+    @property
+    def resource(self) -> str | None:
+        return HOST_RESOURCE.format(self.host) if self.host else None
+
+
+@dataclass(frozen=True)
+class Farm:
+    ray: str  # "local" or HOST:PORT
+    devices: tuple[FarmDevice, ...]
+    source: str
+
+
+def load_farm(path: str | Path) -> Farm:
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise FarmError(f"farm file {p} does not exist") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise FarmError(f"farm file {p} cannot be read: {str(e).splitlines()[0]}") from None
+    return parse_farm(doc, str(p))
+
+
+def parse_farm(doc: Any, source: str = "<farm>") -> Farm:
+    if not isinstance(doc, dict):
+        raise FarmError(f"farm file {source} is not a YAML mapping with 'ray' and 'devices'")
+    for key in doc:
+        if key not in FARM_FIELDS:
+            raise FarmError(f"farm file {source}: unknown field {key!r}{_hint(key, FARM_FIELDS)}")
+    ray = doc.get("ray", LOCAL)
+    if not isinstance(ray, str) or not (ray == LOCAL or _ADDRESS.match(ray) and 0 < int(ray.rsplit(":", 1)[1])
+                                        < 65536):
+        raise FarmError(f"farm file {source}: field 'ray' must be 'local' or HOST:PORT of a running Ray head "
+                        f"(as printed by 'ray start --head'), got {ray!r}")
+    entries = doc.get("devices")
+    if not isinstance(entries, list) or not entries:
+        raise FarmError(f"farm file {source}: field 'devices' must be a non-empty list of devices")
+    devices = [_device(e, i, source) for i, e in enumerate(entries)]
+    _check_unique(devices, source)
+    return Farm(ray, tuple(devices), source)
+
+
+def _device(entry: Any, i: int, source: str) -> FarmDevice:
+    where = f"farm file {source}: devices[{i}]"
+    if isinstance(entry, str):
+        entry = {"descriptor": entry}
+    if not isinstance(entry, dict) or not entry.get("descriptor"):
+        raise FarmError(f"{where} needs a 'descriptor' (a device name or a descriptor .yaml path)")
+    try:
+        base = get_device(str(entry["descriptor"]))
+    except LatencyLutError as e:
+        raise FarmError(f"{where}: {e}") from None
+    host = entry.get("host")
+    if host is not None and (not isinstance(host, str) or not host.strip()):
+        raise FarmError(f"{where}: field 'host' must be the name of a Ray node's host resource, got {host!r}")
+    overrides = {k: v for k, v in entry.items() if k not in ENTRY_FIELDS}
+    if base.kind == "ios":
+        raise FarmError(f"{where}: iOS devices run their bundle in the app, not under a farm; use "
+                        f"'fbnet-lut build --device {base.name}' and 'fbnet-lut ingest'")
+    try:
+        device = parse_descriptor({**base.to_dict(), **overrides}, f"{base.source} (with the overrides of {where})")
+    except LatencyLutError as e:
+        raise FarmError(str(e)) from None
+    opts = device.options
+    label = str(opts.get("serial") or opts.get("address") or (f"{device.name}@{host}" if host else
+                                                              f"{device.name}-{i}"))
+    return FarmDevice(device, host.strip() if host else None, label, i)
+
+
+def _check_unique(devices: list[FarmDevice], source: str) -> None:
+    """The same phone twice would run two benchmarks at once on it and count it as two phones."""
+    seen: dict[tuple[str, str], int] = {}
+    for d in devices:
+        for field in ("serial", "address"):
+            value = d.device.options.get(field)
+            if value in (None, ""):
+                continue
+            if (field, str(value)) in seen:
+                raise FarmError(f"farm file {source}: devices[{d.index}]: duplicate {field} {value!r} (also "
+                                f"devices[{seen[field, str(value)]}]); each phone may be listed once")
+            seen[field, str(value)] = d.index
+    labels: dict[str, int] = {}
+    for d in devices:
+        if d.label in labels:
+            raise FarmError(f"farm file {source}: devices[{d.index}] and devices[{labels[d.label]}] are both "
+                            f"{d.label!r}; give them different hosts or serials")
+        labels[d.label] = d.index
+
+
+def _hint(key: Any, allowed: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(allowed)}"

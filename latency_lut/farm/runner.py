@@ -1,0 +1,418 @@
+"""The farm on Ray: one actor per device, the driver hands out (op, round) tasks and is the store's only writer.
+
+* Each device gets one Ray actor, placed on its host through the custom resource ``host:NAME`` (see
+  :mod:`latency_lut.farm.config`); an actor runs one call at a time, so a device runs one benchmark at a time.
+* Devices that share a LUT identity (same descriptor name, device model, runtime and settings) form a group; the
+  group's tasks are sharded over them with work stealing (:mod:`latency_lut.farm.schedule`).
+* Artifacts are exported once on the driver and shipped through Ray's object store, so hosts need no shared disk.
+* Each result streams back to the driver, which commits it to the SQLite store in its own transaction with its
+  round, as a single-process build does: resume works the same, and a rerun skips what any device measured.
+* A device whose call fails (its phone unplugged, its host gone) is dropped and its in-flight task goes back to
+  the others; a task that fails on two devices is the op's fault and stops the build.
+
+Only this module imports Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from random import Random
+from typing import Any
+
+import ray
+
+from latency_lut import __version__
+from latency_lut.build import Progress, aggregate, config_for
+from latency_lut.devices import Device
+from latency_lut.export import FORMATS, export_many
+from latency_lut.farm.config import HOST_RESOURCE, LOCAL, Farm, FarmDevice, FarmError
+from latency_lut.farm.schedule import Task, WorkQueue
+from latency_lut.lut import LUT
+from latency_lut.measure import GatedResult, Protocol, measure_gated
+from latency_lut.metrics import spread
+from latency_lut.ops import OpSpec
+from latency_lut.spaces import SearchSpace
+from latency_lut.store import Config, Store
+
+# A device needs a sliver of its host's resource, so any number of devices can hang off one host.
+HOST_SHARE = 0.001
+CONNECT_TIMEOUT_S = 5.0
+FAILURES_PER_TASK = 2  # a task that fails on this many devices is the op's fault, not the devices'
+
+
+class RemoteBackend:
+    """The driver's view of a backend that lives in an actor: what ``config_for`` and ``aggregate`` ask of it.
+
+    Its fingerprint names the device *model* (not the unit), so the devices of one model share a configuration
+    in the store, and a rerun with other units of that model resumes it.
+    """
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.runtime = info["runtime"]
+        self.artifact_format = info["artifact_format"]
+        self._info = info
+
+    def settings(self) -> dict[str, Any]:
+        return dict(self._info["settings"])
+
+    def fingerprint(self) -> str:
+        return self._info["model_fingerprint"]
+
+    def device_info(self) -> dict[str, Any]:
+        return dict(self._info["device_info"])
+
+
+def model_fingerprint(kind: str, info: dict[str, Any]) -> str:
+    """What units of one device model have in common: a phone's maker, model and SoC; a host's CPU."""
+    fields = ("manufacturer", "model", "soc") if kind == "android" else ("cpu_model", "machine", "cpu_count")
+    return "|".join(["farm", kind, *(str(info.get(f, "?")) for f in fields)])
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1)
+class DeviceActor:
+    """One device, on its host: a backend, and a folder holding the artifacts the driver shipped."""
+
+    def __init__(self, device: Device, runtime: str | None, threads: int | None) -> None:
+        from latency_lut.backends import create_backend
+
+        self.device = device
+        self.backend = create_backend(device, runtime, threads=threads)
+        self.dir = Path(tempfile.mkdtemp(prefix="fbnet-farm-"))
+        self.paths: dict[str, Path] = {}
+
+    def info(self) -> dict[str, Any]:
+        b = self.backend
+        env = b.device_info()
+        return {"runtime": b.runtime, "artifact_format": b.artifact_format, "settings": b.settings(),
+                "fingerprint": b.fingerprint(), "model_fingerprint": model_fingerprint(self.device.kind, env),
+                "device_info": env, "node": ray.get_runtime_context().get_node_id(),
+                "hostname": socket.gethostname(), "pid": os.getpid()}
+
+    def measure(self, spec: OpSpec, artifact: bytes | None, protocol: Protocol) -> GatedResult:
+        path = None
+        if self.backend.artifact_format:
+            if artifact is not None:
+                path = self.dir / f"{spec.key}{FORMATS[self.backend.artifact_format]}"
+                path.write_bytes(artifact)
+                self.paths[spec.key] = path
+            path = self.paths[spec.key]
+        return measure_gated(partial(self.backend.measure, spec, path, protocol), protocol)
+
+    def close(self) -> None:
+        try:
+            self.backend.close()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- connecting ----------------------------------------------------------------------------------------------
+def connect(farm: Farm) -> str:
+    """Start a local head or join the farm's cluster; returns the address, for messages."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry unless the user asks for it
+    kw: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "logging_level": "warning",
+                          "configure_logging": True}
+    if farm.ray == LOCAL:
+        # This machine is every host named in the farm file that is its own name, or "local".
+        hosts = {socket.gethostname(), "local"}
+        ray.init(address="local", resources={HOST_RESOURCE.format(h): 1000 for h in hosts}, **kw)
+        return "a local head"
+    host, port = farm.ray.rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise FarmError(f"farm file {farm.source}: cannot reach the Ray head at {farm.ray} ({e.strerror or e}); "
+                        f"start it there with 'ray start --head --port={port}' or fix field 'ray'") from None
+    try:
+        ray.init(address=farm.ray, **kw)
+    except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ...: all mean the same here
+        raise FarmError(f"farm file {farm.source}: cannot join the Ray cluster at {farm.ray}: "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+    return farm.ray
+
+
+def check_hosts(farm: Farm, address: str) -> None:
+    """Every host the farm names must be a custom resource of a live node, or its actor would wait forever."""
+    provided = {r for n in ray.nodes() if n.get("Alive") for r in n.get("Resources", {})}
+    hosts = sorted(r[len(HOST_RESOURCE.format("")):] for r in provided if r.startswith(HOST_RESOURCE.format("")))
+    for d in farm.devices:
+        if d.resource and d.resource not in provided:
+            join = "ray start --address=HEAD:PORT --resources='{\"" + d.resource + "\": 1}'"
+            raise FarmError(f"farm file {farm.source}: devices[{d.index}]: host {d.host!r} is provided by no node "
+                            f"of the Ray cluster ({address}; hosts: {', '.join(hosts) or 'none'}); on that "
+                            f"machine run: {join}")
+
+
+def _reason(e: BaseException) -> str:
+    """The one line that says why a remote call failed (the device's own error, not Ray's wrapping)."""
+    cause = getattr(e, "cause", None) or getattr(e, "__cause__", None)
+    if isinstance(e, ray.exceptions.RayTaskError) and cause is not None:
+        e = cause
+    text = str(e).strip()
+    if isinstance(e, ray.exceptions.RayActorError):
+        text = "its actor died (the host left the cluster or the process was killed)"
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+# ---- the build -------------------------------------------------------------------------------------------------
+@dataclass
+class GroupResult:
+    """One LUT of the farm: the devices that shared it and what this run did for it."""
+
+    name: str
+    config: Config
+    devices: list[str]
+    lut: LUT | None = None
+    tasks: int = 0  # (op, round) tasks this run took
+    measured: int = 0  # ops that had at least one round to take
+    reused: int = 0
+    flagged: list[str] = field(default_factory=list)
+    left: int = 0  # tasks not taken because every device of the group dropped out
+    per_device: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class FarmResult:
+    groups: list[GroupResult]
+    dropped: dict[str, str]  # device label -> why it was dropped
+    stolen: int
+    returned: int
+    ray_start_seconds: float  # starting or joining the cluster
+    setup_seconds: float  # the actors: connecting to each device, reading its properties
+    export_seconds: float
+    measure_seconds: float
+    ray_stop_seconds: float  # closing the devices and leaving (or stopping) the cluster
+
+
+@dataclass
+class _Member:
+    fd: FarmDevice
+    actor: Any
+    info: dict[str, Any]
+    group: GroupResult | None = None
+    session: int | None = None
+    shipped: set[str] = field(default_factory=set)
+
+
+def run_farm(farm: Farm, space: SearchSpace, store: Store, protocol: Protocol, *, runtime: str | None = None,
+             threads: int | None = None, specs: Sequence[OpSpec] | None = None, rounds: int = 1, jobs: int = 1,
+             seed: int = 0, progress: Progress | None = None) -> FarmResult:
+    """Measure every op of ``space`` on every LUT identity of the farm; the store gets each task as it ends."""
+    specs = list(specs if specs is not None else space.unique_specs())
+    t0 = time.perf_counter()
+    address = connect(farm)
+    t_ray = time.perf_counter() - t0
+    members: list[_Member] = []
+    try:
+        check_hosts(farm, address)
+        members = _start_devices(farm, runtime, threads)
+        groups = _group(members, protocol)
+        queues, by_key = _plan(groups, store, specs, rounds, seed)
+        t1 = time.perf_counter()
+        artifacts = _export(members, queues, by_key, jobs, progress)
+        t2 = time.perf_counter()
+        dropped, stolen, returned = _drive(members, queues, by_key, artifacts, store, protocol, progress)
+        t3 = time.perf_counter()
+        for g in groups:
+            m = next(m for m in members if m.group is g)
+            g.lut = farm_lut(store, g, space, m.fd.device, RemoteBackend(m.info), specs, members, rounds)
+    finally:
+        t4 = time.perf_counter()
+        _shutdown(members)
+    t5 = time.perf_counter()
+    return FarmResult(groups, dropped, stolen, returned, t_ray, t1 - t0 - t_ray, t2 - t1, t3 - t2, t5 - t4)
+
+
+def _start_devices(farm: Farm, runtime: str | None, threads: int | None) -> list[_Member]:
+    actors = []
+    for d in farm.devices:
+        opts: dict[str, Any] = {"resources": {d.resource: HOST_SHARE}} if d.resource else {}
+        actors.append(DeviceActor.options(**opts).remote(d.device, runtime, threads))
+    members = []
+    for d, a in zip(farm.devices, actors):
+        try:
+            info = ray.get(a.info.remote())
+        except Exception as e:  # noqa: BLE001 - any failure to set a device up stops the build before measuring
+            raise FarmError(f"farm file {farm.source}: devices[{d.index}] ({d.label}"
+                            f"{' on host ' + d.host if d.host else ''}): {_reason(e)}") from None
+        members.append(_Member(d, a, info))
+    return members
+
+
+def _group(members: list[_Member], protocol: Protocol) -> list[GroupResult]:
+    groups: dict[tuple[str, ...], GroupResult] = {}
+    names: dict[str, tuple[str, ...]] = {}
+    for m in members:
+        c = config_for(m.fd.device, RemoteBackend(m.info), protocol)
+        ident = (c.device, c.fingerprint, c.runtime, c.hash)
+        if c.device in names and names[c.device] != ident:
+            raise FarmError(f"devices named {c.device!r} differ in model, runtime or settings "
+                            f"({m.fd.label} is {m.info['model_fingerprint']}); give each kind its own 'name' in "
+                            "the farm file so that each gets its own LUT")
+        names[c.device] = ident
+        g = groups.setdefault(ident, GroupResult(c.device, c, []))
+        g.devices.append(m.fd.label)
+        m.group = g
+    return list(groups.values())
+
+
+def _plan(groups: list[GroupResult], store: Store, specs: list[OpSpec], rounds: int,
+          seed: int) -> tuple[dict[int, WorkQueue], dict[str, OpSpec]]:
+    """Each group's tasks: round r holds the ops lacking a round-r record, in that round's shuffled order."""
+    by_key = {s.key: s for s in specs}
+    queues = {}
+    for g in groups:
+        have = round_records(store, g.config, list(by_key))
+        tasks = []
+        for r in range(rounds):
+            ops = [s.key for s in specs if r not in have.get(s.key, {})]
+            Random(f"build-{seed}-round-{r}").shuffle(ops)
+            tasks += [Task(r, k) for k in ops]
+        g.measured = len({t.key for t in tasks})
+        g.reused = len(specs) - g.measured
+        queues[id(g)] = WorkQueue(tasks, g.devices, list(by_key))
+    return queues, by_key
+
+
+def _export(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[str, OpSpec], jobs: int,
+            progress: Progress | None) -> dict[tuple[str, str], Any]:
+    """Export what the tasks need, once per format, and put each file in Ray's object store."""
+    need: dict[str, set[str]] = {}
+    for m in members:
+        fmt = m.info["artifact_format"]
+        if fmt and m.group is not None:
+            need.setdefault(fmt, set()).update(t.key for s in queues[id(m.group)].shards.values() for t in s)
+    refs = {}
+    for fmt, keys in need.items():
+        todo = [by_key[k] for k in sorted(keys)]
+        if progress:
+            progress.start(f"export {fmt}", len(todo))
+        paths = export_many(todo, fmt, jobs=jobs, on_done=(lambda s: progress.advance(s.key)) if progress else None)
+        if progress:
+            progress.finish()
+        refs.update({(fmt, k): ray.put(Path(p).read_bytes()) for k, p in paths.items()})
+    return refs
+
+
+def _drive(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[str, OpSpec],
+           artifacts: dict[tuple[str, str], Any], store: Store, protocol: Protocol,
+           progress: Progress | None) -> tuple[dict[str, str], int, int]:
+    """Keep every device busy with one task; commit each result as it arrives; drop devices that fail."""
+    alive = {m.fd.label: m for m in members}
+    in_flight: dict[Any, tuple[_Member, Task]] = {}
+    failures: dict[Task, list[str]] = {}
+    dropped: dict[str, str] = {}
+    total = sum(map(len, queues.values()))
+    if progress and total:
+        progress.start(f"measure on {len(members)} device(s)", total)
+
+    def dispatch(m: _Member) -> None:
+        task = queues[id(m.group)].next(m.fd.label)
+        if task is None:
+            return
+        fmt = m.info["artifact_format"]
+        blob = artifacts[fmt, task.key] if fmt and task.key not in m.shipped else None
+        in_flight[m.actor.measure.remote(by_key[task.key], blob, protocol)] = (m, task)
+
+    for m in members:
+        dispatch(m)
+    while in_flight:
+        [ref], _ = ray.wait(list(in_flight), num_returns=1)
+        m, task = in_flight.pop(ref)
+        g = m.group
+        assert g is not None
+        try:
+            result: GatedResult = ray.get(ref)
+        except Exception as e:  # noqa: BLE001 - a device that fails is dropped, whatever the failure
+            why = _reason(e)
+            dropped[m.fd.label] = why
+            alive.pop(m.fd.label)
+            ray.kill(m.actor, no_restart=True)
+            failures.setdefault(task, []).append(m.fd.label)
+            if len(failures[task]) >= FAILURES_PER_TASK:
+                raise FarmError(f"op {task.key} (round {task.round}) failed on {len(failures[task])} devices "
+                                f"({', '.join(failures[task])}): {why}; the other measurements are in the store "
+                                f"{store.path}") from None
+            g.left += len(queues[id(g)].drop(m.fd.label, task))
+            for other in alive.values():  # the returned tasks may wake a device that had run dry
+                if other.group is g and not any(x is other for x, _ in in_flight.values()):
+                    dispatch(other)
+            continue
+        m.shipped.add(task.key)
+        for att in result.attempts:
+            att.extra["farm_device"] = m.fd.label
+        if m.session is None:
+            m.session = store.start_session(g.config, {**m.info["device_info"], "farm_device": m.fd.label,
+                                                       "farm_host": m.fd.host or m.info["hostname"]}, __version__)
+        commit(store, m.session, task, result)
+        g.tasks += 1
+        g.per_device[m.fd.label] = g.per_device.get(m.fd.label, 0) + 1
+        if result.flagged and task.key not in g.flagged:
+            g.flagged.append(task.key)
+        if progress:
+            progress.advance(task.key)
+        dispatch(m)
+    if progress and total:
+        progress.finish()
+    q = list(queues.values())
+    return dropped, sum(x.stolen for x in q), sum(x.returned for x in q)
+
+
+def _shutdown(members: list[_Member]) -> None:
+    if members:
+        pending = [m.actor.close.remote() for m in members]
+        try:
+            ray.wait(pending, num_returns=len(pending), timeout=30)
+        except Exception:  # noqa: BLE001,S110 - a dead actor has nothing left to close
+            pass
+    ray.shutdown()
+
+
+# ---- the store and the LUT -------------------------------------------------------------------------------------
+# The seam with build.py and store.py: a task is (op, round), stored with its round like a build's.
+def round_records(store: Store, config: Config, keys: list[str]) -> dict[str, dict[int, Any]]:
+    if hasattr(store, "round_records"):
+        return store.round_records(config, keys)
+    return {k: {0: r} for k, r in store.records(config, keys).items()}
+
+
+def commit(store: Store, session: int, task: Task, result: GatedResult) -> None:
+    if hasattr(store, "round_records"):
+        store.add(session, task.key, result, round_no=task.round)
+    else:
+        store.add(session, task.key, result)
+
+
+def farm_lut(store: Store, g: GroupResult, space: SearchSpace, device: Device, backend: RemoteBackend,
+             specs: list[OpSpec], members: list[_Member], rounds: int) -> LUT:
+    """The group's LUT, as a build aggregates it, plus the devices in its header and each entry's spread."""
+    lut = aggregate(store, g.config, space, device, backend, specs)
+    by_round = round_records(store, g.config, [s.key for s in specs])
+    spreads = []
+    for key, entry in lut.entries.items():
+        per: dict[str, list[float]] = {}
+        for rec in by_round.get(key, {}).values():
+            per.setdefault(str(rec.extra.get("farm_device", "?")), []).append(rec.stats.median)
+        dev_ms = {d: round(statistics.median(v), 6) for d, v in sorted(per.items())}
+        entry.extra["device_ms"] = dev_ms
+        if len(dev_ms) > 1:
+            entry.extra["device_spread"] = round(spread(list(dev_ms.values())), 6)
+            spreads.append(entry.extra["device_spread"])
+    lut.header["farm"] = {
+        "devices": [{"label": m.fd.label, "host": m.fd.host, "node": m.info["node"], "hostname": m.info["hostname"],
+                     "fingerprint": m.info["fingerprint"], "device_info": m.info["device_info"],
+                     "tasks": g.per_device.get(m.fd.label, 0)} for m in members if m.group is g],
+        "model_fingerprint": g.config.fingerprint,
+        # (max - min) / median of the devices' medians, over the entries timed on more than one device
+        "device_spread": {"entries": len(spreads), "median": round(statistics.median(spreads), 6),
+                          "max": round(max(spreads), 6)} if spreads else None,
+    }
+    return lut
