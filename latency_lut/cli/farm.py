@@ -35,9 +35,8 @@ def build_on_farm(farm_path: Path, sp: Any, protocol: Any, *, runtime: str | Non
     if csv_path:
         check_output_path(csv_path)
     store_path = store or default_store()
-    with Store(store_path) as st:
-        res = runner.run_farm(farm, sp, st, protocol, runtime=runtime, threads=threads, rounds=rounds, jobs=jobs,
-                              progress=ClickProgress(quiet or as_json))
+    with runner.FarmSession(farm, runtime=runtime, threads=threads) as fs, Store(store_path) as st:
+        res = fs.build(sp, st, protocol, rounds=rounds, jobs=jobs, progress=ClickProgress(quiet or as_json))
     luts = []
     for g in res.groups:
         out = outs[g.name]
@@ -56,7 +55,7 @@ def build_on_farm(farm_path: Path, sp: Any, protocol: Any, *, runtime: str | Non
                "stolen": res.stolen, "returned": res.returned,
                "ray_start_seconds": round(res.ray_start_seconds, 2), "setup_seconds": round(res.setup_seconds, 2),
                "export_seconds": round(res.export_seconds, 2), "measure_seconds": round(res.measure_seconds, 2),
-               "ray_stop_seconds": round(res.ray_stop_seconds, 2)}
+               "ray_stop_seconds": round(fs.ray_stop_seconds, 2)}
     if as_json:
         echo_json(summary)
     else:
@@ -67,7 +66,7 @@ def build_on_farm(farm_path: Path, sp: Any, protocol: Any, *, runtime: str | Non
                                 "complete", "device spread", "file"]))
         click.echo(f"ray start {res.ray_start_seconds:.1f} s, device setup {res.setup_seconds:.1f} s, export "
                    f"{res.export_seconds:.1f} s, measure {res.measure_seconds:.1f} s, ray stop "
-                   f"{res.ray_stop_seconds:.1f} s; {res.stolen} task(s) stolen, {res.returned} returned")
+                   f"{fs.ray_stop_seconds:.1f} s; {res.stolen} task(s) stolen, {res.returned} returned")
         for label, why in res.dropped.items():
             click.echo(f"dropped {label}: {why}", err=True)
     lost = [x for x in luts if x["left"]]

@@ -112,9 +112,8 @@ def _device(entry: Any, i: int, source: str) -> FarmDevice:
         device = parse_descriptor({**base.to_dict(), **overrides}, f"{base.source} (with the overrides of {where})")
     except LatencyLutError as e:
         raise FarmError(str(e)) from None
-    opts = device.options
-    label = str(opts.get("serial") or opts.get("address") or (f"{device.name}@{host}" if host else
-                                                              f"{device.name}-{i}"))
+    unit = _unit(device)
+    label = unit[1] if unit else f"{device.name}@{host}" if host else f"{device.name}-{i}"
     return FarmDevice(device, host.strip() if host else None, label, i)
 
 
@@ -122,20 +121,28 @@ def _check_unique(devices: list[FarmDevice], source: str) -> None:
     """The same phone twice would run two benchmarks at once on it and count it as two phones."""
     seen: dict[tuple[str, str], int] = {}
     for d in devices:
-        for field in ("serial", "address"):
-            value = d.device.options.get(field)
-            if value in (None, ""):
-                continue
-            if (field, str(value)) in seen:
-                raise FarmError(f"farm file {source}: devices[{d.index}]: duplicate {field} {value!r} (also "
-                                f"devices[{seen[field, str(value)]}]); each phone may be listed once")
-            seen[field, str(value)] = d.index
+        unit = _unit(d.device)
+        if unit is None:
+            continue
+        if unit in seen:
+            raise FarmError(f"farm file {source}: devices[{d.index}]: duplicate {unit[0]} {unit[1]!r} (also "
+                            f"devices[{seen[unit]}]); each phone may be listed once")
+        seen[unit] = d.index
     labels: dict[str, int] = {}
     for d in devices:
         if d.label in labels:
             raise FarmError(f"farm file {source}: devices[{d.index}] and devices[{labels[d.label]}] are both "
                             f"{d.label!r}; give them different hosts or serials")
         labels[d.label] = d.index
+
+
+def _unit(device: Device) -> tuple[str, str] | None:
+    """What names one phone: its USB serial, or its address over TCP (None for a host's own CPU)."""
+    if device.kind != "android":
+        return None
+    field = "serial" if device.options.get("transport") == "usb" else "address"
+    value = device.options.get(field)
+    return (field, str(value)) if value not in (None, "") else None
 
 
 def _hint(key: Any, allowed: tuple[str, ...]) -> str:

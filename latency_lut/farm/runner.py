@@ -189,7 +189,6 @@ class FarmResult:
     setup_seconds: float  # the actors: connecting to each device, reading its properties
     export_seconds: float
     measure_seconds: float
-    ray_stop_seconds: float  # closing the devices and leaving (or stopping) the cluster
 
 
 @dataclass
@@ -202,33 +201,57 @@ class _Member:
     shipped: set[str] = field(default_factory=set)
 
 
-def run_farm(farm: Farm, space: SearchSpace, store: Store, protocol: Protocol, *, runtime: str | None = None,
-             threads: int | None = None, specs: Sequence[OpSpec] | None = None, rounds: int = 1, jobs: int = 1,
-             seed: int = 0, progress: Progress | None = None) -> FarmResult:
-    """Measure every op of ``space`` on every LUT identity of the farm; the store gets each task as it ends."""
-    specs = list(specs if specs is not None else space.unique_specs())
-    t0 = time.perf_counter()
-    address = connect(farm)
-    t_ray = time.perf_counter() - t0
-    members: list[_Member] = []
-    try:
-        check_hosts(farm, address)
-        members = _start_devices(farm, runtime, threads)
+class FarmSession:
+    """The farm up and ready: the cluster joined (or a local head started), every host checked, every device's
+    actor placed and its device reached. Leaving the ``with`` closes the devices and leaves the cluster.
+
+    ``with FarmSession(farm) as fs: result = fs.build(space, store, protocol)``
+    """
+
+    def __init__(self, farm: Farm, *, runtime: str | None = None, threads: int | None = None) -> None:
+        self.farm, self.runtime, self.threads = farm, runtime, threads
+        self.members: list[_Member] = []
+        self.dropped: dict[str, str] = {}  # device label -> why, over every build of this session
+        self.ray_start_seconds = self.setup_seconds = self.ray_stop_seconds = 0.0
+
+    def __enter__(self) -> FarmSession:
+        t0 = time.perf_counter()
+        address = connect(self.farm)
+        self.ray_start_seconds = time.perf_counter() - t0
+        try:
+            check_hosts(self.farm, address)
+            self.members = _start_devices(self.farm, self.runtime, self.threads)
+        except BaseException:
+            self.__exit__()
+            raise
+        self.setup_seconds = time.perf_counter() - t0 - self.ray_start_seconds
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        t0 = time.perf_counter()
+        _shutdown(self.members)
+        self.ray_stop_seconds = time.perf_counter() - t0
+
+    def build(self, space: SearchSpace, store: Store, protocol: Protocol, *, specs: Sequence[OpSpec] | None = None,
+              rounds: int = 1, jobs: int = 1, seed: int = 0, progress: Progress | None = None) -> FarmResult:
+        """Measure every op of ``space`` for every LUT identity of the farm; the store gets each task as it ends."""
+        specs = list(specs if specs is not None else space.unique_specs())
+        members = [m for m in self.members if m.fd.label not in self.dropped]
+        if not members:
+            raise FarmError("every device of the farm has dropped out")
+        t0 = time.perf_counter()
         groups = _group(members, protocol)
         queues, by_key = _plan(groups, store, specs, rounds, seed)
-        t1 = time.perf_counter()
         artifacts = _export(members, queues, by_key, jobs, progress)
-        t2 = time.perf_counter()
+        t1 = time.perf_counter()
         dropped, stolen, returned = _drive(members, queues, by_key, artifacts, store, protocol, progress)
-        t3 = time.perf_counter()
+        self.dropped.update(dropped)
+        t2 = time.perf_counter()
         for g in groups:
             m = next(m for m in members if m.group is g)
             g.lut = farm_lut(store, g, space, m.fd.device, RemoteBackend(m.info), specs, members, rounds)
-    finally:
-        t4 = time.perf_counter()
-        _shutdown(members)
-    t5 = time.perf_counter()
-    return FarmResult(groups, dropped, stolen, returned, t_ray, t1 - t0 - t_ray, t2 - t1, t3 - t2, t5 - t4)
+        return FarmResult(groups, dropped, stolen, returned, self.ray_start_seconds, self.setup_seconds, t1 - t0,
+                          t2 - t1)
 
 
 def _start_devices(farm: Farm, runtime: str | None, threads: int | None) -> list[_Member]:
