@@ -14,11 +14,11 @@ setup:
 setup-test:
 	command -v adb >/dev/null || { apt-get update -qq && apt-get install -y -qq adb; }
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,farm]'
 	# pymobiledevice3 (iOS automation tests) is installed on its own: resolved together with litert-torch, pip
 	# backtracks endlessly over typing-extensions pins; installed afterwards it only prints a warning.
 	$(PIP) install --quiet 'pymobiledevice3>=11,<12'
-	$(PYTHON) -c "import pymobiledevice3, litert_torch, onnxruntime, ai_edge_litert"
+	$(PYTHON) -c "import pymobiledevice3, litert_torch, onnxruntime, ai_edge_litert, ray"
 
 # `$(PYTHON) -m latency_lut` is the `fbnet-lut` command, found even where the scripts folder is not on PATH.
 quickstart: setup
