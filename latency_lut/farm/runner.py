@@ -21,6 +21,7 @@ import socket
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -118,7 +119,7 @@ class DeviceActor:
 def connect(farm: Farm) -> str:
     """Start a local head or join the farm's cluster; returns the address, for messages."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry unless the user asks for it
-    kw: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "logging_level": "warning",
+    kw: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "logging_level": "error",
                           "configure_logging": True}
     if farm.ray == LOCAL:
         # This machine is every host named in the farm file that is its own name, or "local".
@@ -429,10 +430,15 @@ def farm_lut(store: Store, g: GroupResult, space: SearchSpace, device: Device, b
         if len(dev_ms) > 1:
             entry.extra["device_spread"] = round(spread(list(dev_ms.values())), 6)
             spreads.append(entry.extra["device_spread"])
+    timed = Counter(str(rec.extra.get("farm_device", "?")) for recs in by_round.values() for rec in recs.values())
+    mine = [m for m in members if m.group is g]
+    devices = [{"label": m.fd.label, "host": m.fd.host, "node": m.info["node"], "hostname": m.info["hostname"],
+                "fingerprint": m.info["fingerprint"], "device_info": m.info["device_info"],
+                "timings": timed.pop(m.fd.label, 0)} for m in mine]
+    # Devices of earlier runs whose measurements the LUT still holds (their details are in their store sessions).
+    devices += [{"label": label, "timings": n, "earlier_run": True} for label, n in sorted(timed.items())]
     lut.header["farm"] = {
-        "devices": [{"label": m.fd.label, "host": m.fd.host, "node": m.info["node"], "hostname": m.info["hostname"],
-                     "fingerprint": m.info["fingerprint"], "device_info": m.info["device_info"],
-                     "tasks": g.per_device.get(m.fd.label, 0)} for m in members if m.group is g],
+        "devices": devices,
         "model_fingerprint": g.config.fingerprint,
         # (max - min) / median of the devices' medians, over the entries timed on more than one device
         "device_spread": {"entries": len(spreads), "median": round(statistics.median(spreads), 6),

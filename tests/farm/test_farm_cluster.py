@@ -172,3 +172,12 @@ def test_a_host_no_node_provides_is_refused_before_measuring(tmp_path, home, clu
     assert "devices[1]: host 'lab-z' is provided by no node" in r.stderr and "hosts: lab-a, lab-b" in r.stderr
     assert '--resources=\'{"host:lab-z": 1}\'' in r.stderr
     assert not (tmp_path / "store.sqlite").exists()
+
+
+def test_a_phone_that_cannot_be_reached_is_named_before_measuring(tmp_path, home, cluster, artifact_cache):
+    daemon = AdbDaemon(tmp_path / "gone", serial="GONE").start()
+    daemon.stop()  # its port is known and nothing listens there
+    r = farm_build(tmp_path, cluster, artifact_cache, [{"descriptor": "local"}, phone(home, daemon, "lab-b")])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"devices[1] ({daemon.address} on host lab-b)" in r.stderr
+    assert not (tmp_path / "store.sqlite").exists()
