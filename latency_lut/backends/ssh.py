@@ -71,6 +71,7 @@ class SshBackend(Backend):
         self._on_board: set[str] = set()  # model file names known to be on the board with their checksum
         self._used: set[str] = set()  # model files this build used (removed by close() unless keep_files)
         self._host_sha: dict[tuple[str, float, int], str] = {}
+        self.pushed: list[str] = []  # what this backend sent to the board (the runner, model files), in order
 
     @classmethod
     def from_device(cls, device: Any, threads: int | None = None, **_: Any) -> SshBackend:
@@ -107,7 +108,7 @@ class SshBackend(Backend):
         where = f"{c.target.describe()} ({c.source})"
         if probe is None:
             detail = " | ".join((err or out).strip().splitlines()[-2:]) or f"exit {proc.returncode}"
-            if proc.returncode == 127 or "not found" in err.lower() or "no such file" in err.lower():
+            if proc.returncode == 127:  # the shell's "command not found"
                 raise DeviceError(f"the board {where} has no Python at {c.python!r} ({detail}): install Python 3 "
                                   f"(apt install python3) or set 'python' to its path, e.g. /usr/bin/python3")
             raise DeviceError(f"{c.python!r} on the board {where} is not a working Python 3 ({detail}): set "
@@ -140,6 +141,7 @@ class SshBackend(Backend):
             raise DeviceError(f"cannot write the runner to {d!r} on the board {self.config.target.describe()} "
                               f"({detail}): set 'remote_dir' in {self.config.source} to a folder the login can "
                               "write")
+        self.pushed.append(RUNNER_NAME)
         if self._probe()["runner_sha256"] != self._runner_sha:
             raise DeviceError(f"the runner arrived corrupted at {self.remote_runner} on the board (checksum "
                               "mismatch); check the board's storage and rerun")
@@ -281,6 +283,7 @@ class SshBackend(Backend):
         if name not in have:
             data = base64.b64encode(artifact.read_bytes()).decode()
             self._call({"cmd": "put", "name": name, "sha256": sha, "data": data}, 300, f"sending {artifact.name}")
+            self.pushed.append(name)
         self._on_board.add(name)
         return name
 
