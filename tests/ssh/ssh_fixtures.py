@@ -103,8 +103,8 @@ def tiny_models(artifact_cache: Path) -> dict:
 def env_for_cli(sshd: LoopbackSshd, board_dir: Path, **extra: str) -> dict:
     from conftest import cli_env
 
-    return cli_env(FBNET_LUT_TEST_SSH=str(sshd.dir), FBNET_LUT_TEST_BOARD_DIR=str(board_dir),
-                   FBNET_LUT_TEST_PYTHON=sys.executable, **extra)
+    return cli_env(**{"FBNET_LUT_TEST_SSH": str(sshd.dir), "FBNET_LUT_TEST_BOARD_DIR": str(board_dir),
+                      "FBNET_LUT_TEST_PYTHON": sys.executable, **extra})
 
 
 __all__ = ["BOARD", "QUICK", "board_dir", "board_doc", "env_for_cli", "make_backend", "make_sysfs", "sshd",
