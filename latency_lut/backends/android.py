@@ -25,7 +25,7 @@ from latency_lut.android.benchmark_output import parse_benchmark_output
 from latency_lut.android.config import AndroidConfig, elf_abi
 from latency_lut.android.thermal import READ_ZONES, ThermalGuard, ThermalReading
 from latency_lut.backends.base import Backend
-from latency_lut.checksums import sha256_file
+from latency_lut.checksums import ChecksumCache, sha256_file
 from latency_lut.errors import DeviceError
 from latency_lut.measure import Protocol, RunResult
 from latency_lut.ops import OpSpec
@@ -60,7 +60,7 @@ class AndroidBackend(Backend):
         self._prepared = False
         self._pushed: list[str] = []  # remote files this build pushed or used, removed by close()
         self._remote_models: dict[str, str] = {}  # sha256 -> remote path of models already on the phone
-        self._host_sha: dict[tuple[str, float, int], str] = {}
+        self._host_sha = ChecksumCache()
         self._perf_mode_before: bool | None = None
         self._perf_mode_set = False
 
@@ -224,16 +224,9 @@ class AndroidBackend(Backend):
     def _read_zones(self) -> str:
         return self.adb.shell(READ_ZONES, what="reading thermal zones").output
 
-    def _host_checksum(self, path: Path) -> str:
-        st = path.stat()
-        key = (str(path), st.st_mtime, st.st_size)
-        if key not in self._host_sha:
-            self._host_sha[key] = sha256_file(path)
-        return self._host_sha[key]
-
     def ensure_model(self, artifact: Path) -> str:
         """The model's path on the phone; pushed only if no file there has the same checksum."""
-        sha = self._host_checksum(artifact)
+        sha = self._host_sha(artifact)
         if sha in self._remote_models:
             self._pushed.append(self._remote_models[sha])  # used by this build: cleaned up with the rest
             return self._remote_models[sha]

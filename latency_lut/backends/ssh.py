@@ -23,7 +23,7 @@ from typing import Any
 
 from latency_lut.android.thermal import ThermalGuard, ThermalReading
 from latency_lut.backends.base import Backend
-from latency_lut.checksums import sha256_file
+from latency_lut.checksums import ChecksumCache, sha256_file
 from latency_lut.errors import DeviceError
 from latency_lut.measure import Protocol, RunResult
 from latency_lut.ops import OpSpec
@@ -70,7 +70,7 @@ class SshBackend(Backend):
         self._runner_sha = sha256_file(runner_source())
         self._on_board: set[str] = set()  # model file names known to be on the board with their checksum
         self._used: set[str] = set()  # model files this build used (removed by close() unless keep_files)
-        self._host_sha: dict[tuple[str, float, int], str] = {}
+        self._host_sha = ChecksumCache()
         self.pushed: list[str] = []  # what this backend sent to the board (the runner, model files), in order
 
     @classmethod
@@ -265,16 +265,9 @@ class SshBackend(Backend):
     def _read_zones(self) -> str:
         return str(self._call({"cmd": "zones"}, 60, "reading thermal zones")[-1]["text"])
 
-    def _host_checksum(self, path: Path) -> str:
-        st = path.stat()
-        key = (str(path), st.st_mtime, st.st_size)
-        if key not in self._host_sha:
-            self._host_sha[key] = sha256_file(path)
-        return self._host_sha[key]
-
     def ensure_model(self, artifact: Path) -> str:
         """The model's file name on the board; sent only if the board holds no file with the same checksum."""
-        sha = self._host_checksum(artifact)
+        sha = self._host_sha(artifact)
         name = f"{sha[:24]}{artifact.suffix}"
         self._used.add(name)
         if name in self._on_board:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from latency_lut.device_fields import cpu_mask, expand, numbers, thermal
 from latency_lut.errors import DeviceError
 
 # Relative to the login's home folder on the board (an SSH command starts there), so no `~` needs expanding.
@@ -92,16 +93,11 @@ class SshConfig:
         if identity and not Path(identity).is_file():
             raise bad("identity_file", f"names {identity}, which does not exist")
 
-        numbers = {}
-        for key, default, lo in (("cooldown_timeout_seconds", 600.0, 0), ("cooldown_poll_seconds", 5.0, 0),
-                                 ("connect_timeout_seconds", 10.0, 1), ("reconnect_delay_seconds", 2.0, 0)):
-            value = float(opts.get(key, default))
-            if value < lo:
-                raise bad(key, f"must be >= {lo}")
-            numbers[key] = value
+        nums = numbers(opts, bad, (("cooldown_timeout_seconds", 600.0, 0), ("cooldown_poll_seconds", 5.0, 0),
+                                   ("connect_timeout_seconds", 10.0, 1), ("reconnect_delay_seconds", 2.0, 0)))
         target = SshTarget(host_text, int(port) if port is not None else None, user,
                            Path(ssh_config) if ssh_config else None, Path(identity) if identity else None,
-                           tuple(options), numbers.pop("connect_timeout_seconds"))
+                           tuple(options), nums.pop("connect_timeout_seconds"))
 
         # Paths on the board: host $VARS expanded (one descriptor for several boards), `~` left for the board.
         python = os.path.expandvars(str(opts.get("python") or "python3"))
@@ -112,23 +108,12 @@ class SshConfig:
         if optimization not in OPTIMIZATIONS:
             raise bad("optimization", f"must be one of {', '.join(OPTIMIZATIONS)}, got {optimization!r}")
 
-        mask = opts.get("cpu_mask")
-        mask_text = None
-        if mask is not None:
-            mask_text = parse_cpu_mask(mask, lambda why: bad("cpu_mask", why))
+        mask_text = cpu_mask(opts["cpu_mask"], bad) if opts.get("cpu_mask") is not None else None
         governor = opts.get("governor") or None
         if governor is not None and not re.fullmatch(r"[a-z0-9_]+", governor):
             raise bad("governor", f"must be a cpufreq governor name such as 'performance', got {governor!r}")
 
-        zones = tuple(opts.get("thermal_zones") or ())
-        for z in zones:
-            if isinstance(z, bool) or not isinstance(z, (int, str)):
-                raise bad("thermal_zones", f"lists zone numbers or type patterns, got {z!r}")
-        cool = opts.get("cooldown_celsius")
-        if cool is not None and not 20 <= float(cool) <= 110:
-            raise bad("cooldown_celsius", f"must be between 20 and 110 degrees C, got {cool}")
-        if cool is not None and not zones:
-            raise bad("cooldown_celsius", "needs thermal_zones to read (e.g. [\"cpu-thermal\"])")
+        zones, cool = thermal(opts, bad, "cpu-thermal")
 
         remote = os.path.expandvars(str(opts.get("remote_dir") or DEFAULT_REMOTE_DIR)).rstrip("/")
         if remote in ("", ".", "/", "/tmp", "/home", "/root", "~") or remote.startswith("~"):
@@ -140,24 +125,8 @@ class SshConfig:
         return cls(
             name=name, source=source, target=target, threads=threads, python=python, litert_module=litert_module,
             cpu_mask=mask_text, governor=governor, thermal_zones=zones,
-            cooldown_celsius=float(cool) if cool is not None else None, remote_dir=remote,
+            cooldown_celsius=cool, remote_dir=remote,
             keep_files=bool(opts.get("keep_files", True)), xnnpack=bool(opts.get("xnnpack", True)),
-            optimization=optimization, reconnect_attempts=attempts, **numbers,
+            optimization=optimization, reconnect_attempts=attempts, **nums,
         )
 
-
-def parse_cpu_mask(mask: Any, bad: Any) -> str:
-    """A taskset-style hex CPU mask, lower case without 0x; ``bad(why)`` makes the error."""
-    if isinstance(mask, int) and not isinstance(mask, bool):
-        raise bad(f"must be a quoted hex string such as \"f0\" (YAML read {mask} as a number)")
-    text = str(mask).lower().removeprefix("0x")
-    if not re.fullmatch(r"[0-9a-f]+", text) or int(text, 16) == 0:
-        raise bad(f"must be a non-zero hex CPU mask such as \"f0\" (CPUs 4-7), got {mask!r}")
-    return text
-
-
-def expand(value: Any) -> str | None:
-    """``~`` and ``$VARS`` expanded, so one descriptor serves several machines (``host: ${BOARD}``)."""
-    if value in (None, ""):
-        return None
-    return os.path.expanduser(os.path.expandvars(str(value)))

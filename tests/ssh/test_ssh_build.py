@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import run_cli
+from conftest import accepted_ops, run_cli
 from ssh_fixtures import BOARD, QUICK, board_dir, board_doc, env_for_cli, make_backend, sshd  # noqa: F401
 
 from latency_lut.build import build_lut
@@ -65,16 +65,6 @@ def test_server_stopped_mid_build_leaves_the_store_intact_and_a_rerun_resumes(ss
             "cpu_max_freq_khz"} <= set(info)
 
 
-def _accepted(store) -> int:
-    if not store.exists():
-        return 0
-    with sqlite3.connect(store) as db:
-        try:
-            return db.execute("SELECT COUNT(*) FROM measurements WHERE accepted = 1").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
-
-
 def test_cli_build_killed_resumed_then_validated(sshd, board_dir, tmp_path, artifact_cache):
     store = tmp_path / "store.sqlite"
     env = env_for_cli(sshd, board_dir, FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(store))
@@ -82,12 +72,12 @@ def test_cli_build_killed_resumed_then_validated(sshd, board_dir, tmp_path, arti
     proc = subprocess.Popen([sys.executable, "-m", "latency_lut", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while _accepted(store) < 5 and proc.poll() is None and time.time() < deadline:
+    while accepted_ops(store) < 5 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the build finished before it could be killed"
-    done = _accepted(store)
+    done = accepted_ops(store)
     assert 5 <= done < 109 and not (tmp_path / "lut.json").exists()
 
     res = run_cli(*args, "--json", cwd=tmp_path, env=env, check=True)
