@@ -93,11 +93,12 @@ def test_cli_build_killed_resumed_then_validated(sshd, board_dir, tmp_path, arti
     again = json.loads(run_cli(*args, "--json", cwd=tmp_path, env=env, check=True).stdout)
     assert again["measured"] == 0 and again["reused"] == 109
 
+    # Whole models on the board, and a calibration fitted on them, as on any device kind.
     val = run_cli("validate", "--device", str(BOARD), "--lut", "lut.json", "--n", "4", "--no-named", "--rounds",
-                  "2", "--json", "-q", cwd=tmp_path, env=env, check=True)
+                  "2", "--calibrate", "--folds", "2", "--json", "-q", cwd=tmp_path, env=env, check=True)
     report = json.loads(val.stdout)
-    rows = report["rows"] if "rows" in report else report["models"]
-    assert len(rows) == 4 and all(r["measured_ms"] > 0 for r in rows)
+    assert len(report["rows"]) == 4 and all(r["measured_ms"] > 0 for r in report["rows"])
+    assert report["calibration"] is not None and load(tmp_path / "lut.json").header["calibration"] is not None
 
 
 def test_cli_bad_board_is_one_line(sshd, board_dir, tmp_path, artifact_cache):
