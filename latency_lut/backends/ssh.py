@@ -152,6 +152,15 @@ class SshBackend(Backend):
         session = RunnerSession(self.config.target, self.runner_command(), source=self.config.source)
         try:
             hello = session.next(timeout=120)  # importing a runtime on a slow board takes seconds
+        except ConnectionLost:
+            session.kill()
+            code = session.proc.returncode
+            if code is not None and code >= 0 and code != transport.SSH_FAILED:  # the runner itself failed
+                tail = " | ".join(session.stderr_text.strip().splitlines()[-2:]) or "no message"
+                raise DeviceError(f"the runner did not start on the board {self.config.target.describe()} (exit "
+                                  f"{code}: {tail}); check that 'python' in {self.config.source} has a working "
+                                  f"numpy and {self.runtime}") from None
+            raise
         except BaseException:
             session.kill()
             raise

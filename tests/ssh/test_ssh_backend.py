@@ -268,3 +268,16 @@ def test_runner_timing_loop_matches_the_host_protocol():
         else:
             assert len(host) == len(board) == min(p.runs, p.max_runs)
         assert calls["host"] - len(host) == calls["board"] - len(board) == p.warmup
+
+
+def test_a_runner_that_crashes_on_start(sshd, make_backend, tmp_path):
+    """A board whose numpy is broken (here: a wrapper interpreter putting a failing numpy first on the path)."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "numpy.py").write_text("raise RuntimeError('illegal instruction in numpy')\n")
+    wrapper = tmp_path / "python-wrapper"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={broken} exec {os.sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    with pytest.raises(DeviceError, match=r"the runner did not start on the board board \(exit 1: .*RuntimeError: "
+                                          r"illegal instruction in numpy\); check that 'python' in board.yaml"):
+        make_backend(python=str(wrapper)).runtime_version()
