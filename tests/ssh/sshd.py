@@ -103,7 +103,7 @@ class LoopbackSshd:
         """Kill every open session (the listener keeps accepting): a dropped connection. Returns how many."""
         assert self.proc is not None
         kids = _children(self.proc.pid)
-        for pid in kids:
+        for pid in reversed(kids):  # the commands first: SIGKILLed, they get no chance to clean up
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
