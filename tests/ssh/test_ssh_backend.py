@@ -108,6 +108,12 @@ def test_governor_set_for_the_build_and_restored_even_after_a_kill(sshd, board_d
     assert [g.read_text().strip() for g in governors] == ["schedutil"] * 2
     assert not (board_dir / "governor.saved").exists()
 
+    with pytest.raises(DeviceError, match=r"cannot set governor 'turbo': governor 'turbo' is not offered by this "
+                                          r"board \(it has: ondemand performance powersave schedutil\); .*remove "
+                                          r"'governor' from board.yaml"):
+        make_backend(governor="turbo").runtime_version()
+    assert [g.read_text().strip() for g in governors] == ["schedutil"] * 2
+
     # Too hot for longer than the timeout: the build stops with the fix.
     (sysfs / "class/thermal/thermal_zone0/temp").write_text("70000\n")
     with pytest.raises(DeviceError, match=r"the board stayed above 45 C \(70.0 C\).*raise cooldown_celsius"):
