@@ -9,7 +9,8 @@ restores the phone's performance mode.
 
 benchmark_model prints aggregates, not per-run times, so a RunResult carries ``stats`` and no samples: count, mean,
 std, min and max as printed; the median as printed when the build prints one, else the mean; p10/p25/p75/p90
-estimated as described in :meth:`BenchmarkOutput.to_stats` (the method used is kept in ``extra.stats_source``).
+estimated as described in :meth:`tflite_benchmark.RunStats.to_stats` (the method used is kept in
+``extra.stats_source``, the fields the tool printed in ``extra.printed``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from latency_lut.android.adb import AdbSession, quote
-from latency_lut.android.benchmark_output import parse_benchmark_output
 from latency_lut.android.config import AndroidConfig, elf_abi
 from latency_lut.android.thermal import READ_ZONES, ThermalGuard, ThermalReading
 from latency_lut.backends.base import Backend
+from latency_lut.backends.tflite_benchmark import parse_one
 from latency_lut.checksums import sha256_file
 from latency_lut.errors import DeviceError
 from latency_lut.measure import Protocol, RunResult
@@ -39,6 +40,12 @@ _EXEC_FAILURE = re.compile(r"exec format error|not executable|cannot execute|per
 
 def _bool(v: bool) -> str:
     return "true" if v else "false"
+
+
+def _error_text(errors: list[str], limit: int = 400) -> str:
+    """The tool's own error lines on one line (for a user-facing message)."""
+    text = " | ".join(errors)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class AndroidBackend(Backend):
@@ -270,14 +277,15 @@ class AndroidBackend(Backend):
         # Warmup and timed runs are each capped at max_secs by the tool; load and init come on top.
         timeout = 2 * protocol.max_seconds + 120
         res = self.adb.shell(self.command(remote, protocol), timeout=timeout, what=f"benchmark of {spec.key}")
-        out = parse_benchmark_output(res.output)
-        if not res.ok or out.runs is None or out.runs.count < 1:
-            detail = out.error_text() or " | ".join(res.output.strip().splitlines()[-3:]) or "no output"
-            raise DeviceError(f"benchmark_model failed on {spec.key} (exit {res.exit_code}): {detail}")
+        out = parse_one(res.output, f"benchmark_model on {spec.key}")
+        if not res.ok or out.timed is None or out.timed.count < 1:
+            detail = _error_text(out.errors) or " | ".join(res.output.strip().splitlines()[-3:]) or "no output"
+            why = f" ({out.no_timed_reason})" if res.ok and out.no_timed_reason else ""
+            raise DeviceError(f"benchmark_model failed on {spec.key} (exit {res.exit_code}){why}: {detail}")
         stats, source = out.to_stats()
         after = self.guard.read() if self.guard.enabled else None
-        extra: dict[str, Any] = {"stats_source": source, "timings_us": out.timings_us,
-                                 "reconnects": self.adb.reconnects}
+        extra: dict[str, Any] = {"stats_source": source, "printed": list(out.timed.printed),
+                                 "timings_us": out.timings, "reconnects": self.adb.reconnects}
         if before is not None and after is not None:
             extra.update(temperature_c=round(before.celsius, 2), temperature_after_c=round(after.celsius, 2),
                          thermal_wait_seconds=before.waited_seconds, zones_c=before.zones)
