@@ -42,6 +42,20 @@ def _bool(v: bool) -> str:
     return "true" if v else "false"
 
 
+def benchmark_flags(c: AndroidConfig, threads: int, protocol: Protocol) -> list[str]:
+    """benchmark_model's flags after ``--graph`` for this descriptor and protocol (live and offline runs alike)."""
+    args = [
+        f"--num_threads={threads}", f"--warmup_runs={protocol.warmup}", "--warmup_min_secs=0",
+        f"--num_runs={protocol.runs}", f"--min_secs={protocol.min_seconds:g}", f"--max_secs={protocol.max_seconds:g}",
+        f"--use_xnnpack={_bool(c.xnnpack)}", f"--use_gpu={_bool(c.gpu)}",
+    ]
+    if c.nnapi:
+        args.append("--use_nnapi=true")
+    if c.op_profiling:
+        args.append("--enable_op_profiling=true")
+    return args
+
+
 def _error_text(errors: list[str], limit: int = 400) -> str:
     """The tool's own error lines on one line (for a user-facing message)."""
     text = " | ".join(errors)
@@ -255,18 +269,8 @@ class AndroidBackend(Backend):
 
     def command(self, remote_model: str, protocol: Protocol) -> str:
         """The benchmark command line, every word quoted."""
-        c = self.config
-        args = [
-            "taskset", c.cpu_mask, self.remote_binary, f"--graph={remote_model}", f"--num_threads={self.threads}",
-            f"--warmup_runs={protocol.warmup}", "--warmup_min_secs=0", f"--num_runs={protocol.runs}",
-            f"--min_secs={protocol.min_seconds:g}", f"--max_secs={protocol.max_seconds:g}",
-            f"--use_xnnpack={_bool(c.xnnpack)}", f"--use_gpu={_bool(c.gpu)}",
-        ]
-        if c.nnapi:
-            args.append("--use_nnapi=true")
-        if c.op_profiling:
-            args.append("--enable_op_profiling=true")
-        return quote(*args)
+        return quote("taskset", self.config.cpu_mask, self.remote_binary, f"--graph={remote_model}",
+                     *benchmark_flags(self.config, self.threads, protocol))
 
     def measure(self, spec: OpSpec, artifact: Path | None, protocol: Protocol) -> RunResult:
         if artifact is None:

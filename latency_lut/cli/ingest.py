@@ -16,7 +16,8 @@ def _short(keys: list[str], n: int = 4) -> str:
 
 @click.command()
 @click.argument("results", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
-@click.option("--device", "-d", default=None, help="The iOS device the bundle was built for (e.g. iphonex).")
+@click.option("--device", "-d", default=None,
+              help="The iOS device (or offline Android phone) the bundle was built for.")
 @click.option("--bundle", "bundle_path", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle folder [default: found by the bundle id in the results, under profiles/bundles].")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -65,9 +66,13 @@ def ingest(results: tuple[Path, ...], device: str | None, bundle_path: Path | No
     from latency_lut.store import Store
 
     dev = get_device(device)
+    if dev.kind == "android":  # logs of an offline bundle (fbnet-lut build --device ANDROID --bundle DIR)
+        from latency_lut.cli._android_offline import ingest_logs
+
+        return ingest_logs(dev, results, bundle_path, output, csv_path, store, as_json, _read)
     if dev.kind != "ios":
-        raise DeviceError(f"device {dev.name!r} is a {dev.kind} device; 'ingest' reads iOS app results "
-                          f"('fbnet-lut build --device {dev.name}' measures it directly)")
+        raise DeviceError(f"device {dev.name!r} is a {dev.kind} device; 'ingest' reads iOS app results and offline "
+                          f"Android logs ('fbnet-lut build --device {dev.name}' measures it directly)")
     sources = [_read(p) for p in results]
     if from_phone:
         if bundle_path is None:
