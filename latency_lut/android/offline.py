@@ -28,14 +28,13 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import posixpath
 import shlex
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from latency_lut import __version__
 from latency_lut.android.adb import quote
@@ -43,21 +42,17 @@ from latency_lut.android.config import AndroidConfig
 from latency_lut.backends.android import BINARY_NAME, AndroidBackend, benchmark_flags
 from latency_lut.backends.tflite_benchmark import BenchmarkRun, OutputFormatError, parse
 from latency_lut.checksums import sha256_file
-from latency_lut.errors import DeviceError, LatencyLutError
+from latency_lut.errors import DeviceError
+from latency_lut.ios.bundle import NAME_PREFIX, BundleResult, ModelEntry, place_bundle, split_benchmark_name
+from latency_lut.ios.bundle import Manifest as BundleManifest
+from latency_lut.ios.bundle import load_manifest as load_bundle_manifest
+from latency_lut.ios.errors import BundleError
 from latency_lut.measure import GatedResult, Protocol, RunResult
 from latency_lut.ops import OpSpec
 from latency_lut.store import Config, Store
 
-FORMAT = "fbnet-lut-android-bundle"
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-NAME_PREFIX = "fbnet-lut"
 PHONE_SCRIPT = "run_on_phone.sh"
 ADB_SCRIPT = "run_with_adb.sh"
-
-
-class BundleError(LatencyLutError):
-    """An offline bundle that is missing or malformed, or results that do not belong to it."""
 
 
 class OfflineAndroid(AndroidBackend):
@@ -79,76 +74,21 @@ class OfflineAndroid(AndroidBackend):
 
 
 # ---- the bundle --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Model:
-    key: str
-    file: str  # relative to the bundle
-    sha256: str
-    bytes: int
-
-    @property
-    def graph(self) -> str:
-        return posixpath.basename(self.file)
-
-
 @dataclass
-class Manifest:
-    bundle_id: str
-    device: str
-    fingerprint: str
-    runtime: str
-    settings: dict[str, Any]
-    protocol: dict[str, Any]
-    space: dict[str, Any]
-    models: list[Model]
-    whole_space: bool
-    remote_dir: str
-    created: str = ""
-    tool_version: str = __version__
-    path: Path | None = field(default=None, compare=False)
+class Manifest(BundleManifest):
+    """An offline Android bundle's manifest: the iOS bundle's fields; ``app`` holds the phone's remote_dir, and
+    each model's ``params`` is the script that runs it."""
+
+    FORMAT: ClassVar[str] = "fbnet-lut-android-bundle"
+    WHAT: ClassVar[str] = "fbnet-lut Android bundle"
 
     @property
-    def keys(self) -> list[str]:
-        return [m.key for m in self.models]
-
-    def by_key(self) -> dict[str, Model]:
-        return {m.key: m for m in self.models}
-
-    @property
-    def threads(self) -> int:
-        return int(self.settings["threads"])
-
-    def config(self) -> Config:
-        return Config(self.device, self.fingerprint, self.runtime, self.settings)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "schema_version": SCHEMA_VERSION,
-                **{k: v for k, v in asdict(self).items() if k != "path"}}
+    def remote_dir(self) -> str:
+        return str(self.app["remote_dir"])
 
 
 def load_manifest(bundle: str | Path) -> Manifest:
-    p = Path(bundle)
-    path = p if p.name == MANIFEST else p / MANIFEST
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BundleError(f"{p} is not a bundle folder (no {MANIFEST}); pass the folder 'fbnet-lut build "
-                          "--bundle' made") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"cannot read bundle manifest {path}: {e}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise BundleError(f"{path} is not a fbnet-lut Android bundle manifest")
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        raise BundleError(f"{path}: manifest schema_version {doc.get('schema_version')!r} is not supported "
-                          f"(this tool reads {SCHEMA_VERSION}); rebuild the bundle")
-    try:
-        models = [Model(**m) for m in doc["models"]]
-        fields = {k: doc[k] for k in Manifest.__dataclass_fields__ if k not in ("models", "path")}
-        m = Manifest(models=models, **fields)
-    except (KeyError, TypeError) as e:
-        raise BundleError(f"{path}: manifest is incomplete or malformed ({e}); rebuild the bundle") from None
-    m.path = path.parent
-    return m
+    return load_bundle_manifest(bundle, Manifest)
 
 
 def phone_script(m: Manifest, config: AndroidConfig, protocol: Protocol) -> str:
@@ -232,7 +172,7 @@ def adb_script(m: Manifest) -> str:
 _NO_BINARY = "Put benchmark_model next to the script (or set BENCHMARK_MODEL=/path/to/it)."
 
 
-def readme(m: Manifest) -> str:
+def readme(m: Manifest, has_binary: bool) -> str:
     s = m.settings
     return f"""# fbnet-lut offline Android bundle `{m.bundle_id}`
 
@@ -248,7 +188,7 @@ writes `fbnet-lut-{m.bundle_id}.log` here.
 ## On the phone itself
 Copy this folder to the phone (e.g. /data/local/tmp/bundle-{m.bundle_id}), then in a shell there:
     sh {PHONE_SCRIPT} > fbnet-lut-{m.bundle_id}.log 2>&1
-{'' if (m.path and (m.path / BINARY_NAME).exists()) else _NO_BINARY}
+{'' if has_binary else _NO_BINARY}
 Keep the phone charged, other apps closed, the screen on. A `logcat` dump of the benchmark APK works as well.
 
 ## Back here
@@ -258,43 +198,23 @@ Ingest as many partial logs as you like: missing models are listed and the LUT s
 """
 
 
-@dataclass
-class BundleResult:
-    path: Path
-    manifest: Manifest
-    reused: bool
-
-
 def make_bundle(specs: Sequence[OpSpec], artifacts: Mapping[str, Path], backend: OfflineAndroid, config: Config,
                 protocol: Protocol, space: dict[str, Any], whole_space: bool, *, root: Path,
                 path: Path | None = None) -> BundleResult:
-    """Write (or find up to date) the bundle of ``specs`` at ``path`` (default ``root/<device>-<space>-<id>``);
-    it is assembled aside and renamed into place, so an interrupted build leaves no half bundle."""
+    """Write (or find up to date) the bundle of ``specs`` at ``path`` (default ``root/<device>-<space>-<id>``)."""
     hashes = {s.key: sha256_file(Path(artifacts[s.key])) for s in specs}
     ident = {"config": [config.device, config.fingerprint, config.runtime, config.settings], "space": space,
              "models": [[s.key, hashes[s.key]] for s in specs]}
     bundle_id = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    models = [Model(s.key, f"models/{s.key}.tflite", hashes[s.key], Path(artifacts[s.key]).stat().st_size)
-              for s in specs]
+    models = [ModelEntry(s.key, "models", f"models/{s.key}.tflite", PHONE_SCRIPT, hashes[s.key],
+                         Path(artifacts[s.key]).stat().st_size) for s in specs]
     m = Manifest(bundle_id, config.device, config.fingerprint, config.runtime, config.settings, protocol.to_dict(),
-                 space, models, whole_space, backend.config.remote_dir,
+                 space, {"platform": "android", "remote_dir": backend.config.remote_dir}, models, whole_space,
                  created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
-    path = Path(path) if path is not None else root / f"{config.device}-{space['id']}-{bundle_id[:12]}"
-    if path.exists():
-        try:
-            old = load_manifest(path)
-        except BundleError:
-            old = None
-        if old is not None and old.bundle_id == bundle_id and all((path / x.file).is_file() for x in models):
-            return BundleResult(path, old, reused=True)
-        if any(path.iterdir()):
-            what = f"bundle {old.bundle_id}" if old else "other files"
-            raise BundleError(f"{path} already holds {what}; choose another --bundle folder or delete it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        (tmp / "models").mkdir(parents=True)
+    target = Path(path) if path is not None else root / f"{config.device}-{space['id']}-{bundle_id[:12]}"
+
+    def fill(tmp: Path) -> None:
+        (tmp / "models").mkdir()
         for s, x in zip(specs, models):
             shutil.copy2(artifacts[s.key], tmp / x.file)
         binary = backend.config.benchmark_binary
@@ -304,18 +224,9 @@ def make_bundle(specs: Sequence[OpSpec], artifacts: Mapping[str, Path], backend:
         (tmp / ADB_SCRIPT).write_text(adb_script(m))
         for script in (PHONE_SCRIPT, ADB_SCRIPT):
             (tmp / script).chmod(0o755)
-        m.path = tmp
-        (tmp / "README.md").write_text(readme(m))
-        (tmp / MANIFEST).write_text(json.dumps(m.to_dict(), indent=1) + "\n")
-        if path.exists():  # an empty folder the user made for --bundle
-            path.rmdir()
-        os.replace(tmp, path)
-    except OSError as e:
-        raise BundleError(f"cannot write bundle {path}: {e.strerror or e}") from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    m.path = path
-    return BundleResult(path, m, reused=False)
+        (tmp / "README.md").write_text(readme(m, binary.is_file()))
+
+    return place_bundle(target, m, fill)
 
 
 # ---- results in ------------------------------------------------------------------------------------------------
@@ -356,15 +267,15 @@ def _key_of(run: BenchmarkRun, m: Manifest, source: str) -> str | None:
     by_graph = {x.graph: x.key for x in m.models}
     name_key = None
     if run.name and run.name.startswith(NAME_PREFIX + "/"):
-        parts = run.name.split("/")
+        ident = split_benchmark_name(run.name)
         line = run.param_lines.get("Benchmark name", run.line)
-        if len(parts) != 3:
+        if ident is None:
             raise OutputFormatError(f"{source}, line {line}: benchmark name {run.name!r} is not "
                                     f"'{NAME_PREFIX}/<bundle id>/<key>'")
-        if parts[1] != m.bundle_id:
-            raise BundleError(f"{source}, line {line}: this log is from bundle {parts[1]}, not from bundle "
+        if ident[0] != m.bundle_id:
+            raise BundleError(f"{source}, line {line}: this log is from bundle {ident[0]}, not from bundle "
                               f"{m.bundle_id} ({m.path}); ingest it with that bundle's folder")
-        name_key = parts[2]
+        name_key = ident[1]
     model = run.model
     graph_key = None
     if model:
