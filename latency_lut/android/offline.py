@@ -25,12 +25,12 @@ those of a live build over ADB.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import posixpath
 import shlex
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,7 +210,7 @@ def make_bundle(specs: Sequence[OpSpec], artifacts: Mapping[str, Path], backend:
                          Path(artifacts[s.key]).stat().st_size) for s in specs]
     m = Manifest(bundle_id, config.device, config.fingerprint, config.runtime, config.settings, protocol.to_dict(),
                  space, {"platform": "android", "remote_dir": backend.config.remote_dir}, models, whole_space,
-                 created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+                 created=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
     target = Path(path) if path is not None else root / f"{config.device}-{space['id']}-{bundle_id[:12]}"
 
     def fill(tmp: Path) -> None:
