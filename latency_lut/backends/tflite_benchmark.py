@@ -435,7 +435,7 @@ class _Parser:
 
     def new_run(self, n: int) -> BenchmarkRun:
         if self.cur is not None:
-            self.finish(self.cur)
+            self.finish(self.cur, followed=True)
         self.cur = BenchmarkRun(line=n)
         self.runs.append(self.cur)
         self.phase, self.title, self.section, self.table, self.last_stat_text = "regular", "", None, None, None
@@ -586,11 +586,11 @@ class _Parser:
             if not part.strip():
                 continue
             label, sep, value = part.partition(":")
-            key = _TIMING_FIELDS.get(label.strip())
-            if key is None or not sep or not re.fullmatch(NUM, value.strip()):
+            if not sep or not re.fullmatch(NUM, value.strip()):
                 self.fail(TruncatedOutputError, n, "timings line is cut off or malformed", line)
                 return
-            found[key] = float(value.strip())
+            # A label this parser does not know (a newer build) is kept under its own name.
+            found[_TIMING_FIELDS.get(label.strip(), label.strip())] = float(value.strip())
         needed = _OLD_TIMINGS if m["old"] else _NEW_TIMINGS
         lacks = [k for k in needed if k not in found]
         if lacks:
@@ -726,12 +726,13 @@ class _Parser:
         return True
 
     # -- the end of a run
-    def finish(self, r: BenchmarkRun) -> None:
+    def finish(self, r: BenchmarkRun, followed: bool) -> None:
+        """Settle a run at its end; ``followed``: another run starts after it (else the text ends)."""
         self._finish_compiled(r)
         if r._pending:
             self._assign_pending(r)
         self._check(r)
-        r.no_timed_reason = None if r.timed is not None and r.timed.count > 0 else self._why(r)
+        r.no_timed_reason = None if r.timed is not None and r.timed.count > 0 else self._why(r, followed)
 
     def _finish_compiled(self, r: BenchmarkRun) -> None:
         for what, block in r._compiled.items():
@@ -760,6 +761,9 @@ class _Parser:
         """Statistics lines without headers (an edited or partial paste): by the summary, else by position."""
         pend, r._pending = r._pending, []
         inf, warm = r.timings.get("inference_avg"), r.timings.get("warmup_avg")
+        for extra in pend[:-2]:
+            self.rejected.append(Rejected(extra.line, extra.text, "a statistics line without a header, before the "
+                                                                  "warmup and timed ones"))
         if len(pend) >= 2:
             r.warmup, r.timed = pend[-2], pend[-1]
             r.notes.append(f"lines {pend[-2].line}, {pend[-1].line}: no 'Running benchmark' headers; the first "
@@ -809,13 +813,13 @@ class _Parser:
                 r.notes.append(f"line {h.line}: the {h.role} header says {h.iterations} iterations, the parameters "
                                f"{want}")
 
-    def _why(self, r: BenchmarkRun) -> str:
+    def _why(self, r: BenchmarkRun, followed: bool) -> str:
         timed_header = next((h for h in r.headers if h.role == "timed"), None)
         failed = f" (the tool said: {' | '.join(r.errors[-2:])})" if r.errors else ""
         if r.timed is not None:  # count=0
             return f"zero timed runs (count=0 at line {r.timed.line}){failed}"
         if timed_header is not None:
-            ended = "the next run starts" if r is not self.runs[-1] else "the text ends"
+            ended = "the next run starts" if followed else "the text ends"
             return (f"cut off: the timed runs started at line {timed_header.line} ({timed_header.text[:60]!r}) "
                     f"but {ended} before their statistics{failed}")
         if r.warmup is not None:
@@ -870,7 +874,7 @@ def parse(text: str, source: str = "<output>", *, strict: bool = True) -> Benchm
     for n, raw in enumerate(lines, start=1):
         p.feed(n, raw)
     if p.cur is not None:
-        p.finish(p.cur)
+        p.finish(p.cur, followed=False)
     runs = [r for r in p.runs if r.has_results or r.params or r.errors]
     return BenchmarkLog(source, runs, len(lines), p.device, p.rejected, sorted(p.prefixes))
 

@@ -401,3 +401,14 @@ def test_whole_log_of_each_era(name, model, count, avg, median, warmup, nodes):
         assert run.no_timed_reason is None
         s = run.summary()
         assert s["count"] == count and s["median_us"] == median and s["stats_line"] == run.timed.line
+
+
+def test_a_run_that_stopped_before_the_next_one_says_so():
+    one = _read("tf2.17_linux_info_tags.txt")
+    crashed = one[: one.index("INFO: count=5881")]
+    log = parse(crashed + one)
+    assert "but the next run starts before their statistics" in log.runs[0].no_timed_reason
+    assert log.last_complete() is log.runs[1]
+    # A summary label of a newer build is kept, not taken for a cut-off line.
+    newer = one.replace("Inference (avg): 168.9", "Inference (avg): 168.9, Inference (std): 7")
+    assert parse(newer).runs[0].timings["Inference (std)"] == 7
