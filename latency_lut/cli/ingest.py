@@ -51,7 +51,8 @@ def ingest(results: tuple[Path, ...], device: str | None, bundle_path: Path | No
       fbnet-lut ingest --device iphonex --bundle profiles/bundles/iphonex-fbnet-224-1a2b3c4d5e6f console.log
       fbnet-lut ingest --device iphonex results.json --product-type iPhone10,3 --ios-version 16.7.10
       fbnet-lut ingest --device iphonex --bundle DIR --from-phone
-      fbnet-lut ingest --dry-run --json phone.log       # what would be read, nothing written
+      fbnet-lut ingest --device pixel --bundle DIR phone.log   # an offline Android bundle's log
+      fbnet-lut ingest --dry-run --json phone.log              # what would be read, nothing written
     """
     if dry_run:
         return _dry_run(results, as_json)
