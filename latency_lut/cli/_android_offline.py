@@ -69,7 +69,7 @@ def ingest_logs(dev: Any, results: Sequence[Path], bundle_path: Path | None, out
     from latency_lut.ios.bundle import default_bundle_root, find_bundle
     from latency_lut.lut import check_output_path
     from latency_lut.measure import Protocol
-    from latency_lut.spaces import get_space
+    from latency_lut.spaces import from_description
     from latency_lut.store import Store
 
     if not results:
@@ -84,7 +84,7 @@ def ingest_logs(dev: Any, results: Sequence[Path], bundle_path: Path | None, out
     m = load_manifest(bundle_path)
     if m.device != dev.name:
         raise BundleError(f"bundle {m.bundle_id} ({m.path}) was made for device {m.device!r}, not {dev.name!r}")
-    space = get_space(m.space["name"], int(m.space["resolution"]), float(m.space["width"]))
+    space = from_description(m.space, str(m.path))
     out = check_output_path(output or default_lut_path(dev.name, dev.runtime, space.id))
     backend = OfflineAndroid.from_device(dev, m.threads)
     with Store(store or default_store()) as st:
