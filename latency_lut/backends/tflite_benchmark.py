@@ -830,9 +830,7 @@ class _Parser:
         if "inference_avg" in r.timings:
             return (f"no statistics: only the summary line's average ({r.timings['inference_avg']:g} us, line "
                     f"{r.timings_line}); no 'count=' line gives the number of runs and their spread{failed}")
-        if r.errors:
-            return f"no statistics: the tool stopped before the timed runs{failed}"
-        return "no statistics: the text ends before the first 'Running benchmark' block"
+        return f"no statistics: the text ends before the first 'Running benchmark' block{failed}"
 
 
 def _parse_row(t: ProfileTable, line: str) -> ProfileNode | None:
