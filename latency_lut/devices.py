@@ -18,7 +18,7 @@ import yaml
 
 from latency_lut.errors import DeviceError
 
-KINDS = ("local", "android", "ios")
+KINDS = ("local", "android", "ios", "ssh")
 
 # Fields every descriptor may have, then the fields each kind adds. A key in neither is a typo and is rejected.
 COMMON_FIELDS = {"name": str, "kind": str, "description": str, "runtime": str, "runtimes": list, "threads": int}
@@ -47,6 +47,16 @@ KIND_FIELDS["android"] = {
     "reconnect_delay_seconds": _NUMBER,
 }
 REQUIRED_FIELDS["android"] = ("transport", "cpu_mask", "benchmark_binary")
+
+# Linux boards over SSH (docs/ssh.md describes every field; latency_lut/ssh/config.py checks the values).
+KIND_FIELDS["ssh"] = {
+    "host": str, "port": int, "user": str, "ssh_config": str, "identity_file": str, "ssh_options": list,
+    "python": str, "litert_module": str, "cpu_mask": (str, int), "governor": str, "thermal_zones": list,
+    "cooldown_celsius": _NUMBER, "cooldown_timeout_seconds": _NUMBER, "cooldown_poll_seconds": _NUMBER,
+    "remote_dir": str, "keep_files": bool, "xnnpack": bool, "optimization": str,
+    "connect_timeout_seconds": _NUMBER, "reconnect_attempts": int, "reconnect_delay_seconds": _NUMBER,
+}
+REQUIRED_FIELDS["ssh"] = ("host",)
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,9 @@ def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON.")
 @click.option("--bundle", "bundle_path", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="iOS devices: bundle folder to write [default: profiles/bundles/DEVICE-SPACE-ID].")
-@click.option("--only", multiple=True, hidden=True, help="iOS devices: bundle only these op keys.")
+              help="iOS devices, and Android phones measured offline: bundle folder to write "
+                   "[default: profiles/bundles/DEVICE-SPACE-ID].")
+@click.option("--only", multiple=True, hidden=True, help="iOS devices and Android bundles: only these op keys.")
 @click.option("--farm", "farm_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Farm file: build on many devices at once, on Ray (replaces --device; see docs/farm.md).")
 def build(device: str, runtime: str | None, space: str, resolution: int | None, width: float | None,
@@ -89,6 +90,11 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
         return ios_bundle_flow(dev, sp, runtime=runtime, threads=threads, overrides=overrides, only=only,
                                bundle_path=bundle_path, store_path=store, lut_path=output, csv_path=csv_path,
                                jobs=jobs, quiet=quiet, as_json=as_json)
+    if dev.kind == "android" and bundle_path is not None:  # a phone this host cannot reach: bundle out, log in
+        from latency_lut.cli._android_offline import build_bundle
+
+        return build_bundle(dev, sp, device, threads=threads, overrides=overrides, only=only,
+                            bundle_path=bundle_path, store_path=store, jobs=jobs, quiet=quiet, as_json=as_json)
     try:
         protocol = Protocol(**overrides)
     except ValueError as e:

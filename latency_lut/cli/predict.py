@@ -23,8 +23,8 @@ class ModuleSpecError(LatencyLutError):
 @click.option("--lut", "lut_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="LUT file to predict from.")
 @click.option("--arch", "-a", "archs", multiple=True,
-              help="fbnet_a, fbnet_b, fbnet_c, or 22 candidate names/indices separated by spaces or commas. "
-                   "Repeat for several architectures.")
+              help="A named architecture of the LUT's space (fbnet_a, mobilenetv3_large, ...) or one candidate "
+                   "name/index per layer, separated by spaces or commas. Repeat for several architectures.")
 @click.option("--module", "-m", "module", default=None, metavar="PKG.MOD:FACTORY",
               help="A torch nn.Module: a factory (called without arguments) or module object, given as "
                    "pkg.mod:name or path/to/file.py:name.")

@@ -10,8 +10,8 @@ A space file (the built-in ones are in ``spaces/builtin/``)::
     num_classes: 1000
     candidate_sets:                     # optional named lists, referenced by stages
       mb: [ir_k3_e3, ir_k5_e3, ir_k3_e6, zero]
-    stem:                               # fixed ops, in order: a registry kind and its fields
-      - {op: conv, out: 32, kernel: 3, stride: 2, act: relu6}
+    stem:                               # fixed ops, in order: a registry kind and its fields (out, kernel,
+      - {op: conv, out: 32, kernel: 3, stride: 2, act: relu6}   # stride, act, groups (-1: depthwise), padding)
     stages:                             # searchable layers
       - {out: 16, layers: 1, stride: 1, candidates: [ds_k3_r6]}
       - {out: 24, layers: 4, stride: 2, candidates: mb, act: relu6, se: 0.25, se_gate: hsigmoid, depth: [2, 3, 4]}

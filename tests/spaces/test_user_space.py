@@ -184,3 +184,14 @@ def test_candidate_grammar(text, fields):
 def test_candidate_grammar_errors(bad, match):
     with pytest.raises(CandidateError, match=match):
         decode(bad)
+
+
+def test_open_registry(user_file, tmp_path):
+    from latency_lut.spaces import register_space, space_names
+
+    assert register_space(user_file) == "tiny_user"
+    assert "tiny_user" in space_names() and get_space("tiny_user").source == str(user_file)
+    clash = tmp_path / "clash.yaml"
+    clash.write_text(USER.replace("name: tiny_user", "name: fbnet"))
+    with pytest.raises(SpaceFileError, match="is a built-in space"):
+        register_space(clash)
