@@ -29,7 +29,9 @@ from latency_lut.errors import LatencyLutError
 
 LOCAL = "local"
 FARM_FIELDS = ("ray", "devices")
-ENTRY_FIELDS = ("descriptor", "host")  # besides these, an entry's fields override its descriptor's
+# Besides these, an entry's fields override its descriptor's; fields under "overrides" do too, which is how an SSH
+# board's own field "host" (its address) is set, since an entry's "host" is the Ray node.
+ENTRY_FIELDS = ("descriptor", "host", "overrides")
 # The custom resource through which a device's actor is placed on its host: a worker joins the cluster with
 # `ray start --address HEAD:PORT --resources '{"host:NAME": 1}'`.
 HOST_RESOURCE = "host:{}"
@@ -104,7 +106,10 @@ def _device(entry: Any, i: int, source: str) -> FarmDevice:
     host = entry.get("host")
     if host is not None and (not isinstance(host, str) or not host.strip()):
         raise FarmError(f"{where}: field 'host' must be the name of a Ray node's host resource, got {host!r}")
-    overrides = {k: v for k, v in entry.items() if k not in ENTRY_FIELDS}
+    nested = entry.get("overrides") or {}
+    if not isinstance(nested, dict):
+        raise FarmError(f"{where}: field 'overrides' must be a mapping of descriptor fields")
+    overrides = {**{k: v for k, v in entry.items() if k not in ENTRY_FIELDS}, **nested}
     if base.kind == "ios":
         raise FarmError(f"{where}: iOS devices run their bundle in the app, not under a farm; use "
                         f"'fbnet-lut build --device {base.name}' and 'fbnet-lut ingest'")
@@ -137,10 +142,13 @@ def _check_unique(devices: list[FarmDevice], source: str) -> None:
 
 
 def _unit(device: Device) -> tuple[str, str] | None:
-    """What names one phone: its USB serial, or its address over TCP (None for a host's own CPU)."""
-    if device.kind != "android":
+    """What names one phone: its USB serial, its address over TCP, a board's SSH host (None for a host's CPU)."""
+    if device.kind == "ssh":
+        field = "host"
+    elif device.kind == "android":
+        field = "serial" if device.options.get("transport") == "usb" else "address"
+    else:
         return None
-    field = "serial" if device.options.get("transport") == "usb" else "address"
     value = device.options.get(field)
     return (field, str(value)) if value not in (None, "") else None
 

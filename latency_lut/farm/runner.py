@@ -73,8 +73,9 @@ class RemoteBackend:
 
 
 def model_fingerprint(kind: str, info: dict[str, Any]) -> str:
-    """What units of one device model have in common: a phone's maker, model and SoC; a host's CPU."""
-    fields = ("manufacturer", "model", "soc") if kind == "android" else ("cpu_model", "machine", "cpu_count")
+    """What units of one device model have in common: a phone's maker, model and SoC; a board's or host's CPU."""
+    fields = {"android": ("manufacturer", "model", "soc"), "ssh": ("model", "cpu_model", "machine")}.get(
+        kind, ("cpu_model", "machine", "cpu_count"))
     return "|".join(["farm", kind, *(str(info.get(f, "?")) for f in fields)])
 
 

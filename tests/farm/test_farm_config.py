@@ -130,3 +130,12 @@ def test_ray_is_imported_only_by_the_runner():
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.stdout.strip() == "False"
     assert "import ray" in Path(REPO / "latency_lut/farm/runner.py").read_text()
+
+
+def test_ssh_boards_take_their_address_from_overrides_and_are_listed_once():
+    farm = parse_farm({"devices": [{"descriptor": "raspi4", "host": "lab-1", "overrides": {"host": "pi-1.lab"}},
+                                   {"descriptor": "raspi4", "host": "lab-1", "overrides": {"host": "pi-2.lab"}}]})
+    assert [(d.label, d.host, d.device.options["host"]) for d in farm.devices] == [
+        ("pi-1.lab", "lab-1", "pi-1.lab"), ("pi-2.lab", "lab-1", "pi-2.lab")]
+    with pytest.raises(FarmError, match=r"devices\[1\]: duplicate host 'raspberrypi.local'"):
+        parse_farm({"devices": ["raspi4", "raspi4"]})
