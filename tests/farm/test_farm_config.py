@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, run_cli
 
 from latency_lut.farm.config import FarmError, load_farm, parse_farm
 from latency_lut.farm.schedule import Task, WorkQueue
@@ -139,3 +139,14 @@ def test_ssh_boards_take_their_address_from_overrides_and_are_listed_once():
         ("pi-1.lab", "lab-1", "pi-1.lab"), ("pi-2.lab", "lab-1", "pi-2.lab")]
     with pytest.raises(FarmError, match=r"devices\[1\]: duplicate host 'raspberrypi.local'"):
         parse_farm({"devices": ["raspi4", "raspi4"]})
+
+
+def test_without_ray_the_farm_says_which_extra_to_install(tmp_path, cli):
+    shadow = tmp_path / "no-ray" / "ray"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named ray', name='ray')\n")
+    (tmp_path / "farm.yaml").write_text("devices: [local]\n")
+    env = {**cli.env, "PYTHONPATH": f"{shadow.parent}{os.pathsep}{cli.env['PYTHONPATH']}"}
+    r = run_cli("build", "--farm", "farm.yaml", cwd=tmp_path, env=env)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "pip install 'fbnet-lut[farm]'" in r.stderr
