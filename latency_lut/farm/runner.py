@@ -48,6 +48,10 @@ from latency_lut.store import Config, Store
 HOST_SHARE = 0.001
 CONNECT_TIMEOUT_S = 5.0
 FAILURES_PER_TASK = 2  # a task that fails on this many devices is the op's fault, not the devices'
+# A device that gives no result for this long is taken for hung (a phone that froze, a host cut off without the
+# connection breaking) and dropped like one that failed.
+TASK_TIMEOUT_S = 1800.0
+_POLL_S = 2.0
 
 
 class RemoteBackend:
@@ -210,8 +214,9 @@ class FarmSession:
     ``with FarmSession(farm) as fs: result = fs.build(space, store, protocol)``
     """
 
-    def __init__(self, farm: Farm, *, runtime: str | None = None, threads: int | None = None) -> None:
-        self.farm, self.runtime, self.threads = farm, runtime, threads
+    def __init__(self, farm: Farm, *, runtime: str | None = None, threads: int | None = None,
+                 task_timeout: float = TASK_TIMEOUT_S) -> None:
+        self.farm, self.runtime, self.threads, self.task_timeout = farm, runtime, threads, task_timeout
         self.members: list[_Member] = []
         self.dropped: dict[str, str] = {}  # device label -> why, over every build of this session
         self.ray_start_seconds = self.setup_seconds = self.ray_stop_seconds = 0.0
@@ -246,7 +251,8 @@ class FarmSession:
         queues, by_key = _plan(groups, store, specs, rounds, seed)
         artifacts = _export(members, queues, by_key, jobs, progress)
         t1 = time.perf_counter()
-        dropped, stolen, returned = _drive(members, queues, by_key, artifacts, store, protocol, progress)
+        dropped, stolen, returned = _drive(members, queues, by_key, artifacts, store, protocol, progress,
+                                           self.task_timeout)
         self.dropped.update(dropped)
         t2 = time.perf_counter()
         for g in groups:
@@ -329,10 +335,12 @@ def _export(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[s
 
 def _drive(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[str, OpSpec],
            artifacts: dict[tuple[str, str], Any], store: Store, protocol: Protocol,
-           progress: Progress | None) -> tuple[dict[str, str], int, int]:
+           progress: Progress | None, task_timeout: float) -> tuple[dict[str, str], int, int]:
     """Keep every device busy with one task; commit each result as it arrives; drop devices that fail."""
     alive = {m.fd.label: m for m in members}
     in_flight: dict[Any, tuple[_Member, Task]] = {}
+    started: dict[Any, float] = {}
+    hung: dict[str, str] = {}
     failures: dict[Task, list[str]] = {}
     dropped: dict[str, str] = {}
     total = sum(map(len, queues.values()))
@@ -345,19 +353,29 @@ def _drive(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[st
             return
         fmt = m.info["artifact_format"]
         blob = artifacts[fmt, task.key] if fmt and task.key not in m.shipped else None
-        in_flight[m.actor.measure.remote(by_key[task.key], blob, protocol)] = (m, task)
+        ref = m.actor.measure.remote(by_key[task.key], blob, protocol)
+        in_flight[ref] = (m, task)
+        started[ref] = time.monotonic()
 
     for m in members:
         dispatch(m)
     while in_flight:
-        [ref], _ = ray.wait(list(in_flight), num_returns=1)
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=_POLL_S)
+        if not ready:
+            for ref, (m, task) in in_flight.items():
+                if time.monotonic() - started[ref] > task_timeout and m.fd.label not in hung:
+                    hung[m.fd.label] = f"no result for {task_timeout:g} s (op {task.key})"
+                    ray.kill(m.actor, no_restart=True)  # its call now fails, and the device is dropped below
+            continue
+        [ref] = ready
         m, task = in_flight.pop(ref)
+        started.pop(ref)
         g = m.group
         assert g is not None
         try:
             result: GatedResult = ray.get(ref)
         except Exception as e:  # noqa: BLE001 - a device that fails is dropped, whatever the failure
-            why = _reason(e)
+            why = hung.get(m.fd.label) or _reason(e)
             dropped[m.fd.label] = why
             alive.pop(m.fd.label)
             ray.kill(m.actor, no_restart=True)

@@ -42,7 +42,9 @@ ROUNDS = 1
 
 @pytest.fixture(scope="module")
 def cluster():
-    with RayCluster(["lab-a", "lab-b"]) as c:
+    with RayCluster(["lab-a", "lab-b"]) as c, pytest.MonkeyPatch.context() as mp:
+        for k, v in c.driver_env({}).items():  # for drivers in this process; Ray reads its token when imported
+            mp.setenv(k, v)
         yield c
 
 
@@ -181,3 +183,29 @@ def test_a_phone_that_cannot_be_reached_is_named_before_measuring(tmp_path, home
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert f"devices[1] ({daemon.address} on host lab-b)" in r.stderr
     assert not (tmp_path / "store.sqlite").exists()
+
+
+def test_a_phone_that_hangs_is_dropped_after_the_task_timeout(tmp_path, home, cluster, artifact_cache):
+    """Through the library: FarmSession, with a short timeout; the hung phone's op is finished by the other."""
+    import threading
+
+    from latency_lut.farm.config import parse_farm
+    from latency_lut.farm.runner import FarmSession
+    from latency_lut.measure import Protocol
+    from latency_lut.spaces import get_space
+    from latency_lut.store import Store
+
+    release = threading.Event()
+    with AdbDaemon(tmp_path / "pa", serial="LOOPA") as a, AdbDaemon(tmp_path / "pb", serial="LOOPB") as b:
+        b.shell_hook = lambda cmd: release.wait(60) and None if "benchmark_model --graph=" in cmd and \
+            ".no-such-model" not in cmd else None
+        farm = parse_farm({"ray": cluster.address, "devices": [phone(home, a, "lab-a"), phone(home, b, "lab-b")]})
+        try:
+            with FarmSession(farm, task_timeout=4) as fs, Store(tmp_path / "s.sqlite") as st:
+                res = fs.build(get_space(tmp_path / "tiny.yaml"), st, Protocol(warmup=1, runs=3, min_seconds=0,
+                                                                               retries=0))
+        finally:
+            release.set()
+    [g] = res.groups
+    assert res.dropped[b.address].startswith("no result for 4 s (op ")
+    assert g.lut is not None and g.lut.header["complete"] and g.per_device == {a.address: OPS * ROUNDS}
