@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 from latency_lut.errors import ArchitectureError
 from latency_lut.spaces.base import Architecture, Candidate, Layer, SearchSpace, Stage, make_divisible
-from latency_lut.spaces.fbnet import fbnet
+from latency_lut.spaces.fbnet import fbnet, fbnet_cifar100
 
-SPACES: dict[str, Callable[..., SearchSpace]] = {"fbnet": fbnet}
+SPACES: dict[str, Callable[..., SearchSpace]] = {"fbnet": fbnet, "fbnet_cifar100": fbnet_cifar100}
 
 MIN_RESOLUTION = 32
 

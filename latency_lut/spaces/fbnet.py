@@ -48,3 +48,16 @@ def fbnet(resolution: int = 224, width: float = 1.0) -> SearchSpace:
         name="fbnet", stem=16, stages=STAGES, head=1984, candidates=CANDIDATES,
         resolution=resolution, width=width, archs=dict(ARCHS),
     )
+
+
+# HW-NAS-Bench's CIFAR-100 variant of the FBNet space (Li et al., ICLR 2021): 32x32 input, the stem and the second
+# stage at stride 1 (so the last stage runs at 4x4), the 1504-wide head and 100 classes.
+CIFAR_STAGES = tuple(Stage(s.cout, s.n, 1 if i == 1 else s.stride) for i, s in enumerate(STAGES))
+
+
+def fbnet_cifar100(resolution: int = 32, width: float = 1.0) -> SearchSpace:
+    """FBNet as HW-NAS-Bench laid it out for CIFAR-100 (its ``_32`` tables)."""
+    return SearchSpace(
+        name="fbnet_cifar100", stem=16, stages=CIFAR_STAGES, head=1504, candidates=CANDIDATES, num_classes=100,
+        resolution=resolution, width=width, stem_stride=1,
+    )
