@@ -183,6 +183,9 @@ def _read_table(path: Path, metric: str | None) -> tuple[dict[str, Any], dict[st
     doc = read_json(path, "HW-NAS-Bench")
     if not isinstance(doc, dict):
         raise SourceFormatError(f"{path}: not a HW-NAS-Bench table (top level is not a JSON object)")
+    if doc.get("format") == "fbnet-lut":
+        raise SourceFormatError(f"{path}: is a fbnet-lut LUT, not a HW-NAS-Bench table; use it as it is, or "
+                                "'fbnet-lut export hwnasbench' it")
     if isinstance(doc.get("entries"), dict):
         meta = {k: doc[k] for k in ("metric", "unit", "resolution", "device", "source", "license",
                                     "measured_on_device") if k in doc}
