@@ -53,7 +53,7 @@ def read_json(path: Path, fmt: str) -> Any:
                                 f"{e.colno})") from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when there is one
     """A safe YAML loader that refuses a mapping with a repeated key (PyYAML silently keeps the last)."""
 
 
