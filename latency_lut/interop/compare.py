@@ -140,7 +140,10 @@ def compare(luts: Sequence[LUT], n: int = 10000, seed: int = 0, k: int = 10,
             shifts.append(RankShift((a, b), tuple(first.choice_names(first.parse_arch(archs[i].tolist()))),
                                     (float(totals[i, a]), float(totals[i, b])),
                                     (int(ranks[i, a]), int(ranks[i, b]))))
-    return Comparison([lut.name for lut in luts], first.id if not across_resolutions else first.name, n, seed,
+    res = sorted({sp.resolution for sp in spaces})
+    what = first.id if len(res) == 1 else (f"{first.name} at resolutions {', '.join(map(str, res))} (the same choices "
+                                           "priced at each LUT's resolution)")
+    return Comparison([lut.name for lut in luts], what, n, seed,
                       units.pop(), _op_rows(luts, across_resolutions), pairs, shifts, totals, archs)
 
 
