@@ -250,3 +250,13 @@ def test_export_refuses_an_incomplete_lut_or_another_space(tmp_path):
     lut.path = tmp_path / "l.json"
     with pytest.raises(SourceFormatError, match="is the LUT being exported"):
         export_lut("hwnasbench", lut, lut.path)
+
+
+def test_measuring_missing_ops_into_an_imported_lut_is_a_clear_error():
+    from latency_lut.errors import DeviceError
+    from latency_lut.extend import measure_into
+    from latency_lut.ops import OpSpec
+
+    lut = import_lut("hwnasbench", [table("pixel3_latency", 224)])
+    with pytest.raises(DeviceError, match="imported from hwnasbench .pixel3.; there is no device"):
+        measure_into(lut, [OpSpec("conv", 3, 32, 32, 8, 3, 1)])
