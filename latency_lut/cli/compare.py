@@ -13,7 +13,7 @@ from latency_lut.cli._common import echo_json, json_option, table
 @click.command()
 @click.argument("luts", metavar="L1 L2 [L3...]", nargs=-1, required=True,
                 type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--n", "n", type=click.IntRange(2, 10_000_000), default=10000, show_default=True,
+@click.option("--n", "n", type=click.IntRange(2, 1_000_000), default=10000, show_default=True,
               help="Architectures to sample (uniformly, one candidate per layer).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
 @click.option("--top-k", "k", type=click.IntRange(0), default=10, show_default=True,
