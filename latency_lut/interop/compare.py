@@ -16,6 +16,7 @@ matched by their position (layer and candidate) instead of their key.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,8 +76,9 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         return {
             "luts": self.names, "space": self.space, "n": self.n, "seed": self.seed, "unit": self.unit,
-            "pairs": [vars(p) for p in self.pairs],
-            "ops": [{"op": r.op, "ms": list(r.ms), "ratio": list(r.ratio), "relative": list(r.relative)}
+            "pairs": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(p).items()}
+                      for p in self.pairs],  # tau and rho are NaN when a LUT gives every architecture one total
+            "ops": [{"op": r.op, "ms": list(r.ms), "ratio": _finite(r.ratio), "relative": _finite(r.relative)}
                     for r in self.ops],
             "rank_shifts": [{"pair": list(s.pair), "choices": list(s.choices), "ms": list(s.ms),
                              "rank": list(s.rank)} for s in self.shifts],
@@ -102,6 +104,11 @@ class Comparison:
         return pd.DataFrame([{"a": self.names[p.a], "b": self.names[p.b], "kendall_tau": p.kendall_tau,
                               "spearman": p.spearman, "top1pct_overlap": p.top_overlap, "top_k": p.top_k}
                              for p in self.pairs])
+
+
+def _finite(xs: Sequence[float]) -> list[float | None]:
+    """Ratios for strict JSON: None where the first LUT prices an op at 0 (no ratio exists)."""
+    return [x if math.isfinite(x) else None for x in xs]
 
 
 def compare(luts: Sequence[LUT], n: int = 10000, seed: int = 0, k: int = 10,

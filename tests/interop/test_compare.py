@@ -116,3 +116,14 @@ def test_imported_tables_compare_and_plot(tmp_path):
     assert 0.5 < cmp.pairs[0].kendall_tau < 1.0  # two CPUs: similar, not the same ranking
     out = scatter_png(cmp, tmp_path / "scatter.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_is_strict_when_an_estimate_prices_ops_at_zero():
+    import json
+
+    fpga = import_lut("hwnasbench", [DATA / "fpga_latency_224.json"], allow_estimates=True)
+    pixel3 = import_lut("hwnasbench", [DATA / "pixel3_latency_224.json"])
+    doc = compare([fpga, pixel3], n=200).to_dict()
+    text = json.dumps(doc, allow_nan=False)  # raises on NaN or Infinity
+    stem = next(r for r in json.loads(text)["ops"] if r["op"] == "conv-in224x224x3-out16-k3-s2")
+    assert stem["ms"][0] == 0.0 and stem["ratio"][1] is None
