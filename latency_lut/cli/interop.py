@@ -11,8 +11,11 @@ from latency_lut.cli._common import echo_json, json_option, table
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
+FORMATS = ("hwnasbench", "proxylessnas", "ofa")
+
+
 @click.command("import")
-@click.argument("fmt", metavar="FORMAT", type=click.Choice(["hwnasbench"]))
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(FORMATS))
 @click.argument("files", metavar="FILE...", nargs=-1, required=True, type=_FILE)
 @click.option("-o", "--output", required=True, type=_FILE, help="The LUT file to write.")
 @click.option("--metric", default=None,
@@ -26,7 +29,9 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 @json_option
 def import_cmd(fmt: str, files: tuple[Path, ...], output: Path, metric: str | None, resolution: int | None,
                allow_estimates: bool, as_json: bool) -> None:
-    """Import a public latency table as a LUT of this tool's search space.
+    """Import a public latency table as a LUT of this tool's search space: hwnasbench (HW-NAS-Bench's FBNet
+    tables -> fbnet at 224, fbnet_cifar100 at 32), proxylessnas (the mobile YAML -> proxylessnas), ofa (a Note10
+    YAML, one per resolution -> ofa_mbv3 at width 1.2).
 
     The LUT works like a measured one (predict, DNAS, compare). Its header's 'imported' block names the source,
     its license, the device and unit as the source gives them and the statistics it has; it has no raw samples
@@ -36,13 +41,20 @@ def import_cmd(fmt: str, files: tuple[Path, ...], output: Path, metric: str | No
     Examples:
       fbnet-lut import hwnasbench pixel3_latency_224.json -o profiles/pixel3-224.json
       fbnet-lut import hwnasbench fpga_latency_32.json --allow-estimates -o fpga-32.json
+      fbnet-lut import proxylessnas mobile_trim.yaml -o profiles/pixel1-proxylessnas-224.json
+      fbnet-lut import ofa 160_lookup_table.yaml --resolution 160 -o profiles/note10-ofa-160.json
     """
     from latency_lut.interop import SourceFormatError, import_lut
 
     for f in files:
         if f.resolve() == output.resolve():
             raise SourceFormatError(f"output {output} is one of the input files; choose another -o path")
-    lut = import_lut(fmt, files, metric=metric, resolution=resolution, allow_estimates=allow_estimates)
+    options: dict[str, object] = {"resolution": resolution}
+    if fmt == "hwnasbench":
+        options.update(metric=metric, allow_estimates=allow_estimates)
+    elif metric:
+        raise click.UsageError("--metric applies to hwnasbench only")
+    lut = import_lut(fmt, files, **options)
     lut.save(output)
     info = lut.header["imported"]
     if as_json:
@@ -66,7 +78,7 @@ def import_cmd(fmt: str, files: tuple[Path, ...], output: Path, metric: str | No
 
 
 @click.command("export")
-@click.argument("fmt", metavar="FORMAT", type=click.Choice(["hwnasbench"]))
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(FORMATS))
 @click.argument("lut_path", metavar="LUT", type=_FILE)
 @click.option("-o", "--output", required=True, type=_FILE, help="The file to write in FORMAT.")
 def export_cmd(fmt: str, lut_path: Path, output: Path) -> None:
@@ -75,6 +87,7 @@ def export_cmd(fmt: str, lut_path: Path, output: Path) -> None:
     \b
     hwnasbench: the per-metric JSON of HW-NAS-Bench's FBNet part (key -> median), for the LUT's fbnet space at 224
     or its fbnet_cifar100 layout at 32.
+    proxylessnas, ofa: their YAML tables (key -> count, mean, var or std), for LUTs of proxylessnas / ofa_mbv3.
 
     \b
     Example:

@@ -136,7 +136,8 @@ def compare(luts: Sequence[LUT], n: int = 10000, seed: int = 0, k: int = 10,
         raise CompareError(f"the LUTs are in different units ({', '.join(sorted(units))}); compare like with like")
     tables = [arch_table(lut, sp) for lut, sp in zip(luts, spaces)]
     rng = np.random.default_rng(seed)
-    archs = rng.integers(0, first.num_candidates, size=(n, first.num_layers), dtype=np.int64)
+    counts = np.array([len(layer.candidates) for layer in first.layers()])  # lists may differ in length per layer
+    archs = rng.integers(0, counts[None, :], size=(n, len(counts)), dtype=np.int64)
     totals = np.stack([t.predict(archs) for t in tables], axis=1)
     ranks = np.stack([_ranks(totals[:, i]) for i in range(len(luts))], axis=1)
     pairs, shifts = [], []
@@ -189,12 +190,13 @@ def _op_rows(luts: Sequence[LUT], by_position: bool) -> list[OpRow]:
 
     layers = [sp.layers() for sp in spaces]
     for li, layer in enumerate(layers[0]):
-        for cand in spaces[0].candidates:
-            specs = [sp.candidate_spec(ls[li], cand) for sp, ls in zip(spaces, layers)]
+        for ci, cand in enumerate(layer.candidates):
+            specs = [sp.candidate_spec(ls[li], ci) for sp, ls in zip(spaces, layers)]
             add(f"layer{layer.index}:{cand} {specs[0].key}" if by_position else specs[0].key, specs)
-    for pos, name in enumerate(("stem", "head", "pool", "fc")):
-        specs = [(sp.stem_spec(), *sp.tail_specs())[pos] for sp in spaces]
-        add(f"{name} {specs[0].key}" if by_position else specs[0].key, specs)
+    fixed = [[("stem", s) for s in sp.stem_specs()] + [("head", s) for s in sp.tail_specs()] for sp in spaces]
+    for pos, (name, spec) in enumerate(fixed[0]):
+        specs = [f[pos][1] for f in fixed]
+        add(f"{name} {spec.key}" if by_position else spec.key, specs)
     ms = np.array(list(rows.values()))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = ms / ms[:, :1]

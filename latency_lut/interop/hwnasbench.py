@@ -238,8 +238,8 @@ def export_doc(lut: LUT, space: SearchSpace) -> dict[str, Any]:
     if space.name not in SPACE_OF_RESOLUTION.values():
         raise SourceFormatError(f"{lut.name}: space {space.id} has no HW-NAS-Bench layout; the format holds the "
                                 "FBNet space (fbnet, fbnet_cifar100)")
-    layout = [space.stem_spec(), *(space.candidate_spec(l, c) for l in space.layers() for c in space.candidates),
-              *space.tail_specs()]
+    layout = [*space.stem_specs(), *(space.candidate_spec(l, c) for l in space.layers()
+                                     for c in range(len(l.candidates))), *space.tail_specs()]
     ops = {s.key: s for s in layout}
     missing = sorted(k for k, s in ops.items() if not s.is_identity and k not in lut)
     if missing:

@@ -111,7 +111,7 @@ def space_ops(space: SearchSpace) -> dict[str, OpSpec]:
     """Every op an architecture of ``space`` can contain, by key, identities included (a source may time them)."""
     ops = {s.key: s for s in space.unique_specs()}
     for layer in space.layers():
-        for c in space.candidates:
+        for c in range(len(layer.candidates)):
             spec = space.candidate_spec(layer, c)
             ops.setdefault(spec.key, spec)
     return ops
