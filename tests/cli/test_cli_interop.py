@@ -54,3 +54,17 @@ def test_import_bad_input_is_one_line(tmp_path, imported):
     assert_one_line_error(p, "at least two")
     p = run_cli("compare", "pixel3.json", "raspi4.json", "--plot", "raspi4.json", cwd=tmp_path)
     assert_one_line_error(p, "one of the LUT files")
+
+
+def test_import_proxylessnas_table_and_export_it_back(tmp_path):
+    from tests.interop.test_mobile_formats import PROXYLESS
+
+    (tmp_path / "mobile.yaml").write_text(PROXYLESS)
+    p = run_cli("import", "proxylessnas", "mobile.yaml", "-o", "px.json", "--json", cwd=tmp_path, check=True)
+    doc = json.loads(p.stdout)
+    assert doc["space"] == "proxylessnas-224" and doc["entries"] == 6 and doc["complete"] is False
+    assert len(doc["imported"]["missing"]) > 0
+    p = run_cli("export", "proxylessnas", "px.json", "-o", "back.yaml", cwd=tmp_path)
+    assert_one_line_error(p, "px.json lacks", "proxylessnas")  # an incomplete table cannot be exported whole
+    p = run_cli("import", "proxylessnas", "mobile.yaml", "--metric", "pixel3_latency", "-o", "x.json", cwd=tmp_path)
+    assert_one_line_error(p, "--metric applies to hwnasbench only")

@@ -127,3 +127,14 @@ def test_json_is_strict_when_an_estimate_prices_ops_at_zero():
     text = json.dumps(doc, allow_nan=False)  # raises on NaN or Infinity
     stem = next(r for r in json.loads(text)["ops"] if r["op"] == "conv-in224x224x3-out16-k3-s2")
     assert stem["ms"][0] == 0.0 and stem["ratio"][1] is None
+
+
+def test_compare_over_a_space_with_ragged_candidate_lists():
+    space = get_space("proxylessnas", 224)
+    a, b = synthetic_lut(space, seed=1), synthetic_lut(space, seed=2)
+    cmp = compare([a, b], n=500, seed=0, k=3)
+    counts = np.array([len(l.candidates) for l in space.layers()])
+    assert (cmp.archs < counts).all() and (cmp.archs[:, 0] == 0).all()  # the fixed first block has one choice
+    assert cmp.archs[:, 2].max() == counts[2] - 1  # the sample reaches every layer's last candidate ('zero')
+    for s in cmp.shifts:
+        assert s.ms[1] == pytest.approx(predict(b, list(s.choices)).total_ms)
