@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from latency_lut.errors import LatencyLutError
 from latency_lut.lut import LUT
-from latency_lut.predict import arch_table, space_of
+from latency_lut.predict import arch_table
+from latency_lut.spaces import SearchSpace
 
 if TYPE_CHECKING:
     import numpy as np
@@ -120,10 +121,11 @@ def compare(luts: Sequence[LUT], n: int = 10000, seed: int = 0, k: int = 10,
         raise CompareError("compare needs at least two LUTs")
     if n < 2:
         raise CompareError(f"compare needs at least 2 sampled architectures, got n={n}")
-    spaces = [space_of(lut) for lut in luts]
+    tables = [arch_table(lut) for lut in luts]  # each on its LUT's own space (built once: spaces are not cheap)
+    spaces = [t.space for t in tables]
     first = spaces[0]
     for lut, sp in zip(luts[1:], spaces[1:]):
-        if sp.name != first.name or sp.width != first.width:
+        if sp.name != first.name or sp.width != first.width or sp.fingerprint != first.fingerprint:
             raise CompareError(f"{lut.name} is a LUT of space {sp.id}, {luts[0].name} of {first.id}; compare LUTs of "
                                "one space")
         if sp.resolution != first.resolution and not across_resolutions:
@@ -134,7 +136,6 @@ def compare(luts: Sequence[LUT], n: int = 10000, seed: int = 0, k: int = 10,
     units = {str(lut.header.get("unit", "ms")) for lut in luts}
     if len(units) > 1:
         raise CompareError(f"the LUTs are in different units ({', '.join(sorted(units))}); compare like with like")
-    tables = [arch_table(lut, sp) for lut, sp in zip(luts, spaces)]
     rng = np.random.default_rng(seed)
     counts = np.array([len(layer.candidates) for layer in first.layers()])  # lists may differ in length per layer
     archs = rng.integers(0, counts[None, :], size=(n, len(counts)), dtype=np.int64)
@@ -152,7 +153,7 @@ def compare(luts: Sequence[LUT], n: int = 10000, seed: int = 0, k: int = 10,
     what = first.id if len(res) == 1 else (f"{first.name} at resolutions {', '.join(map(str, res))} (the same choices "
                                            "priced at each LUT's resolution)")
     return Comparison([lut.name for lut in luts], what, n, seed,
-                      units.pop(), _op_rows(luts, across_resolutions), pairs, shifts, totals, archs)
+                      units.pop(), _op_rows(luts, spaces, across_resolutions), pairs, shifts, totals, archs)
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -173,14 +174,13 @@ def _agreement(x: np.ndarray, y: np.ndarray, rx: np.ndarray, ry: np.ndarray, a: 
     return PairAgreement(a, b, tau, rho, len(fa & fb) / top, top)
 
 
-def _op_rows(luts: Sequence[LUT], by_position: bool) -> list[OpRow]:
+def _op_rows(luts: Sequence[LUT], spaces: Sequence[SearchSpace], by_position: bool) -> list[OpRow]:
     """One row per op of the space: its LUT entry (median) under each LUT; identities only if every LUT prices them.
 
     Ops are matched by key, or by position (layer and candidate; stem, head, pool, fc) when resolutions differ.
     """
     import numpy as np
 
-    spaces = [space_of(lut) for lut in luts]
     rows: dict[str, list[float]] = {}
 
     def add(label: str, specs: Sequence[Any]) -> None:
