@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from latency_lut.errors import UnknownOpError
-from latency_lut.interop.mobile_table import Row, parse_key, read_table, write_table
+from latency_lut.interop.mobile_table import MobileKey, Row, parse_key, read_table, write_table
 from latency_lut.interop.source import SourceFormatError, imported_lut, point_stats
 from latency_lut.lut import LUT, Entry
 from latency_lut.ops import OpSpec
@@ -118,26 +118,22 @@ def export_text(fmt: str, lut: LUT, space: SearchSpace) -> str:
 def _key_of(f: TableFormat, space: SearchSpace, spec: OpSpec, required: bool) -> str | None:
     """The table key of an op: built from its fields, then checked to map back to the same op."""
     oh, ow = spec.out_hw
-    shape = f"input:{spec.h}x{spec.w}x{spec.cin}-output:{oh}x{ow}x{spec.cout}"
+    io = (spec.h, spec.w, spec.cin)
     if spec.kind == "ir":
         e: Any = spec.mid if f.mid_channels else spec.mid / spec.cin
-        e = int(e) if float(e).is_integer() else e
-        key = (f"expanded_conv-{shape}-expand:{e}-kernel:{spec.kernel}-stride:{spec.stride}-"
-               f"idskip:{int(spec.has_residual)}")
-        if f.mid_channels:
-            key += f"-se:{int(bool(spec.hidden))}-hs:{int(spec.activation == 'hswish')}"
-        candidates = [key]
+        se = (bool(spec.hidden), spec.activation == "hswish") if f.mid_channels else (None, None)
+        keys = [MobileKey("expanded_conv", *io, oh, ow, spec.cout, e, spec.kernel, spec.stride, spec.has_residual,
+                          *se)]
     elif spec.kind == "gap":
-        candidates = [f"AvgPool2D-input:{spec.h}x{spec.w}x{spec.cin}-output:1x1x{spec.cin}"]
+        keys = [MobileKey("AvgPool2D", *io, 1, 1, spec.cin)]
     elif spec.kind in ("fc", "logits"):
-        candidates = [f"Logits-input:{spec.h}x{spec.w}x{spec.cin}-output:{spec.cout}",
-                      f"Conv_2-input:1x1x{spec.cin}-output:1x1x{spec.cout}"]
+        keys = [MobileKey("Logits", *io, None, None, spec.cout), MobileKey("Conv_2", 1, 1, spec.cin, 1, 1, spec.cout)]
     else:
-        candidates = [f"{t}-{shape}" for t in ("Conv", "Conv_1")]
-    for key in candidates:
+        keys = [MobileKey(t, *io, oh, ow, spec.cout) for t in ("Conv", "Conv_1")]
+    for mk in keys:
         try:
-            if public_key_spec(space, key).key == spec.key:
-                return key
+            if public_key_spec(space, mk.key).key == spec.key:
+                return mk.key
         except (UnknownOpError, ValueError):
             continue
     if not required:
