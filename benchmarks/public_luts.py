@@ -12,8 +12,11 @@ import json
 import time
 from pathlib import Path
 
-from latency_lut.interop import import_lut
-from latency_lut.predict import predict
+import yaml
+
+from latency_lut.interop import export_doc, import_lut
+from latency_lut.predict import predict, space_of
+from latency_lut.synthetic import synthetic_lut
 
 HWNAS_METRICS = ("pixel3_latency", "raspi4_latency", "edgegpu_latency", "eyeriss_latency", "fpga_latency",
                  "edgegpu_energy", "eyeriss_energy", "fpga_energy")
@@ -48,12 +51,17 @@ def main() -> None:
                     ok += predict(lut, r["choices"]).total_ms == r["lut_sum"][m]
                 rows.append((f.name, lut, dt, None))
     px = d / "proxylessnas_mobile" / "mobile_trim.yaml"
-    if px.exists():
-        lut, dt = timed(lambda: import_lut("proxylessnas", [px]))
-        rows.append((px.name, lut, dt, "proxylessnas_mobile"))
-    for f in sorted((d / "ofa_note10").glob("*_lookup_table.yaml")):
-        lut, dt = timed(lambda f=f: import_lut("ofa", [f]))
-        rows.append((f"ofa {f.name}", lut, dt, "ofa_largest"))
+    tables = [("proxylessnas", px, "proxylessnas_mobile")] if px.exists() else []
+    tables += [("ofa", f, "ofa_largest") for f in sorted((d / "ofa_note10").glob("*_lookup_table.yaml"))]
+    keys = []
+    for fmt, f, arch in tables:
+        lut, dt = timed(lambda fmt=fmt, f=f: import_lut(fmt, [f]))
+        rows.append((f"{fmt} {f.name}", lut, dt, arch))
+        # The keys an export of a LUT of the same space writes, built from the ops alone (no source keys).
+        built = synthetic_lut(space_of(lut))
+        ours, src = set(yaml.safe_load(export_doc(fmt, built))), set(yaml.safe_load(f.read_text()))
+        keys.append(f"  {fmt} {f.name}: {len(ours & src)} of {len(src)} source keys written back by an export "
+                    f"of a built LUT; not: {', '.join(sorted(src - ours)) or 'none'}")
     print("| file | space | entries | complete | missing | named arch total | import ms |")
     print("|---|---|---|---|---|---|---|")
     for name, lut, dt, arch in rows:
@@ -63,6 +71,8 @@ def main() -> None:
               f"{len(info['missing'])} | {tot} | {dt * 1e3:.1f} |")
     if total:
         print(f"\nHW-NAS-Bench reference totals reproduced exactly: {ok}/{total}")
+    if keys:
+        print("\n" + "\n".join(keys))
     print(f"slowest import: {max(r[2] for r in rows) * 1e3:.1f} ms (target <= 1000 ms)")
     print(f"\nreproduce: python benchmarks/public_luts.py --dir {d}")
 

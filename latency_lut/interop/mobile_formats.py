@@ -107,35 +107,48 @@ def export_text(fmt: str, lut: LUT, space: SearchSpace) -> str:
         raise SourceFormatError(f"{lut.name} lacks {len(missing)} op(s) of space {space.id} that a {f.title} table "
                                 f"holds: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
     rows: dict[str, Row] = {}
+    roles = _roles(space)
     for k, e in lut.entries.items():
-        key = e.extra.get("source_key") or _key_of(f, space, e.spec, required=k in needed)
+        key = e.extra.get("source_key") or _key_of(f, space, e.spec, roles.get(k, ""), required=k in needed)
         if key is None:
             continue  # an extra op (say, a measured-missing one) the format has no key for
         rows[key] = Row(parse_key(key), max(1, e.stats.count), e.stats.mean, e.stats.std)
     return write_table(rows, f.spread)
 
 
-def _key_of(f: TableFormat, space: SearchSpace, spec: OpSpec, required: bool) -> str | None:
-    """The table key of an op: built from its fields, then checked to map back to the same op."""
+def _roles(space: SearchSpace) -> dict[str, str]:
+    """The table's layer type of each fixed op: the stem is ``Conv``; in the head, a conv is ``Conv_1``, the pool
+    ``AvgPool2D``, the classifier (last) ``Logits`` and a linear layer before it (OFA's feature mix) ``Conv_2``."""
+    roles = {s.key: "Conv" for s in space.stem_specs()}
+    for hw in space.head_widths():
+        tail = space.tail_specs(hw)
+        for i, s in enumerate(tail):
+            last = i == len(tail) - 1
+            roles[s.key] = ("Logits" if last else "Conv_2") if s.kind in ("fc", "logits") else \
+                {"conv": "Conv_1", "gap": "AvgPool2D"}.get(s.kind, "")
+    return roles
+
+
+def _key_of(f: TableFormat, space: SearchSpace, spec: OpSpec, role: str, required: bool) -> str | None:
+    """The table key of an op: built from its fields and role, then checked to map back to the same op."""
     oh, ow = spec.out_hw
     io = (spec.h, spec.w, spec.cin)
+    mk: MobileKey | None = None
     if spec.kind == "ir":
         e: Any = spec.mid if f.mid_channels else spec.mid / spec.cin
         se = (bool(spec.hidden), spec.activation == "hswish") if f.mid_channels else (None, None)
-        keys = [MobileKey("expanded_conv", *io, oh, ow, spec.cout, e, spec.kernel, spec.stride, spec.has_residual,
-                          *se)]
-    elif spec.kind == "gap":
-        keys = [MobileKey("AvgPool2D", *io, 1, 1, spec.cin)]
-    elif spec.kind in ("fc", "logits"):
-        keys = [MobileKey("Logits", *io, None, None, spec.cout), MobileKey("Conv_2", 1, 1, spec.cin, 1, 1, spec.cout)]
-    else:
-        keys = [MobileKey(t, *io, oh, ow, spec.cout) for t in ("Conv", "Conv_1")]
-    for mk in keys:
-        try:
-            if public_key_spec(space, mk.key).key == spec.key:
-                return mk.key
-        except (UnknownOpError, ValueError):
-            continue
+        mk = MobileKey("expanded_conv", *io, oh, ow, spec.cout, e, spec.kernel, spec.stride, spec.has_residual, *se)
+    elif role == "Logits":
+        mk = MobileKey("Logits", *io, None, None, spec.cout)
+    elif role == "AvgPool2D":
+        mk = MobileKey("AvgPool2D", *io, 1, 1, spec.cin)
+    elif role:
+        mk = MobileKey(role, *io, oh, ow, spec.cout)
+    try:
+        if mk is not None and public_key_spec(space, mk.key).key == spec.key:
+            return mk.key
+    except (UnknownOpError, ValueError):
+        pass
     if not required:
         return None
     raise SourceFormatError(f"op {spec.key} of space {space.id} has no {f.title} key")

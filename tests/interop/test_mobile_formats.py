@@ -87,3 +87,22 @@ def test_ofa_table_for_another_width_or_resolution(tmp_path):
 def test_proxylessnas_file_given_as_ofa(tmp_path):
     with pytest.raises(SourceFormatError, match="has 'var' where a Once-for-All table has 'std'"):
         import_lut("ofa", [write(tmp_path, PROXYLESS)])
+
+
+@pytest.mark.parametrize("fmt,space,keys", [
+    ("proxylessnas", get_space("proxylessnas", 224), [
+        "Conv-input:224x224x3-output:112x112x32", "Conv_1-input:7x7x320-output:7x7x1280",
+        "Logits-input:7x7x1280-output:1000",
+        "expanded_conv-input:112x112x32-output:112x112x16-expand:1-kernel:3-stride:1-idskip:0",
+        "expanded_conv-input:112x112x16-output:56x56x24-expand:3-kernel:5-stride:2-idskip:0"]),
+    ("ofa", get_space("ofa_mbv3", 160, 1.2), [
+        "Conv-input:160x160x3-output:80x80x24", "Conv_1-input:5x5x192-output:5x5x1152",
+        "AvgPool2D-input:5x5x1152-output:1x1x1152", "Conv_2-input:1x1x1152-output:1x1x1536",
+        "Logits-input:1x1x1536-output:1000",
+        "expanded_conv-input:10x10x136-output:5x5x192-expand:816-kernel:7-stride:2-idskip:0-se:1-hs:1",
+        "expanded_conv-input:40x40x32-output:40x40x32-expand:96-kernel:3-stride:1-idskip:1-se:0-hs:0"]),
+])
+def test_export_of_a_built_lut_writes_the_published_keys(tmp_path, fmt, space, keys):
+    # Keys as they appear in the published tables (han-cai/files), for the layer types of each role.
+    doc = yaml.safe_load(export_lut(fmt, synthetic_lut(space), tmp_path / "t.yaml").read_text())
+    assert set(keys) <= set(doc)
