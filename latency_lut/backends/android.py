@@ -27,7 +27,7 @@ from latency_lut.android.thermal import READ_ZONES, ThermalGuard, ThermalReading
 from latency_lut.backends.base import Backend
 from latency_lut.checksums import sha256_file
 from latency_lut.errors import DeviceError
-from latency_lut.measure import Protocol, RunResult
+from latency_lut.measure import Protocol, RunResult, check_plausible_stats
 from latency_lut.ops import OpSpec
 
 log = logging.getLogger(__name__)
@@ -275,6 +275,7 @@ class AndroidBackend(Backend):
             detail = out.error_text() or " | ".join(res.output.strip().splitlines()[-3:]) or "no output"
             raise DeviceError(f"benchmark_model failed on {spec.key} (exit {res.exit_code}): {detail}")
         stats, source = out.to_stats()
+        check_plausible_stats(stats, f"benchmark_model on {self.config.name}, {spec.key}", DeviceError)
         after = self.guard.read() if self.guard.enabled else None
         extra: dict[str, Any] = {"stats_source": source, "timings_us": out.timings_us,
                                  "reconnects": self.adb.reconnects}

@@ -53,7 +53,7 @@ def ingest(results: tuple[Path, ...], device: str, bundle_path: Path | None, out
     from latency_lut.errors import DeviceError
     from latency_lut.ios.ingest import ingest as run_ingest
     from latency_lut.ios.ingest import manifest_space, resolve_manifest, space_missing, write_lut
-    from latency_lut.lut import check_output_path
+    from latency_lut.outputs import check_outputs
     from latency_lut.store import Store
 
     dev = get_device(device)
@@ -74,8 +74,11 @@ def ingest(results: tuple[Path, ...], device: str, bundle_path: Path | None, out
     given = {"product_type": product_type, "ios_version": ios_version, "device_name": device_name, "udid": udid}
     manifest = resolve_manifest(sources, bundle_path)
 
-    out = check_output_path(output or default_lut_path(dev.name, dev.runtime, manifest_space(manifest).id))
-    with Store(store or default_store()) as st:
+    store = store or default_store()
+    inputs = {f"RESULTS #{i + 1}": p for i, p in enumerate(results)}
+    out = check_outputs({"-o": output or default_lut_path(dev.name, dev.runtime, manifest_space(manifest).id),
+                         "--csv": csv_path}, inputs=inputs, store=store)["-o"]
+    with Store(store) as st:
         rep = run_ingest(sources, manifest, dev, st, device_info=given)
     write_lut(rep, out, csv_path)
     assert rep.lut is not None

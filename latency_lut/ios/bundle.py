@@ -225,7 +225,7 @@ def make_bundle(
     manifest = Manifest(
         bundle_id=bundle_id, device=config.device, fingerprint=config.fingerprint, runtime=config.runtime,
         settings=settings, protocol=protocol.to_dict(), space=space, app=app, models=models,
-        whole_space=whole_space, created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        whole_space=whole_space, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     name = f"{config.device}-{space['id']}-{bundle_id[:12]}"
     target = Path(path) if path is not None else (root or default_bundle_root()) / name

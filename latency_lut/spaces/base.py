@@ -13,6 +13,12 @@ from latency_lut.ops import OpSpec, conv_out
 _CAND_RE = re.compile(r"^k(?P<k>\d+)_e(?P<e>\d+(?:\.\d+)?)(?:_g(?P<g>\d+))?$")
 
 
+def _shown(text: object, limit: int = 60) -> str:
+    """``repr(text)``, cut short: an error quotes what the user typed, not 10,000 characters of it."""
+    r = repr(text)
+    return r if len(r) <= limit else f"{r[:limit - 20]}... ({len(str(text))} characters)"
+
+
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round channels to a multiple of ``divisor`` without dropping more than 10% (MobileNet convention)."""
     new = max(divisor, int(value + divisor / 2) // divisor * divisor)
@@ -174,7 +180,7 @@ class SearchSpace:
             if len(tokens) == 1:
                 known = ", ".join(sorted(self.archs)) or "none"
                 raise ArchitectureError(
-                    f"unknown architecture {arch!r} for space {self.name}; use a name ({known}) "
+                    f"unknown architecture {_shown(arch)} for space {self.name}; use a name ({known}) "
                     f"or {self.num_layers} choices from: {' '.join(self.candidates)}"
                 )
             name = "custom"
@@ -188,7 +194,7 @@ class SearchSpace:
         return Architecture(name, tuple(self._index(t, i) for i, t in enumerate(tokens, 1)))
 
     def _index(self, token: int | str, layer: int) -> int:
-        if isinstance(token, str) and token.strip().lstrip("-").isdigit():
+        if isinstance(token, str) and token.strip().lstrip("-").isdigit() and len(token.strip()) <= 9:
             token = int(token)
         if isinstance(token, int) or hasattr(token, "__index__"):
             i = int(token)
@@ -200,7 +206,7 @@ class SearchSpace:
         if token in self.candidates:
             return self.candidates.index(token)
         raise ArchitectureError(
-            f"layer {layer}: {token!r} is not a candidate of space {self.name}; "
+            f"layer {layer}: {_shown(token)} is not a candidate of space {self.name}; "
             f"candidates are {' '.join(self.candidates)}"
         )
 
