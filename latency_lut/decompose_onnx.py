@@ -20,6 +20,8 @@ def onnx_graph(path: Path) -> list[Node]:
     import onnx
     from onnx import numpy_helper
 
+    if Path(path).exists() and not Path(path).is_file():  # a pipe would block the read forever
+        raise ModelError(f"ONNX file {path} is not a regular file (a folder, pipe or device); give an .onnx file")
     try:
         model = onnx.load(str(path))
     except FileNotFoundError:

@@ -104,6 +104,7 @@ def check_outputs(
             raise OutputPathError(f"{name} {p} is {taken[ident]}; writing it would destroy that file. "
                                   f"Choose another {name} path")
         taken[ident] = f"also given as {name}"
+    for p in outs.values():  # only once no output clashes: this creates missing folders
         check_writable(p)
     return outs
 

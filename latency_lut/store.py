@@ -130,20 +130,30 @@ class Store:
             check_store_path(self.path)
         except OutputPathError as e:
             raise StoreError(str(e)) from None
+        # A store this process may not write (read-only or immutable) is opened as an immutable file: reads work,
+        # SQLite leaves no -wal/-shm beside it, and the first write is a StoreError saying so.
+        self.read_only = self.path.exists() and not os.access(self.path, os.W_OK)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                self._db.commit()
-            elif int(row[0]) != SCHEMA_VERSION:
+            if self.read_only:
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True, timeout=30)
+            else:
+                self._db = sqlite3.connect(str(self.path), timeout=30)
+            # The version is checked before anything is written: a store of another version stays untouched.
+            has_meta = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+            row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() if has_meta \
+                else None
+            if row is not None and row[0] != str(SCHEMA_VERSION):
                 raise StoreError(
                     f"store {self.path} has schema version {row[0]}, this tool reads {SCHEMA_VERSION}; "
                     "use a new --store file"
                 )
+            if not self.read_only:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.executescript(_SCHEMA)
+            if row is None:
+                with self._writing():
+                    self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot open measurement store {self.path}: {e}; {_fix(e)}") from e
         except OSError as e:
@@ -162,6 +172,9 @@ class Store:
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         """A write transaction; a read-only or immutable file, a full disk or a locked store is a StoreError."""
+        if self.read_only:
+            raise StoreError(f"cannot write to measurement store {self.path}: "
+                             f"{_fix(sqlite3.OperationalError('read-only'))}")
         try:
             with self._db:
                 yield

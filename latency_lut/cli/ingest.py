@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from pathlib import Path
 
 import click
 
 from latency_lut.cli._common import default_store, echo_json, store_option, table
+
+MAX_RESULTS_BYTES = 256 << 20  # a console log of a whole space's bundle is a few MB
 
 
 def _short(keys: list[str], n: int = 4) -> str:
@@ -125,8 +129,15 @@ def _read(path: Path):  # -> latency_lut.ios.ingest.Source
     from latency_lut.ios.ingest import Source
 
     if str(path) == "-":
-        return Source("<stdin>", sys.stdin.read())
+        return Source("<stdin>", sys.stdin.read(MAX_RESULTS_BYTES))
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # a pipe blocks, /dev/zero never ends
+            raise ResultsFormatError(f"results file {path} is not a regular file (a folder, pipe or device); give "
+                                     "the saved console log or results file")
+        if st.st_size > MAX_RESULTS_BYTES:
+            raise ResultsFormatError(f"results file {path} is {st.st_size} bytes, over the {MAX_RESULTS_BYTES} byte "
+                                     "limit; is it the right file?")
         data = path.read_bytes()
     except FileNotFoundError:
         raise ResultsFormatError(f"results file {path} does not exist") from None
