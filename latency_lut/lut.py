@@ -280,8 +280,9 @@ def _entry_from_dict(key: str, e: Any, source: str) -> Entry:
         spec = OpSpec(**fields)
     except (TypeError, ValueError, OverflowError) as ex:
         raise LUTFormatError(f"{where}: {ex}") from None
-    if spec.key != key:
-        raise LUTFormatError(f"{where}: its spec fields give key {spec.key!r}; the file is inconsistent")
+    if spec.key != key or OpSpec.from_key(key) != spec:  # a field the key does not carry (a conv's expansion)
+        raise LUTFormatError(f"{where}: its spec fields give key {spec.key!r} / {OpSpec.from_key(spec.key)}; the "
+                             "file is inconsistent")
     vals: dict[str, Any] = {}
     for f in (*STAT_FIELDS, "count"):
         v = e.get(f)

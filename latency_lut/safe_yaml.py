@@ -86,9 +86,10 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 def loads_yaml(text: str, source: str, *, error: type[LatencyLutError] = YAMLLimitError,
                max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH) -> Any:
     """Parse one YAML document from ``text``; any problem is ``error`` naming ``source``."""
-    loader = _Loader(text)
-    loader.max_nodes, loader.max_depth = max_nodes, max_depth
+    loader = None
     try:
+        loader = _Loader(text)  # the reader already rejects control characters here
+        loader.max_nodes, loader.max_depth = max_nodes, max_depth
         return loader.get_single_data()
     except _Over as e:
         raise error(f"{source} is not accepted: {e.why}; write the values out plainly") from None
@@ -101,7 +102,8 @@ def loads_yaml(text: str, source: str, *, error: type[LatencyLutError] = YAMLLim
     except RecursionError:
         raise error(f"{source} is not accepted: it nests too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml(path: str | Path, *, what: str = "YAML file", error: type[LatencyLutError] = YAMLLimitError,

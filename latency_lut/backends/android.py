@@ -27,7 +27,7 @@ from latency_lut.android.thermal import READ_ZONES, ThermalGuard, ThermalReading
 from latency_lut.backends.base import Backend
 from latency_lut.checksums import sha256_file
 from latency_lut.errors import DeviceError
-from latency_lut.measure import Protocol, RunResult, check_plausible_stats
+from latency_lut.measure import Protocol, RunResult, Stats, check_plausible_stats
 from latency_lut.ops import OpSpec
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,23 @@ _EXEC_FAILURE = re.compile(r"exec format error|not executable|cannot execute|per
 
 def _bool(v: bool) -> str:
     return "true" if v else "false"
+
+
+def read_output(text: str, ok: bool, key: str, exit_code: int | None = None,
+                device: str = "") -> tuple[Any, Stats, str]:
+    """benchmark_model's output -> (parsed output, stats, how the percentiles were had); anything unusable,
+    including numbers no run can take (the shared plausibility rule), is a DeviceError naming the op."""
+    where = f"benchmark_model on {device}, {key}"
+    try:
+        out = parse_benchmark_output(text)
+        if not ok or out.runs is None or out.runs.count < 1:
+            detail = out.error_text() or " | ".join(text.strip().splitlines()[-3:]) or "no output"
+            raise DeviceError(f"benchmark_model failed on {key} (exit {exit_code}): {detail}")
+        stats, source = out.to_stats()
+    except (ValueError, OverflowError) as e:  # a garbled statistics line (count=nan, count=1e308)
+        raise DeviceError(f"{where}: unreadable output ({e})") from None
+    check_plausible_stats(stats, where, DeviceError)
+    return out, stats, source
 
 
 class AndroidBackend(Backend):
@@ -270,12 +287,7 @@ class AndroidBackend(Backend):
         # Warmup and timed runs are each capped at max_secs by the tool; load and init come on top.
         timeout = 2 * protocol.max_seconds + 120
         res = self.adb.shell(self.command(remote, protocol), timeout=timeout, what=f"benchmark of {spec.key}")
-        out = parse_benchmark_output(res.output)
-        if not res.ok or out.runs is None or out.runs.count < 1:
-            detail = out.error_text() or " | ".join(res.output.strip().splitlines()[-3:]) or "no output"
-            raise DeviceError(f"benchmark_model failed on {spec.key} (exit {res.exit_code}): {detail}")
-        stats, source = out.to_stats()
-        check_plausible_stats(stats, f"benchmark_model on {self.config.name}, {spec.key}", DeviceError)
+        out, stats, source = read_output(res.output, res.ok, spec.key, res.exit_code, self.config.name)
         after = self.guard.read() if self.guard.enabled else None
         extra: dict[str, Any] = {"stats_source": source, "timings_us": out.timings_us,
                                  "reconnects": self.adb.reconnects}
