@@ -153,7 +153,7 @@ class Store:
                 self._db.executescript(_SCHEMA)
             if row is None:
                 with self._writing():
-                    self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot open measurement store {self.path}: {e}; {_fix(e)}") from e
         except OSError as e:
