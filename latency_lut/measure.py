@@ -75,6 +75,10 @@ class Protocol:
             raise ValueError("protocol runs must be at least 3")
         if self.warmup < 0 or self.min_seconds < 0 or self.retries < 0:
             raise ValueError("protocol warmup, min_seconds and retries must be non-negative")
+        for name in ("min_seconds", "max_seconds", "noise_threshold", "cooldown_seconds"):
+            v = getattr(self, name)  # NaN would pass every comparison above and poison the store's settings
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"protocol {name} must be a finite number >= 0, got {v!r}")
         if self.clock not in CLOCKS:
             raise ValueError(f"protocol clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
 

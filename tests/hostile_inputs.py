@@ -311,6 +311,10 @@ def cases() -> list[Case]:
         else:
             add(Case(f"descriptor-{fld}-{val.strip('~[]') or 'null'}", [*b, "-d", "x.yaml"],
                      write("x.yaml", yaml_text), None, (frag,)))
+    add(Case("ios-descriptor-runs-1", ["build", "-d", "i.yaml", *TINY], write("i.yaml", IOS + "product_types: [x]\n"
+             "runs: 1\n"), None, ("runs",)))
+    add(Case("ios-descriptor-min-seconds-nan", ["build", "-d", "i.yaml", *TINY], write("i.yaml", IOS +
+             "product_types: [x]\nmin_seconds: .nan\n"), None, ("min_seconds",)))
     add(Case("android-descriptor-timeout-null", [*b, "-d", "a.yaml"], write("a.yaml", ANDROID.replace(
         "/bin/sh", "/nonexistent/benchmark_model") + "connect_timeout_seconds: ~\n"), None, ("benchmark",)))
 

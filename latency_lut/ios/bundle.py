@@ -246,10 +246,10 @@ def make_bundle(
             (tmp / m.folder).mkdir(parents=True)
             _link_or_copy(Path(artifacts[s.key]), tmp / m.file)
             p = {**params[s.key], "benchmark_name": benchmark_name(bundle_id, s.key)}
-            (tmp / m.params).write_text(json.dumps(p, indent=2) + "\n")
+            (tmp / m.params).write_text(json.dumps(p, indent=2, allow_nan=False) + "\n")
         (tmp / "run_list.txt").write_text("".join(f"{m.folder}\n" for m in models))
         (tmp / "README.md").write_text(bundle_readme(manifest, name))
-        (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=1) + "\n")
+        (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=1, allow_nan=False) + "\n")
         if target.exists():  # an empty folder the user made for --bundle
             target.rmdir()
         os.replace(tmp, target)
