@@ -1,5 +1,5 @@
 """Regression tests for the numbered cases of issue 13: each hostile input is one clean error (exit 2, one line),
-ends in time, and changes no file but the outputs it names. The whole catalogue (140 kinds of cases) is
+ends in time, and changes no file but the outputs it names. The whole catalogue (142 kinds of cases) is
 ``python tests/hostile_inputs.py``; these are the ones the issue numbered."""
 
 from __future__ import annotations
