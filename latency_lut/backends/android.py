@@ -52,7 +52,7 @@ def read_output(text: str, ok: bool, key: str, exit_code: int | None = None,
             detail = out.error_text() or " | ".join(text.strip().splitlines()[-3:]) or "no output"
             raise DeviceError(f"benchmark_model failed on {key} (exit {exit_code}): {detail}")
         stats, source = out.to_stats()
-    except (ValueError, OverflowError) as e:  # a garbled statistics line (count=nan, count=1e308)
+    except (ValueError, OverflowError, KeyError, IndexError) as e:  # a garbled line (count=nan, a bare count=)
         raise DeviceError(f"{where}: unreadable output ({e})") from None
     check_plausible_stats(stats, where, DeviceError)
     return out, stats, source
