@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from latency_lut.cli._common import echo_json, json_option, table
+from latency_lut.outputs import check_outputs
 
 
 @click.command()
@@ -41,14 +42,14 @@ def compare(luts: tuple[Path, ...], n: int, seed: int, k: int, n_ops: int, plot:
     from latency_lut.errors import LatencyLutError
     from latency_lut.interop.compare import compare as _compare
     from latency_lut.interop.compare import scatter_png
-    from latency_lut.lut import check_output_path, load
+    from latency_lut.lut import load
 
     if len(luts) < 2:
         raise click.UsageError("give at least two LUT files")
     if plot is not None:
         if any(plot.resolve() == p.resolve() for p in luts):
             raise LatencyLutError(f"--plot {plot} is one of the LUT files; choose another path")
-        check_output_path(plot)
+        check_outputs({"--plot": plot}, inputs={f"L{i + 1}": p for i, p in enumerate(luts)})
     loaded = [load(p) for p in luts]
     cmp = _compare(loaded, n=n, seed=seed, k=k, across_resolutions=across_resolutions)
     if plot is not None:

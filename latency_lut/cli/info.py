@@ -31,14 +31,16 @@ def devices(as_json: bool) -> None:
 @click.argument("lut_path", metavar="LUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--sort", "sort_by", type=click.Choice(["key", "median", "noise", "flops"]), default="key",
               show_default=True, help="Order of the entry table.")
-@click.option("--top", type=int, default=None, help="Show only the first N entries.")
+@click.option("--top", type=click.IntRange(1), default=None, help="Show only the first N entries.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the entries as CSV.")
 @json_option
 def show(lut_path: Path, sort_by: str, top: int | None, csv_path: Path | None, as_json: bool) -> None:
     """Summarize a LUT file: its header and a table of its entries (ms)."""
     from latency_lut.lut import load
+    from latency_lut.outputs import check_outputs
 
+    check_outputs({"--csv": csv_path}, inputs={"LUT": lut_path})
     lut = load(lut_path)
     if csv_path:
         lut.to_csv(csv_path)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from latency_lut.cli._common import echo_json, json_option, table
+from latency_lut.outputs import check_outputs
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -49,6 +50,7 @@ def import_cmd(fmt: str, files: tuple[Path, ...], output: Path, metric: str | No
     for f in files:
         if f.resolve() == output.resolve():
             raise SourceFormatError(f"output {output} is one of the input files; choose another -o path")
+    check_outputs({"-o": output}, inputs={f"FILE {i + 1}": f for i, f in enumerate(files)})
     options: dict[str, object] = {"resolution": resolution}
     if fmt == "hwnasbench":
         options.update(metric=metric, allow_estimates=allow_estimates)
@@ -96,6 +98,7 @@ def export_cmd(fmt: str, lut_path: Path, output: Path) -> None:
     from latency_lut.interop import export_lut
     from latency_lut.lut import load
 
+    check_outputs({"-o": output}, inputs={"LUT": lut_path})
     lut = load(lut_path)
     export_lut(fmt, lut, output)
     click.echo(f"wrote {output} ({fmt}) from {lut_path}")

@@ -3,8 +3,8 @@
 
 A public table gives a mean (sometimes with a variance or standard deviation and a run count) per key, never the
 raw samples. An imported entry therefore repeats that one value in every percentile field (median, p10 ... max),
-keeps the source's std and count (0 = the source does not say), and the header's ``imported`` block says which
-statistics the source had and that there are no raw samples behind them.
+keeps the source's std and count (1 where the source gives no count: a LUT entry holds at least one run),
+and the header's ``imported`` block says which statistics the source had and that there are no raw samples.
 """
 
 from __future__ import annotations
@@ -101,8 +101,9 @@ def number(v: Any, where: str) -> float:
 
 
 # ---- entries and header -----------------------------------------------------------------------------------
-def point_stats(mean: float, std: float = 0.0, count: int = 0) -> Stats:
-    """Stats of an imported entry: the source's mean in every percentile field, its std and count (0 = unknown)."""
+def point_stats(mean: float, std: float = 0.0, count: int = 1) -> Stats:
+    """Stats of an imported entry: the source's mean in every percentile field, its std and count (1 = not given;
+    the header's ``imported.statistics`` says whether the source has a count)."""
     return Stats(count=count, median=mean, p10=mean, p25=mean, p75=mean, p90=mean, mean=mean, std=std,
                  cv=std / mean if mean > 0 else 0.0, min=mean, max=mean)
 
@@ -151,7 +152,8 @@ def imported_lut(space: SearchSpace, entries: Mapping[str, Entry], *, fmt: str, 
             "raw_samples": False,
             "estimate": estimate,
             "note": "no raw samples: median, percentiles, min and max all repeat the source's mean; std and count "
-                    "are the source's (0 = not given)" + (f". {notes}" if notes else ""),
+                    "are the source's (std 0 and count 1 where it gives none; see 'statistics')"
+                    + (f". {notes}" if notes else ""),
             "missing": missing,
             "skipped": sorted(skipped),
         },

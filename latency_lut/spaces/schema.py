@@ -10,8 +10,8 @@ A space file (the built-in ones are in ``spaces/builtin/``)::
     num_classes: 1000
     candidate_sets:                     # optional named lists, referenced by stages
       mb: [ir_k3_e3, ir_k5_e3, ir_k3_e6, zero]
-    stem:                               # fixed ops, in order: a registry kind and its fields
-      - {op: conv, out: 32, kernel: 3, stride: 2, act: relu6}
+    stem:                               # fixed ops, in order: a registry kind and its fields (out, kernel,
+      - {op: conv, out: 32, kernel: 3, stride: 2, act: relu6}   # stride, act, groups (-1: depthwise), padding)
     stages:                             # searchable layers
       - {out: 16, layers: 1, stride: 1, candidates: [ds_k3_r6]}
       - {out: 24, layers: 4, stride: 2, candidates: mb, act: relu6, se: 0.25, se_gate: hsigmoid, depth: [2, 3, 4]}
@@ -39,6 +39,7 @@ import yaml
 from latency_lut.blocks import REGISTRY
 from latency_lut.blocks.base import ACTS, GATES
 from latency_lut.errors import ArchitectureError, LatencyLutError
+from latency_lut.safe_yaml import load_yaml
 from latency_lut.spaces.base import OpDef, SearchSpace, Stage
 from latency_lut.spaces.candidates import CandidateError, decode
 
@@ -88,19 +89,11 @@ class _Where:
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read and check a space file; returns its definition (plain data, as embedded in LUT headers)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpaceFileError(f"space file {path} does not exist; give a built-in space name or a .yaml file") \
-            from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpaceFileError(f"cannot read space file {path}: {e}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f", line {mark.line + 1}" if mark is not None else ""
-        raise SpaceFileError(f"space file {path}{at}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not path.exists():
+        raise SpaceFileError(f"space file {path} does not exist; give a built-in space name or a .yaml file")
+    # The shared loader's size, alias and depth limits: a space file is user input like a device descriptor.
+    doc = load_yaml(path, what="space file", error=SpaceFileError, max_bytes=1 << 20)
+    text = path.read_text(encoding="utf-8")
     check_definition(doc, str(path), text)
     return doc
 

@@ -54,7 +54,7 @@ def test_header_says_imported_source_license_device_and_what_is_missing(res, spa
     assert len(lut) == len(src) - len(info["skipped"])
     for e in lut.entries.values():
         v = src[e.extra["source_key"]]
-        assert e.median == e.stats.mean == e.stats.p10 == e.stats.max == v and e.stats.count == 0
+        assert e.median == e.stats.mean == e.stats.p10 == e.stats.max == v and e.stats.count == 1
 
 
 def test_imported_lut_is_a_normal_lut_file(tmp_path):
