@@ -111,7 +111,7 @@ def export_networks(
     nets: Sequence[NetworkSpec], fmt: str, *, jobs: int = 1, on_done: Callable[[NetworkSpec], None] | None = None,
 ) -> dict[str, Path | LatencyLutError]:
     """Export each network (cached by key like any op); a failure is returned for that model, not raised."""
-    from latency_lut.export import artifact_path, export_spec
+    from latency_lut.export import artifact_path, export_pool, export_spec
 
     out: dict[str, Path | LatencyLutError] = {}
     todo = []
@@ -129,10 +129,9 @@ def export_networks(
             if on_done:
                 on_done(net)
         return out
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+    with export_pool(jobs) as pool:
         futs = {pool.submit(_export_worker, (n.to_dict(), fmt)): n for n in todo}
         for fut in as_completed(futs):
             net = futs[fut]

@@ -307,7 +307,7 @@ def run_validation(
         # False when the runtime version, threads, exporter or protocol differ from the LUT's build: the models
         # were then not measured the way the LUT was, and the comparison is suspect.
         "settings_match": settings_hash == lut.header.get("settings_hash"),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "tool_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "tool_version": __version__,
         "seed": seed, "n": n, "rounds": rounds, "named": named,
         "predictor": "calibrated" if from_header(lut.header) else "plain_sum",
         "runtime": backend.runtime, "threads": backend.threads,

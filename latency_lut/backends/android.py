@@ -25,10 +25,10 @@ from latency_lut.android.adb import AdbSession, quote
 from latency_lut.android.config import AndroidConfig, elf_abi
 from latency_lut.android.thermal import READ_ZONES, ThermalGuard, ThermalReading
 from latency_lut.backends.base import Backend
-from latency_lut.backends.tflite_benchmark import parse_one
+from latency_lut.backends.tflite_benchmark import OutputFormatError, parse_one
 from latency_lut.checksums import ChecksumCache, sha256_file
 from latency_lut.errors import DeviceError
-from latency_lut.measure import Protocol, RunResult
+from latency_lut.measure import Protocol, RunResult, Stats, check_plausible_stats
 from latency_lut.ops import OpSpec
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,24 @@ def _error_text(errors: list[str], limit: int = 400) -> str:
     """The tool's own error lines on one line (for a user-facing message)."""
     text = " | ".join(errors)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_output(text: str, ok: bool, key: str, exit_code: int | None = None,
+                device: str = "") -> tuple[Any, Stats, str]:
+    """benchmark_model's output -> (parsed run, stats, how the percentiles were had); anything unusable,
+    including numbers no run can take (the shared plausibility rule), is a DeviceError naming the op."""
+    where = f"benchmark_model on {device}, {key}" if device else f"benchmark_model on {key}"
+    try:
+        out = parse_one(text, where)
+        if not ok or out.timed is None or out.timed.count < 1:
+            detail = _error_text(out.errors) or " | ".join(text.strip().splitlines()[-3:]) or "no output"
+            why = f" ({out.no_timed_reason})" if ok and out.no_timed_reason else ""
+            raise DeviceError(f"benchmark_model failed on {key} (exit {exit_code}){why}: {detail}")
+        stats, source = out.to_stats()
+    except (ValueError, OverflowError, KeyError, IndexError, OutputFormatError) as e:  # a garbled line
+        raise DeviceError(f"{where}: unreadable output ({e})") from None
+    check_plausible_stats(stats, where, DeviceError)
+    return out, stats, source
 
 
 class AndroidBackend(Backend):
@@ -274,12 +292,7 @@ class AndroidBackend(Backend):
         # Warmup and timed runs are each capped at max_secs by the tool; load and init come on top.
         timeout = 2 * protocol.max_seconds + 120
         res = self.adb.shell(self.command(remote, protocol), timeout=timeout, what=f"benchmark of {spec.key}")
-        out = parse_one(res.output, f"benchmark_model on {spec.key}")
-        if not res.ok or out.timed is None or out.timed.count < 1:
-            detail = _error_text(out.errors) or " | ".join(res.output.strip().splitlines()[-3:]) or "no output"
-            why = f" ({out.no_timed_reason})" if res.ok and out.no_timed_reason else ""
-            raise DeviceError(f"benchmark_model failed on {spec.key} (exit {res.exit_code}){why}: {detail}")
-        stats, source = out.to_stats()
+        out, stats, source = read_output(res.output, res.ok, spec.key, res.exit_code, self.config.name)
         after = self.guard.read() if self.guard.enabled else None
         extra: dict[str, Any] = {"stats_source": source, "printed": list(out.timed.printed),
                                  "timings_us": out.timings, "reconnects": self.adb.reconnects}

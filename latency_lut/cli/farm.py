@@ -15,7 +15,7 @@ def build_on_farm(farm_path: Path, sp: Any, protocol: Any, *, runtime: str | Non
                   quiet: bool, as_json: bool, lut_path: Any) -> None:
     """``sp`` a SearchSpace, ``protocol`` a Protocol, ``lut_path(device, runtime, space_id)`` the default LUT path."""
     from latency_lut.farm.config import FarmError, load_farm
-    from latency_lut.lut import check_output_path
+    from latency_lut.outputs import check_outputs
     from latency_lut.store import Store
 
     farm = load_farm(farm_path)  # every check of the file comes before Ray is even imported
@@ -31,10 +31,11 @@ def build_on_farm(farm_path: Path, sp: Any, protocol: Any, *, runtime: str | Non
         raise click.BadParameter(f"the farm makes one LUT per device name ({', '.join(sorted(names))}); leave "
                                  "--output/--csv out to get profiles/DEVICE-RUNTIME-SPACE.json each",
                                  param_hint="--output")
-    outs = {n: check_output_path(output or lut_path(n, runtime or d.runtime, sp.id)) for n, d in names.items()}
-    if csv_path:
-        check_output_path(csv_path)
     store_path = store or default_store()
+    checked = check_outputs({**{f"the LUT of {n}": output or lut_path(n, runtime or d.runtime, sp.id)
+                                for n, d in names.items()}, "--csv": csv_path},
+                            inputs={"--farm": farm_path}, store=store_path)
+    outs = {n: checked[f"the LUT of {n}"] for n in names}
     with runner.FarmSession(farm, runtime=runtime, threads=threads) as fs, Store(store_path) as st:
         res = fs.build(sp, st, protocol, rounds=rounds, jobs=jobs, progress=ClickProgress(quiet or as_json))
     luts = []

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from pathlib import Path
 
 import click
 
 from latency_lut.cli._common import default_store, echo_json, store_option, table
+
+MAX_RESULTS_BYTES = 256 << 20  # a console log of a whole space's bundle is a few MB
 
 
 def _short(keys: list[str], n: int = 4) -> str:
@@ -63,7 +67,7 @@ def ingest(results: tuple[Path, ...], device: str | None, bundle_path: Path | No
     from latency_lut.errors import DeviceError
     from latency_lut.ios.ingest import ingest as run_ingest
     from latency_lut.ios.ingest import manifest_space, resolve_manifest, space_missing, write_lut
-    from latency_lut.lut import check_output_path
+    from latency_lut.outputs import check_outputs
     from latency_lut.store import Store
 
     dev = get_device(device)
@@ -88,8 +92,11 @@ def ingest(results: tuple[Path, ...], device: str | None, bundle_path: Path | No
     given = {"product_type": product_type, "ios_version": ios_version, "device_name": device_name, "udid": udid}
     manifest = resolve_manifest(sources, bundle_path)
 
-    out = check_output_path(output or default_lut_path(dev.name, dev.runtime, manifest_space(manifest).id))
-    with Store(store or default_store()) as st:
+    store = store or default_store()
+    inputs = {f"RESULTS #{i + 1}": p for i, p in enumerate(results)}
+    out = check_outputs({"-o": output or default_lut_path(dev.name, dev.runtime, manifest_space(manifest).id),
+                         "--csv": csv_path}, inputs=inputs, store=store)["-o"]
+    with Store(store) as st:
         rep = run_ingest(sources, manifest, dev, st, device_info=given)
     write_lut(rep, out, csv_path)
     assert rep.lut is not None
@@ -184,8 +191,15 @@ def _read(path: Path):  # -> latency_lut.ios.ingest.Source
     from latency_lut.ios.ingest import Source
 
     if str(path) == "-":
-        return Source("<stdin>", sys.stdin.read())
+        return Source("<stdin>", sys.stdin.read(MAX_RESULTS_BYTES))
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # a pipe blocks, /dev/zero never ends
+            raise ResultsFormatError(f"results file {path} is not a regular file (a folder, pipe or device); give "
+                                     "the saved console log or results file")
+        if st.st_size > MAX_RESULTS_BYTES:
+            raise ResultsFormatError(f"results file {path} is {st.st_size} bytes, over the {MAX_RESULTS_BYTES} byte "
+                                     "limit; is it the right file?")
         data = path.read_bytes()
     except FileNotFoundError:
         raise ResultsFormatError(f"results file {path} does not exist") from None

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from latency_lut.devices import Device, get_device, parse_descriptor
 from latency_lut.errors import LatencyLutError
+from latency_lut.safe_yaml import load_yaml
 
 LOCAL = "local"
 FARM_FIELDS = ("ray", "devices")
@@ -64,14 +63,7 @@ class Farm:
 
 
 def load_farm(path: str | Path) -> Farm:
-    p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise FarmError(f"farm file {p} does not exist") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise FarmError(f"farm file {p} cannot be read: {str(e).splitlines()[0]}") from None
-    return parse_farm(doc, str(p))
+    return parse_farm(load_yaml(path, what="farm file", error=FarmError), str(path))
 
 
 def parse_farm(doc: Any, source: str = "<farm>") -> Farm:

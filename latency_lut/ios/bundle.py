@@ -232,7 +232,7 @@ def make_bundle(
     manifest = Manifest(
         bundle_id=bundle_id, device=config.device, fingerprint=config.fingerprint, runtime=config.runtime,
         settings=settings, protocol=protocol.to_dict(), space=space, app=app, models=models,
-        whole_space=whole_space, created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        whole_space=whole_space, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     name = f"{config.device}-{space['id']}-{bundle_id[:12]}"
     target = Path(path) if path is not None else (root or default_bundle_root()) / name
@@ -242,7 +242,7 @@ def make_bundle(
             (tmp / m.folder).mkdir(parents=True)
             _link_or_copy(Path(artifacts[s.key]), tmp / m.file)
             p = {**params[s.key], "benchmark_name": benchmark_name(bundle_id, s.key)}
-            (tmp / m.params).write_text(json.dumps(p, indent=2) + "\n")
+            (tmp / m.params).write_text(json.dumps(p, indent=2, allow_nan=False) + "\n")
         (tmp / "run_list.txt").write_text("".join(f"{m.folder}\n" for m in models))
         (tmp / "README.md").write_text(bundle_readme(manifest, name))
 
@@ -268,7 +268,7 @@ def place_bundle(target: Path, manifest: Manifest, fill: Callable[[Path], None])
     try:
         tmp.mkdir()
         fill(tmp)
-        (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=1) + "\n")
+        (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=1, allow_nan=False) + "\n")
         if target.exists():  # an empty folder the user made for --bundle
             target.rmdir()
         os.replace(tmp, target)

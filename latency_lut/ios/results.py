@@ -273,4 +273,8 @@ def parse_results(text: str, source: str, manifest: Manifest | None) -> Parsed:
     form = detect_form(text)
     if form == "log":
         return results_from_log(parse(text, source, strict=True), manifest)
-    return results_from_table(form, text, source, manifest)
+    try:
+        return results_from_table(form, text, source, manifest)
+    except csv.Error as e:  # stray carriage returns, a NUL byte
+        raise ResultsFormatError(f"{source}: not a readable CSV results file ({e}); save it again as plain "
+                                 "CSV") from None

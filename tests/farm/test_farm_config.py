@@ -55,7 +55,7 @@ def test_unreadable_farm_file(tmp_path):
     with pytest.raises(FarmError, match="does not exist"):
         load_farm(tmp_path / "nope.yaml")
     (tmp_path / "bad.yaml").write_text("devices: [\n")
-    with pytest.raises(FarmError, match="cannot be read"):
+    with pytest.raises(FarmError, match="is not valid YAML .line 2"):
         load_farm(tmp_path / "bad.yaml")
 
 
