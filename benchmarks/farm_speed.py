@@ -7,7 +7,7 @@ this small shared host behave like two phones and not like two processes fightin
 real `fbnet-lut build --farm` subprocess with `ray: local` (it starts and stops its own Ray head, as a user's
 would), on a fresh store, with the artifacts exported beforehand (export is the same for 1 or 2 phones).
 
-    flock /tmp/fbnet-bench.lock python benchmarks/farm_speed.py [--phone-seconds 1.5] [--ops 12]
+    flock /tmp/fbnet-bench.lock python benchmarks/farm_speed.py [--phone-seconds 3] [--ops 12]
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def farm_build(work: Path, phones: list[AdbDaemon], binary: Path, env: dict[str,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--phone-seconds", type=float, default=1.5, help="the phone's own time per benchmark run")
+    ap.add_argument("--phone-seconds", type=float, default=3.0, help="the phone's own time per benchmark run")
     ap.add_argument("--ops", type=int, default=12, help="ops in the space")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-farm-") as d:
