@@ -65,7 +65,9 @@ def test_closed_loop_json_store_and_plot(tiny):
         medians = [compute_stats(samples).median for samples in rounds]
         assert r["measured_ms"] == pytest.approx(statistics.median(medians), rel=1e-9)
     assert s["space"] == "fbnet-32-w0.25" and s["device"] == "local" and s["runtime"] == "onnxruntime"
-    assert s["config"]["weights"] == [0.0, 8.0] and s["seconds"]["total"] > 0 and s["cpu_count"] >= 1
+    assert s["config"]["weights"] == [0.0, 8.0] and s["cpu_count"] >= 1
+    secs = s["seconds"]
+    assert secs["total"] >= secs["search"] + secs["train"] + secs["measure"] > 0 and secs["lut_build"] >= 0
     assert (d / "acc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import click
@@ -104,6 +105,7 @@ def search(space: str, resolution: int, width: float, device: str, runtime: str 
     load_before = os.getloadavg()
     progress = ClickProgress(quiet or as_json)
     with Store(store or default_store()) as st:
+        t0 = time.perf_counter()
         if lut is None:  # build it on the device first: measured ops are reused from the store
             check_output_path(path)
             backend = create_backend(dev, runtime, threads=threads)
@@ -112,12 +114,14 @@ def search(space: str, resolution: int, width: float, device: str, runtime: str 
             finally:
                 backend.close()
             lut.save(path)
+        lut_seconds = time.perf_counter() - t0
         backend = create_backend(dev, lut.header["runtime"], threads=int(lut.header["threads"]))
         try:
             rep = closed_loop(lut, sp, dev, backend, cfg, store=st, progress=progress)
         finally:
             backend.close()
     rep.summary["lut"] = str(path)
+    rep.summary["seconds"].update(lut_build=lut_seconds, total=time.perf_counter() - t0)
     rep.summary["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
     rep.summary["cpu_count"] = os.cpu_count()
     if plot_out:
@@ -134,8 +138,9 @@ def search(space: str, resolution: int, width: float, device: str, runtime: str 
     s = rep.summary
     secs = s["seconds"]
     click.echo(f"\n{sp.id} on {s['device']} / {s['runtime']} ({s['threads']} thread(s)), {cfg.loss} loss; "
-               f"search {secs['search']:.0f} s, training {secs['train']:.0f} s, measurement {secs['measure']:.0f} s, "
-               f"total {secs['total']:.0f} s; load average {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}")
+               f"LUT build {secs['lut_build']:.0f} s, search {secs['search']:.0f} s, training {secs['train']:.0f} s, "
+               f"measurement {secs['measure']:.0f} s, total {secs['total']:.0f} s; load average {load_before[0]:.1f} "
+               f"-> {os.getloadavg()[0]:.1f}")
     if not s["latency_falls"]:
         click.echo("note: the predicted latency does not fall monotonically with the latency weight", err=True)
     for r in rep.rows:
