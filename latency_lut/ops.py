@@ -4,12 +4,15 @@ An :class:`OpSpec` is the unit a LUT is keyed by: a candidate block at one layer
 the network (stem conv, head conv, global pool, classifier). The spec alone determines the torch module that is
 exported and measured, its FLOPs and parameter count, and its key, so what is measured is what is predicted.
 
-Key grammar (stable; documented in the README, parsed back by :meth:`OpSpec.from_key`). The first five forms are
-the FBNet space's ops; the rest describe the layers of arbitrary CNNs (``latency_lut.decompose``). Fields in
+Key grammar (stable; documented in the README, parsed back by :meth:`OpSpec.from_key`). Each kind's tokens are
+defined once, in the block registry (``latency_lut.blocks``); this module is the generic engine. The first five
+forms are the FBNet space's ops; the rest describe the layers of arbitrary CNNs (``latency_lut.decompose``). Fields in
 brackets are printed only when they differ from the default, so every key of the original grammar is unchanged::
 
     conv-in{H}x{W}x{C}-out{C'}-k{K}-s{S}[-p{P}][-g{G}][-{act}]   # KxK conv (groups G) + BN + act (default relu)
-    ir-in{H}x{W}x{C}-out{C'}-k{K}-e{E}-g{G}-s{S}      # FBNet inverted-residual block
+    ir-in{H}x{W}x{C}-out{C'}-k{K}-e{E}-g{G}-s{S}      # FBNet inverted-residual block; MBConv options:
+       [-se{R}][-gate{g}][-seact{a}][-noexp][-nores][-{act}]   # SE, no expansion conv, no residual, act
+       (-mid{M} replaces -e{E} where no integer expansion gives the mid channels; see latency_lut.blocks.mbconv)
     skip-in{H}x{W}x{C}-out{C'}-s{S}                   # skip: identity, or 1x1 projection conv + BN + ReLU
     gap-in{H}x{W}x{C}                                 # global average pool (+ flatten)
     fc-in{C}-out{C'}[-{act}]                          # linear layer (+ act, default none)
@@ -21,6 +24,7 @@ brackets are printed only when they differ from the default, so every key of the
     bn-in{H}x{W}x{C}[-{act}]                          # batch norm not preceded by a conv (+ act)
     act-in{H}x{W}x{C}-{act}                           # a stand-alone activation
     concat-in{H}x{W}x{C}-out{C'}                      # channel concat of the input (C) and a second tensor (C'-C)
+    logits-in{H}x{W}x{C}-out{N}                       # global average pool + linear classifier, one unit
 
 ``{act}`` is one of relu, relu6, hswish, hsigmoid, sigmoid, swish, linear (no activation). Padding defaults to
 K//2; ``-p{P}`` appears only for other paddings. A depthwise conv is ``conv`` with G = C = C'.
@@ -33,35 +37,19 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-KINDS = ("conv", "ir", "skip", "gap", "fc", "se", "add", "shuffle", "maxpool", "avgpool", "bn", "act", "concat")
-DTYPES = ("fp32", "fp16", "int8")
-ACTS = ("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "linear")
+from latency_lut.blocks import REGISTRY, build_op, get_kind
+from latency_lut.blocks.base import ACTS, DTYPES, FIELD_DEFAULTS, Kind, conv_out
 
-# The activation a kind has when its key names none; printing only deviations keeps the original keys unchanged.
-DEFAULT_ACT = {"conv": "relu", "ir": "relu", "skip": "relu", "fc": "linear", "bn": "linear", "add": "linear",
-               "se": "sigmoid"}
-_ACT_KINDS = (*DEFAULT_ACT, "act")
-_PAD_KINDS = ("conv", "maxpool", "avgpool")
-_SPATIAL_OUT = ("conv", "ir", "skip", "maxpool", "avgpool")
-_TOKEN_RE = re.compile(r"^(?P<name>out|k|e|g|s|p|m)(?P<val>\d+(?:\.\d+)?)$")
+__all__ = ["ACTS", "DTYPES", "KINDS", "OpSpec", "conv_out"]
+
+KINDS = tuple(REGISTRY)
 _IN_RE = re.compile(r"^in(?:(?P<h>\d+)x(?P<w>\d+)x)?(?P<cin>\d+)$")
-_TOKEN_FIELD = {"out": "cout", "k": "kernel", "e": "expansion", "g": "groups", "s": "stride", "p": "padding",
-                "m": "hidden"}
-
-
-def conv_out(size: int, kernel: int, stride: int, padding: int = -1) -> int:
-    """Spatial output size of a conv or pool; padding -1 means the 'same'-style default kernel // 2."""
-    pad = kernel // 2 if padding < 0 else padding
-    return (size + 2 * pad - kernel) // stride + 1
-
-
-def _fmt_e(e: float) -> str:
-    return str(int(e)) if float(e).is_integer() else f"{e:g}"
+_POSITIVE = ("cin", "h", "w", "cout", "kernel", "stride", "groups")
 
 
 @dataclass(frozen=True, order=True)
 class OpSpec:
-    """One benchmarkable unit; see the module docstring for the key grammar."""
+    """One benchmarkable unit; see the module docstring for the key grammar and ``latency_lut.blocks`` for kinds."""
 
     kind: str
     cin: int
@@ -73,109 +61,100 @@ class OpSpec:
     expansion: float = 1
     groups: int = 1
     dtype: str = "fp32"
-    act: str = ""  # "" = the kind's default activation (DEFAULT_ACT); normalized so equal ops compare equal
+    act: str = ""  # "" = the kind's default activation; normalized so equal ops compare equal
     padding: int = -1  # -1 = kernel // 2
-    hidden: int = 0  # squeeze-excite hidden channels
+    hidden: int = 0  # squeeze-excite hidden channels (se, and ir blocks with SE)
+    mid_channels: int = 0  # ir: absolute mid channels (0 = from the expansion)
+    gate: str = ""  # ir with SE: the gate ("" = sigmoid)
+    se_act: str = ""  # ir with SE: the inner activation ("" = relu)
+    expand: bool = True  # ir: has its 1x1 expansion conv
+    skip_add: bool = True  # ir: residual add where stride 1 and cin == cout
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown op kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+        kind = get_kind(self.kind)
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
-        self._normalize()
-        if self.kind in ("gap", "se", "add", "shuffle", "maxpool", "avgpool", "bn", "act") and self.cout == 0:
-            object.__setattr__(self, "cout", self.cin)
-        for name in ("cin", "h", "w", "cout", "kernel", "stride", "groups"):
+        self._normalize(kind)
+        for name in _POSITIVE:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"op field {name} must be >= 1, got {getattr(self, name)}")
-        if self.kind == "se" and self.hidden < 1:
-            raise ValueError("a squeeze-excite op needs its hidden channels (field hidden >= 1)")
-        if self.kind in ("conv", "ir") and (self.cin % self.groups or self.cout % self.groups):
-            raise ValueError(f"channels {self.cin}->{self.cout} are not divisible by groups {self.groups}")
+        if kind.check is not None:
+            kind.check(self)
 
-    def _normalize(self) -> None:
-        act = self.act or DEFAULT_ACT.get(self.kind, "")
+    def _normalize(self, kind: Kind) -> None:
+        act = self.act or kind.default_act
         if act and act not in ACTS:
             raise ValueError(f"unknown activation {act!r}; expected one of {', '.join(ACTS)}")
-        if self.kind == "act" and not act:
-            raise ValueError("an act op needs its activation (field act)")
-        if act and self.kind not in _ACT_KINDS:
-            raise ValueError(f"op kind {self.kind} takes no activation (got {act!r})")
-        if self.kind in ("ir", "skip") and act != "relu":
-            raise ValueError(f"op kind {self.kind} always uses relu (got {act!r})")
-        if self.kind == "se" and act not in ("sigmoid", "hsigmoid"):
-            raise ValueError(f"a squeeze-excite gate is sigmoid or hsigmoid (got {act!r})")
-        object.__setattr__(self, "act", "" if act == DEFAULT_ACT.get(self.kind) else act)
-        if self.kind in _PAD_KINDS and self.padding == self.kernel // 2:
+        if act and act not in kind.acts:
+            allowed = f"one of {', '.join(kind.acts)}" if kind.acts else "no activation"
+            raise ValueError(f"op kind {self.kind} takes {allowed} (got {act!r})")
+        object.__setattr__(self, "act", "" if act == kind.default_act else act)
+        if "padding" in kind.fields and self.padding == self.kernel // 2:
             object.__setattr__(self, "padding", -1)
-        elif self.padding >= 0 and self.kind not in _PAD_KINDS:
-            raise ValueError(f"op kind {self.kind} takes no padding")
-        if self.hidden and self.kind != "se":
-            raise ValueError(f"op kind {self.kind} takes no hidden channels")
+        if not kind.has_cout:
+            if self.cout not in (0, self.cin):
+                raise ValueError(f"op kind {self.kind} keeps its channels; cout {self.cout} != cin {self.cin}")
+            object.__setattr__(self, "cout", self.cin)
+        if kind.normalize is not None:
+            kind.normalize(self)
+        for name, default in FIELD_DEFAULTS.items():
+            if name != "act" and name not in kind.fields and getattr(self, name) != default:
+                raise ValueError(f"op kind {self.kind} takes no field {name} (got {getattr(self, name)!r})")
+
+    @property
+    def spec_kind(self) -> Kind:
+        """The registry's definition of this op's kind."""
+        return REGISTRY[self.kind]
 
     @property
     def activation(self) -> str:
         """The op's activation with the kind's default filled in ("linear" = none)."""
-        return self.act or DEFAULT_ACT.get(self.kind, "linear")
+        return self.act or self.spec_kind.default_act or "linear"
 
     # ---- identity and shapes -------------------------------------------------------------------------------
     @property
     def key(self) -> str:
-        k = self.kind
-        if k == "fc":
-            base = f"fc-in{self.cin}-out{self.cout}"
-        else:
-            base = f"{k}-in{self.h}x{self.w}x{self.cin}"
-        if k in ("conv", "ir", "skip", "concat"):
-            base += f"-out{self.cout}"
-        if k == "conv":
-            base += f"-k{self.kernel}-s{self.stride}" + self._pad_token() + (f"-g{self.groups}" if self.groups > 1
-                                                                                 else "")
-        elif k == "ir":
-            base += f"-k{self.kernel}-e{_fmt_e(self.expansion)}-g{self.groups}-s{self.stride}"
-        elif k == "skip":
-            base += f"-s{self.stride}"
-        elif k in ("maxpool", "avgpool"):
-            base += f"-k{self.kernel}-s{self.stride}" + self._pad_token()
-        elif k == "se":
-            base += f"-m{self.hidden}"
-        elif k == "shuffle":
-            base += f"-g{self.groups}"
+        kind = self.spec_kind
+        parts = [self.kind, f"in{self.h}x{self.w}x{self.cin}" if kind.spatial else f"in{self.cin}"]
+        parts += [t.format(self) for t in kind.tokens if t.printed(self)]
         if self.act:
-            base += f"-{self.act}"
-        return base if self.dtype == "fp32" else f"{base}-{self.dtype}"
-
-    def _pad_token(self) -> str:
-        return f"-p{self.padding}" if self.padding >= 0 else ""
+            parts.append(self.act)
+        if self.dtype != "fp32":
+            parts.append(self.dtype)
+        return "-".join(parts)
 
     @classmethod
     def from_key(cls, key: str) -> OpSpec:
         """Parse a key back into its spec; raises ``ValueError`` for anything that is not a valid key."""
         tokens = key.split("-")
-        kind = tokens[0]
-        if kind not in KINDS or len(tokens) < 2:
+        kind = REGISTRY.get(tokens[0])
+        if kind is None or len(tokens) < 2:
             raise ValueError(f"not an op key: {key!r}")
         m = _IN_RE.match(tokens[1])
         if not m:
             raise ValueError(f"not an op key: {key!r} (second part must be in{{H}}x{{W}}x{{C}} or in{{C}})")
-        fields: dict[str, Any] = {"kind": kind, "cin": int(m["cin"])}
-        if kind != "fc":
+        fields: dict[str, Any] = {"kind": kind.name, "cin": int(m["cin"])}
+        if kind.spatial:
             if m["h"] is None:
                 raise ValueError(f"op key {key!r} lacks its HxWxC input shape")
             fields.update(h=int(m["h"]), w=int(m["w"]))
+        elif m["h"] is not None:
+            raise ValueError(f"op key {key!r}: a {kind.name} op takes in{{C}}, not a HxWxC shape")
         for tok in tokens[2:]:
-            t = _TOKEN_RE.match(tok)
-            if t:
-                name, val = _TOKEN_FIELD[t["name"]], t["val"]
-                if name in fields:
-                    raise ValueError(f"op key {key!r} repeats field {t['name']!r}")
-                fields[name] = (float(val) if "." in val else int(val)) if name == "expansion" else int(val)
-            elif tok in DTYPES and "dtype" not in fields:
-                fields["dtype"] = tok
-            elif tok in ACTS and "act" not in fields:
-                fields["act"] = tok
+            for t in kind.tokens:
+                ok, val = t.parse(tok)
+                if ok:
+                    if t.field in fields:
+                        raise ValueError(f"op key {key!r} repeats field {t.prefix!r}")
+                    fields[t.field] = val
+                    break
             else:
-                raise ValueError(f"not an op key: {key!r} (unexpected part {tok!r})")
+                if tok in DTYPES and "dtype" not in fields:
+                    fields["dtype"] = tok
+                elif tok in ACTS and "act" not in fields:
+                    fields["act"] = tok
+                else:
+                    raise ValueError(f"not an op key: {key!r} (unexpected part {tok!r})")
         try:
             spec = cls(**fields)
         except (TypeError, ValueError) as e:
@@ -186,36 +165,30 @@ class OpSpec:
 
     @property
     def is_identity(self) -> bool:
-        """A skip that changes nothing costs nothing and is never measured."""
-        return self.kind == "skip" and self.stride == 1 and self.cin == self.cout
+        """An op that changes nothing (a skip at an unchanged shape) costs nothing and is never measured."""
+        return self.spec_kind.is_identity(self)
 
     @property
     def has_residual(self) -> bool:
-        return self.kind == "ir" and self.stride == 1 and self.cin == self.cout
+        return self.kind == "ir" and self.spec_kind.meta["has_residual"](self)
 
     @property
     def mid(self) -> int:
-        """Hidden channels of an inverted-residual block, rounded to a multiple of its groups."""
-        m = int(round(self.cin * self.expansion))
-        return max(self.groups, m - m % self.groups)
+        """Mid channels of an inverted-residual block (from the expansion, rounded to its groups, or absolute)."""
+        return self.spec_kind.meta["mid"](self)
 
     @property
     def out_hw(self) -> tuple[int, int]:
-        if self.kind in ("fc", "gap"):
-            return (1, 1)
-        if self.kind not in _SPATIAL_OUT:
-            return (self.h, self.w)
-        k = 1 if self.kind == "skip" else self.kernel
-        return (conv_out(self.h, k, self.stride, self.padding), conv_out(self.w, k, self.stride, self.padding))
+        return self.spec_kind.out_hw(self)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """NCHW input shape (batch 1); ``(1, C)`` for the classifier."""
-        return (1, self.cin) if self.kind == "fc" else (1, self.cin, self.h, self.w)
+        """NCHW input shape (batch 1); ``(1, C)`` for a vector input (the classifier)."""
+        return (1, self.cin, self.h, self.w) if self.spec_kind.spatial else (1, self.cin)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        if self.kind in ("fc", "gap"):
+        if self.spec_kind.flat_out:
             return (1, self.cout)
         return (1, self.cout, *self.out_hw)
 
@@ -223,54 +196,18 @@ class OpSpec:
     @property
     def flops(self) -> int:
         """Multiply-adds of the convolutions and linear layers (BN, ReLU and adds are not counted)."""
-        ho, wo = self.out_hw
-        if self.kind == "conv":
-            return ho * wo * self.cout * self.cin // self.groups * self.kernel**2
-        if self.kind == "ir":
-            mid, g = self.mid, self.groups
-            pw1 = self.h * self.w * self.cin * mid // g
-            dw = ho * wo * mid * self.kernel**2
-            pw2 = ho * wo * mid * self.cout // g
-            return pw1 + dw + pw2
-        if self.kind == "skip":
-            return 0 if self.is_identity else ho * wo * self.cin * self.cout
-        if self.kind == "gap":
-            return self.h * self.w * self.cin
-        if self.kind == "fc":
-            return self.cin * self.cout
-        if self.kind == "se":
-            return self.h * self.w * self.cin + 2 * self.cin * self.hidden
-        if self.kind == "avgpool":
-            return ho * wo * self.cin * self.kernel**2
-        return 0  # max pool, adds, activations, shuffles and copies have no multiply-adds
+        return int(self.spec_kind.flops(self))
 
     @property
     def params(self) -> int:
-        """Trainable parameters: conv/linear weights, BN affine pairs, the classifier bias."""
-        if self.kind == "conv":
-            return self.cin // self.groups * self.cout * self.kernel**2 + 2 * self.cout
-        if self.kind == "ir":
-            mid, g = self.mid, self.groups
-            pw1 = self.cin * mid // g + 2 * mid
-            dw = mid * self.kernel**2 + 2 * mid
-            return pw1 + dw + mid * self.cout // g + 2 * self.cout
-        if self.kind == "skip":
-            return 0 if self.is_identity else self.cin * self.cout + 2 * self.cout
-        if self.kind == "fc":
-            return self.cin * self.cout + self.cout
-        if self.kind == "se":
-            return 2 * self.cin * self.hidden + self.cin + self.hidden
-        if self.kind == "bn":
-            return 2 * self.cin
-        return 0
+        """Trainable parameters: conv/linear weights, BN affine pairs, biases."""
+        return int(self.spec_kind.params(self))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def build_module(self) -> Any:
         """The torch module of this op (torch is imported here, not at package import)."""
-        from latency_lut.blocks import build_op
-
         return build_op(self)
 
     def __str__(self) -> str:

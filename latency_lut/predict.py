@@ -24,7 +24,7 @@ from latency_lut.calibration import calibrated_total, from_header
 from latency_lut.errors import ArchitectureError, LUTFormatError, UnknownOpError
 from latency_lut.lut import LUT
 from latency_lut.ops import OpSpec
-from latency_lut.spaces import Architecture, SearchSpace, get_space
+from latency_lut.spaces import Architecture, SearchSpace, from_description, get_space
 
 if TYPE_CHECKING:  # numpy is imported where used, so that ``import latency_lut`` stays fast
     import numpy as np
@@ -69,21 +69,41 @@ class Prediction:
 
 
 def space_of(lut: LUT) -> SearchSpace:
-    """The search space a LUT was built for, from its header."""
+    """The search space a LUT was built for, from its header (the embedded definition, else the space's name)."""
     sp = lut.header.get("space") or {}
     try:
-        return get_space(sp["name"], int(sp["resolution"]), float(sp["width"]))
+        return from_description(sp, source=f"{lut.name} (header field 'space')")
     except (KeyError, TypeError, ValueError):
         raise LUTFormatError(f"{lut.name}: header field 'space' does not name a search space") from None
 
 
 def check_space(lut: LUT, space: SearchSpace) -> None:
+    """A LUT serves ``space`` only if it was built for the same definition at the same resolution and width."""
     lsp = space_of(lut)
     if lsp.id != space.id:
         raise LUTFormatError(
             f"{lut.name} was built for {lsp.id}, not {space.id}; build a LUT for that space with "
-            f"'fbnet-lut build --resolution {space.resolution} --width {space.width:g}'"
+            f"'fbnet-lut build --space {space.source or space.name} --resolution {space.resolution} "
+            f"--width {space.width:g}'"
         )
+    embedded = (lut.header.get("space") or {}).get("definition")
+    if embedded and lsp.fingerprint != space.fingerprint:
+        raise LUTFormatError(
+            f"{lut.name} embeds a definition of space {lsp.name} that differs from {space.source or space.name}; "
+            "use the LUT's own space (omit --space) or rebuild the LUT for this definition"
+        )
+
+
+def resolve_space(lut: LUT, space: str | Path | SearchSpace | None = None) -> SearchSpace:
+    """The space to use with ``lut``: its own (embedded in its header), or ``space`` -- a name, a space file or a
+    :class:`SearchSpace` -- which must be the one the LUT was built for (else an error naming both)."""
+    own = space_of(lut)
+    if space is None:
+        return own
+    if not isinstance(space, SearchSpace):
+        space = get_space(space, own.resolution, own.width)
+    check_space(lut, space)
+    return space
 
 
 def predict(lut: LUT, arch: str | Architecture | Sequence[int | str], space: SearchSpace | None = None) -> Prediction:
@@ -144,6 +164,13 @@ class ArchTable:
     fixed: float
     identity: np.ndarray  # bool [layers, candidates]: structurally zero, not measured
     head: int
+    valid: np.ndarray | None = None  # bool [layers, candidates]: False past the end of a layer's shorter list
+
+    def __post_init__(self) -> None:
+        if self.valid is None:
+            import numpy as np
+
+            object.__setattr__(self, "valid", np.ones(self.table.shape, dtype=bool))
 
     def predict(self, archs: np.ndarray) -> np.ndarray:
         """Latency (ms) of each row of an integer array ``[n, layers]`` (or one ``[layers]`` architecture)."""
@@ -157,7 +184,7 @@ class ArchTable:
         # index over the whole [n, layers] array, which is memory-bound.
         for start in range(0, a.shape[0], _CHUNK):
             chunk = a[start:start + _CHUNK]
-            _check_range(chunk, self.table.shape[1], start)
+            _check_range(chunk, self.table.shape[1], start, self.valid)
             cols = np.ascontiguousarray(chunk.T)
             acc = np.full(chunk.shape[0], self.fixed)
             for l in range(self.table.shape[0]):
@@ -180,7 +207,7 @@ def _check_shape(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return a
 
 
-def _check_range(a: np.ndarray, cands: int, offset: int) -> None:
+def _check_range(a: np.ndarray, cands: int, offset: int, valid: np.ndarray | None = None) -> None:
     import numpy as np
 
     if a.size and (a.min() < 0 or a.max() >= cands):
@@ -189,6 +216,15 @@ def _check_range(a: np.ndarray, cands: int, offset: int) -> None:
             f"architecture row {offset + bad[0]}, layer {bad[1] + 1}: candidate index {a[bad[0], bad[1]]} is out "
             f"of range 0-{cands - 1}"
         )
+    if valid is not None and a.size and not valid.all():
+        counts = valid.sum(axis=1)
+        over = a >= counts[None, :]
+        if over.any():
+            r, l = np.argwhere(over)[0]
+            raise ArchitectureError(
+                f"architecture row {offset + r}, layer {l + 1}: candidate index {a[r, l]} is out of range "
+                f"0-{counts[l] - 1} (that layer offers {counts[l]} candidates)"
+            )
 
 
 def arch_table(lut: LUT, space: SearchSpace | None = None, head: int | None = None) -> ArchTable:
@@ -204,8 +240,8 @@ def arch_table(lut: LUT, space: SearchSpace | None = None, head: int | None = No
     import numpy as np
 
     layers = space.layers()
-    specs = [[space.candidate_spec(l, c) for c in range(space.num_candidates)] for l in layers]
-    tail = [space.stem_spec(), *space.tail_specs(head)]
+    specs = [[space.candidate_spec(l, c) for c in range(len(l.candidates))] for l in layers]
+    tail = [*space.stem_specs(), *space.tail_specs(head)]
     needed = [s for row in specs for s in row if not s.is_identity] + tail
     missing = sorted({s.key for s in needed if s.key not in lut})
     if missing:
@@ -223,12 +259,14 @@ def arch_table(lut: LUT, space: SearchSpace | None = None, head: int | None = No
 
     table = np.zeros((len(layers), space.num_candidates))
     identity = np.zeros(table.shape, dtype=bool)
+    valid = np.zeros(table.shape, dtype=bool)
     for i, row in enumerate(specs):
         for j, spec in enumerate(row):
             identity[i, j] = spec.is_identity
+            valid[i, j] = True
             table[i, j] = cost(spec)
     fixed = sum(cost(s) for s in tail) + (cal.const_ms if cal is not None else 0.0)
-    return ArchTable(space, table, fixed, identity, head or space.head)
+    return ArchTable(space, table, fixed, identity, head or space.head, valid)
 
 
 def _checked_ms(lut: LUT, key: str) -> float:

@@ -23,6 +23,19 @@ store_option = click.option(
     "--store", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="SQLite file holding every raw sample [default: $FBNET_LUT_STORE or profiles/store.sqlite].",
 )
+space_option = click.option(
+    "--space", default=None, metavar="NAME|FILE.yaml",
+    help="Search space: a built-in name (fbnet, proxylessnas, ofa_mbv3, mobilenetv3) or a space .yaml file.",
+)
+
+
+def lut_space(lut, space: str | None):  # noqa: ANN001 - a lut.LUT
+    """The space to use with a LUT: its own embedded one, or --space, which must agree with it."""
+    from latency_lut.predict import resolve_space
+
+    return resolve_space(lut, space)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
 
 

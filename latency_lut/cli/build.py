@@ -11,16 +11,19 @@ from latency_lut.cli._common import DEFAULT_PROFILES, ClickProgress, default_sto
 
 
 def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
-    return DEFAULT_PROFILES / f"{device}-{runtime}-{space_id.split('-', 1)[1]}.json"
+    """FBNet's LUTs keep their original names (profiles/local-onnxruntime-224.json); other spaces add theirs."""
+    tail = space_id.split("-", 1)[1] if space_id.startswith("fbnet-") else space_id
+    return DEFAULT_PROFILES / f"{device}-{runtime}-{tail}.json"
 
 
 @click.command()
 @click.option("--device", "-d", default="local", show_default=True,
               help="Device name (see 'fbnet-lut devices') or path to a descriptor .yaml file.")
 @click.option("--runtime", "-r", default=None, help="onnxruntime, litert or torch [default: the device's].")
-@click.option("--space", default="fbnet", show_default=True, help="Search space.")
-@click.option("--resolution", default=224, show_default=True, type=int, help="Input resolution of the network.")
-@click.option("--width", default=1.0, show_default=True, type=float, help="Channel width multiplier.")
+@click.option("--space", default="fbnet", show_default=True, metavar="NAME|FILE.yaml",
+              help="Search space: a built-in name (fbnet, proxylessnas, ofa_mbv3, mobilenetv3) or a space .yaml file.")
+@click.option("--resolution", default=None, type=int, help="Input resolution of the network [default: the space's].")
+@click.option("--width", default=None, type=float, help="Channel width multiplier [default: the space's].")
 @click.option("--threads", "-t", default=None, type=int, help="Runtime threads [default: the device's, 1 for local].")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="LUT file to write [default: profiles/DEVICE-RUNTIME-RESOLUTION.json].")
@@ -43,8 +46,9 @@ def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
 @click.option("--bundle", "bundle_path", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="iOS devices: bundle folder to write [default: profiles/bundles/DEVICE-SPACE-ID].")
 @click.option("--only", multiple=True, hidden=True, help="iOS devices: bundle only these op keys.")
-def build(device: str, runtime: str | None, space: str, resolution: int, width: float, threads: int | None,
-          output: Path | None, csv_path: Path | None, store: Path | None, warmup: int | None, runs: int | None,
+def build(device: str, runtime: str | None, space: str, resolution: int | None, width: float | None,
+          threads: int | None, output: Path | None, csv_path: Path | None, store: Path | None,
+          warmup: int | None, runs: int | None,
           min_seconds: float | None, noise_threshold: float | None, retries: int | None, clock: str | None,
           jobs: int, quiet: bool, as_json: bool, bundle_path: Path | None, only: tuple[str, ...]) -> None:
     """Measure every op of a search space on a device and write its LUT.
@@ -58,6 +62,8 @@ def build(device: str, runtime: str | None, space: str, resolution: int, width: 
       fbnet-lut build                                  # local CPU, ONNX Runtime, 224x224
       fbnet-lut build --runtime litert --jobs 2        # LiteRT with XNNPACK, 2 export processes
       fbnet-lut build --resolution 96 --width 0.35 -o fbnet96.json
+      fbnet-lut build --space ofa_mbv3 --width 1.2 --resolution 160
+      fbnet-lut build --space my_space.yaml --resolution 64       # a user's space (embedded in the LUT)
       fbnet-lut build --device iphonex                 # iPhone: a bundle for the app, then 'fbnet-lut ingest'
     """
     from latency_lut.backends import create_backend

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from latency_lut.cli._common import default_store, echo_json, store_option, table
+from latency_lut.cli._common import default_store, echo_json, lut_space, space_option, store_option, table
 from latency_lut.errors import LatencyLutError
 
 
@@ -34,11 +34,13 @@ class ModuleSpecError(LatencyLutError):
               help="Input shape for --module [default: 1,3,R,R with R the LUT's resolution].")
 @click.option("--measure-missing", is_flag=True,
               help="Measure ops the LUT lacks on the LUT's device, add them to the store and rewrite the LUT file.")
+@space_option
 @store_option
 @click.option("--summary", is_flag=True, help="Only the totals, no per-op breakdown.")
 @click.option("--json", "as_json", is_flag=True, help="Print predictions (with breakdown) as JSON.")
 def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_path: Path | None,
-            input_shape: str | None, measure_missing: bool, store: Path | None, summary: bool, as_json: bool) -> None:
+            input_shape: str | None, measure_missing: bool, space: str | None, store: Path | None, summary: bool,
+            as_json: bool) -> None:
     """Predict whole-model latency from a LUT: architectures of its space, a torch module, or an ONNX file.
 
     The total is the sum of the LUT medians of the model's ops, corrected by the LUT's calibration when it has one
@@ -67,7 +69,8 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
     before = len(lut)
     st = store or default_store()
     if archs:
-        preds = [_predict(lut, a) for a in archs]
+        sp = lut_space(lut, space)
+        preds = [_predict(lut, a, sp) for a in archs]
     elif module:
         model = load_model(module)
         shape = _parse_shape(input_shape) if input_shape else None

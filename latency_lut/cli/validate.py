@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from latency_lut.cli._common import ClickProgress, default_store, echo_json, store_option, table
+from latency_lut.cli._common import (
+    ClickProgress,
+    default_store,
+    echo_json,
+    lut_space,
+    space_option,
+    store_option,
+    table,
+)
 
 _OPTIONAL_PATH = dict(is_flag=False, flag_value="-", default=None, type=click.Path(dir_okay=False, path_type=Path))
 
@@ -34,12 +42,14 @@ def _pct(v: float | None) -> str:
               **_OPTIONAL_PATH)
 @click.option("--plot", "plot_path", help="Write a predicted-vs-measured PNG [default path: LUT-validation.png].",
               **_OPTIONAL_PATH)
+@space_option
 @store_option
 @click.option("--jobs", "-j", default=1, show_default=True, type=int, help="Parallel export processes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows and summary as JSON.")
 def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibrate: bool, folds: int,
-             no_named: bool, csv_path: Path | None, plot_path: Path | None, store: Path | None, jobs: int,
+             no_named: bool, csv_path: Path | None, plot_path: Path | None, space: str | None, store: Path | None,
+             jobs: int,
              quiet: bool, as_json: bool) -> None:
     """Measure whole models end to end and compare them with the LUT's predictions.
 
@@ -62,6 +72,7 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
     from latency_lut.validate import check_device, default_output, record, run_validation, write_csv, write_plot
 
     lut = load(lut_path)
+    lut_space(lut, space)  # --space must agree with the space the LUT embeds
     dev = get_device(device)
     check_device(lut, dev)
     if n < 2:

@@ -22,7 +22,7 @@ from latency_lut.ios.errors import BundleError, ResultsFormatError
 from latency_lut.ios.results import Parsed, Result, parse_results
 from latency_lut.lut import LUT
 from latency_lut.measure import GatedResult, Protocol, RunResult
-from latency_lut.spaces import SearchSpace, get_space
+from latency_lut.spaces import SearchSpace, from_description
 from latency_lut.store import Store
 
 # Device facts a log or the command line may give, under these names in the LUT header's device_info.
@@ -72,7 +72,7 @@ def resolve_manifest(sources: Sequence[Source], bundle: Path | None, roots: Sequ
 
 def manifest_space(manifest: Manifest) -> SearchSpace:
     sp = manifest.space
-    return get_space(sp["name"], int(sp["resolution"]), float(sp["width"]))
+    return from_description(sp)
 
 
 def _device_info(parsed: Sequence[Parsed], given: dict[str, Any], manifest: Manifest, device: Device) -> dict[str, Any]:
