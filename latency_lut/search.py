@@ -141,11 +141,6 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 # ---- the supernet --------------------------------------------------------------------------------------------
-def layer_candidates(space: SearchSpace, layer: Any) -> list[str]:
-    """The candidate names of one searchable layer (a space may give each stage its own list)."""
-    return list(getattr(layer, "candidates", None) or space.candidates)
-
-
 def _split_fixed(space: SearchSpace) -> tuple[list[tuple[int, Any]], list[tuple[int, Any]]]:
     """The fixed ops before and after the searchable layers, with their network positions (stem, head, ...)."""
     rows = space.arch_ops(space.parse_arch([0] * space.num_layers))
@@ -161,7 +156,7 @@ class MixedLayer(nn.Module):
     def __init__(self, space: SearchSpace, layer: Any, position: int) -> None:
         super().__init__()
         self.ops = nn.ModuleList(build_op(space.candidate_spec(layer, c), position).train()
-                                 for c in layer_candidates(space, layer))
+                                 for c in layer.candidates)
 
     def forward(self, x: torch.Tensor, m: torch.Tensor, single_path: bool = False) -> torch.Tensor:
         if single_path:
@@ -204,12 +199,6 @@ def _trainable(m: nn.Module) -> nn.Module:
     return m.to(memory_format=torch.channels_last).train()
 
 
-def arch_mask(table: LatencyTable) -> torch.Tensor | None:
-    """Valid (layer, candidate) entries of a table padded to the longest candidate list; None when all are."""
-    mask = getattr(table, "mask", None)
-    return None if mask is None or bool(mask.all()) else mask.bool()
-
-
 # ---- search --------------------------------------------------------------------------------------------------
 @dataclass
 class Epoch:
@@ -239,15 +228,14 @@ class _Search:
     def __init__(self, net: SuperNet, table: LatencyTable, data: dict[str, Split], cfg: SearchConfig) -> None:
         self.net, self.table, self.data, self.cfg = net, table, data, cfg
         self.hard = cfg.mode == "path"
-        self.mask = arch_mask(table)
         self.theta = torch.zeros(table.shape, requires_grad=True)
         self.opt_w = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         self.opt_t = torch.optim.Adam([self.theta], lr=cfg.theta_lr, weight_decay=5e-4)
         self.gen = torch.Generator().manual_seed(cfg.seed)
 
     def logits(self, detach: bool = False) -> torch.Tensor:
-        t = self.theta.detach() if detach else self.theta
-        return t if self.mask is None else t.masked_fill(~self.mask, -math.inf)
+        # Entries past a layer's own candidate list (a table padded to the longest list) are -inf: never sampled.
+        return self.table.logits(self.theta.detach() if detach else self.theta)
 
     def batch(self, split: str) -> Split:
         x, y = self.data[split]
@@ -307,8 +295,7 @@ def latency_loss_for(cfg: SearchConfig, table: LatencyTable, weight: float):
 
 
 def _uniform(table: LatencyTable) -> torch.Tensor:
-    mask = arch_mask(table)
-    w = torch.ones(table.shape, dtype=torch.float64) if mask is None else mask.double()
+    w = table.mask.double()
     return w / w.sum(-1, keepdim=True)
 
 

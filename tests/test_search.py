@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import FAST, cli_env, run_cli
 
 from latency_lut.measure import compute_stats
@@ -101,3 +102,41 @@ def test_bad_inputs_are_one_line_errors(tiny, args, message):
 def test_config_rejects_unknown_loss():
     with pytest.raises(SearchError, match="unknown loss 'ce'"):
         SearchConfig(loss="ce")
+
+
+def test_closed_loop_on_a_space_with_ragged_candidate_lists(tmp_path, artifact_cache):
+    """ProxylessNAS offers 'zero' only where a layer keeps its shape: the search never derives a masked entry, and
+    every derived model is trained and measured like FBNet's."""
+    from latency_lut.backends import create_backend
+    from latency_lut.build import build_lut
+    from latency_lut.devices import get_device
+    from latency_lut.measure import Protocol
+    from latency_lut.search import closed_loop
+    from latency_lut.spaces import get_space
+    from latency_lut.store import Store
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the CLI does: small models train many times slower on threads that contend
+    space = get_space("proxylessnas", 32, 0.25)
+    lists = {len(layer.candidates) for layer in space.layers()}
+    assert len(lists) > 1  # ragged: the table is masked
+    device = get_device("local")
+    backend = create_backend(device, "onnxruntime", threads=1)
+    cfg = SearchConfig(weights=(0.0, 8.0), warmup_epochs=1, search_epochs=1, steps=2, batch=8, train_epochs=1,
+                       rounds=2)
+    try:
+        with Store(tmp_path / "store.sqlite") as store:
+            lut = build_lut(space, device, backend, store, Protocol(warmup=1, runs=3, min_seconds=0, retries=0)).lut
+            report = closed_loop(lut, space, device, backend, cfg, store=store)
+    finally:
+        backend.close()
+        torch.set_num_threads(threads)
+    assert [r.weight for r in report.rows] == [0.0, 8.0]
+    for row in report.rows:
+        for layer, name in zip(space.layers(), row.choices, strict=True):
+            assert name in layer.candidates
+        assert row.status == "ok" and row.measured_ms > 0 and row.predicted_ms > 0 and 0 <= row.test_acc <= 1
+        assert row.key.startswith("net-proxylessnas-32-w0.25-")
+        rounds = _stored(tmp_path, row.key)
+        assert len(rounds) == 2 and all(x > 0 for samples in rounds for x in samples)
+    assert list(report.to_dataframe().columns[:4]) == ["weight", "arch", "choices", "key"]
