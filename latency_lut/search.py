@@ -534,7 +534,7 @@ def write_plot(report: Report, path: str | Path, title: str = "") -> Path:
         ax.annotate(f"w={r.weight:g}", (r.measured_ms, r.test_acc), textcoords="offset points", xytext=(5, 4),
                     fontsize=8)
     ax.set(xlabel="latency (ms)", ylabel="test accuracy (digits)", title=title)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
