@@ -17,6 +17,7 @@ from latency_lut.cli.info import devices, show
 from latency_lut.cli.ingest import ingest
 from latency_lut.cli.interop import export_cmd, import_cmd
 from latency_lut.cli.predict import predict
+from latency_lut.cli.search import search
 from latency_lut.cli.validate import validate
 from latency_lut.errors import LatencyLutError
 
@@ -36,7 +37,7 @@ def cli() -> None:
     """
 
 
-for _cmd in (build, devices, show, predict, ingest, validate, import_cmd, export_cmd, compare):
+for _cmd in (build, devices, show, predict, ingest, validate, import_cmd, export_cmd, compare, search):
     cli.add_command(_cmd)
 
 
