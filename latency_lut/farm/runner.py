@@ -38,7 +38,7 @@ from latency_lut.export import FORMATS, export_many
 from latency_lut.farm.config import HOST_RESOURCE, LOCAL, Farm, FarmDevice, FarmError
 from latency_lut.farm.schedule import Task, WorkQueue
 from latency_lut.lut import LUT
-from latency_lut.measure import GatedResult, Protocol, measure_gated
+from latency_lut.measure import GatedResult, Protocol, RunResult, measure_gated
 from latency_lut.metrics import spread
 from latency_lut.ops import OpSpec
 from latency_lut.spaces import SearchSpace
@@ -103,15 +103,21 @@ class DeviceActor:
                 "device_info": env, "node": ray.get_runtime_context().get_node_id(),
                 "hostname": socket.gethostname(), "pid": os.getpid()}
 
+    def _artifact(self, spec: OpSpec, artifact: bytes | None) -> Path | None:
+        if not self.backend.artifact_format:
+            return None
+        if artifact is not None:
+            path = self.dir / f"{spec.key}{FORMATS[self.backend.artifact_format]}"
+            path.write_bytes(artifact)
+            self.paths[spec.key] = path
+        return self.paths[spec.key]
+
     def measure(self, spec: OpSpec, artifact: bytes | None, protocol: Protocol) -> GatedResult:
-        path = None
-        if self.backend.artifact_format:
-            if artifact is not None:
-                path = self.dir / f"{spec.key}{FORMATS[self.backend.artifact_format]}"
-                path.write_bytes(artifact)
-                self.paths[spec.key] = path
-            path = self.paths[spec.key]
-        return measure_gated(partial(self.backend.measure, spec, path, protocol), protocol)
+        return measure_gated(partial(self.backend.measure, spec, self._artifact(spec, artifact), protocol), protocol)
+
+    def check(self, spec: OpSpec, artifact: bytes | None, protocol: Protocol) -> RunResult:
+        """One re-timing of the drift guard's reference op (one attempt, as a build's check)."""
+        return self.backend.measure(spec, self._artifact(spec, artifact), protocol)
 
     def close(self) -> None:
         try:
@@ -205,6 +211,9 @@ class _Member:
     group: GroupResult | None = None
     session: int | None = None
     shipped: set[str] = field(default_factory=set)
+    monitor: Any = None  # its drift monitor (measure.DriftMonitor), when the build has a drift guard
+    since: list[tuple[Task, list[int]]] = field(default_factory=list)  # tasks timed since its last good check
+    rechecks: int = 0  # checks in a row after a drift, waiting for the reference to come back
 
 
 class FarmSession:
@@ -251,8 +260,8 @@ class FarmSession:
         queues, by_key = _plan(groups, store, specs, rounds, seed)
         artifacts = _export(members, queues, by_key, jobs, progress)
         t1 = time.perf_counter()
-        dropped, stolen, returned = _drive(members, queues, by_key, artifacts, store, protocol, progress,
-                                           self.task_timeout)
+        dropped, stolen, returned, _ = _drive(members, queues, by_key, artifacts, store, protocol, progress,
+                                              self.task_timeout)
         self.dropped.update(dropped)
         t2 = time.perf_counter()
         for g in groups:
@@ -333,80 +342,141 @@ def _export(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[s
     return refs
 
 
+CHECK_ROUND = -1  # the round of a drift-guard check in the driver's bookkeeping (never stored as a round)
+
+
 def _drive(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[str, OpSpec],
-           artifacts: dict[tuple[str, str], Any], store: Store, protocol: Protocol,
-           progress: Progress | None, task_timeout: float) -> tuple[dict[str, str], int, int]:
-    """Keep every device busy with one task; commit each result as it arrives; drop devices that fail."""
+           artifacts: dict[tuple[str, str], Any], store: Store, protocol: Protocol, progress: Progress | None,
+           task_timeout: float, guard: Any = None, ref: OpSpec | None = None,
+           ) -> tuple[dict[str, str], int, int, dict[str, int]]:
+    """Keep every device busy with one task; commit each result as it arrives; drop devices that fail.
+
+    With a drift guard (``guard``, a measure.DriftGuard, and its reference op ``ref``), each device re-times the
+    reference before its first task, after every ``guard.every`` tasks and when it runs dry; when it drifted, the
+    tasks that device timed since its last good check are rejected in the store and go back to the queue (each
+    at most ``guard.max_remeasure`` times), and the device re-checks before measuring on.
+    """
     alive = {m.fd.label: m for m in members}
     in_flight: dict[Any, tuple[_Member, Task]] = {}
     started: dict[Any, float] = {}
     hung: dict[str, str] = {}
     failures: dict[Task, list[str]] = {}
     dropped: dict[str, str] = {}
+    retaken: dict[Task, int] = {}
+    counted: set[Task] = set()
+    drift = {"checks": 0, "drifts": 0, "remeasured": 0}
+    if guard is not None and ref is not None:
+        from latency_lut.measure import DriftMonitor
+
+        for m in members:
+            m.monitor = DriftMonitor(guard)
     total = sum(map(len, queues.values()))
     if progress and total:
         progress.start(f"measure on {len(members)} device(s)", total)
 
-    def dispatch(m: _Member) -> None:
-        task = queues[id(m.group)].next(m.fd.label)
-        if task is None:
-            return
+    def session(m: _Member) -> int:
+        if m.session is None:
+            assert m.group is not None
+            m.session = store.start_session(m.group.config, {**m.info["device_info"], "farm_device": m.fd.label,
+                                                             "farm_host": m.fd.host or m.info["hostname"]},
+                                            __version__)
+        return m.session
+
+    def submit(m: _Member, task: Task) -> None:
+        spec = ref if task.round == CHECK_ROUND else by_key[task.key]
+        assert spec is not None
         fmt = m.info["artifact_format"]
-        blob = artifacts[fmt, task.key] if fmt and task.key not in m.shipped else None
-        ref = m.actor.measure.remote(by_key[task.key], blob, protocol)
-        in_flight[ref] = (m, task)
-        started[ref] = time.monotonic()
+        blob = artifacts[fmt, spec.key] if fmt and spec.key not in m.shipped else None
+        call = m.actor.check if task.round == CHECK_ROUND else m.actor.measure
+        r = call.remote(spec, blob, protocol)
+        in_flight[r] = (m, task)
+        started[r] = time.monotonic()
+
+    def dispatch(m: _Member) -> None:
+        check = Task(CHECK_ROUND, ref.key) if m.monitor is not None and ref is not None else None
+        wait_checks = int(guard.max_wait_seconds / guard.wait_seconds) if check else 0
+        if check and (m.monitor.baseline_ms is None or len(m.since) >= guard.every or 0 < m.rechecks <= wait_checks):
+            return submit(m, check)
+        task = queues[id(m.group)].next(m.fd.label)
+        if task is not None:
+            submit(m, task)
+        elif check and m.since:  # the closing check of what it timed last
+            submit(m, check)
+
+    def wake(g: GroupResult) -> None:
+        """Returned tasks may wake a device of the group that had run dry."""
+        for other in alive.values():
+            if other.group is g and not any(x is other for x, _ in in_flight.values()):
+                dispatch(other)
 
     for m in members:
         dispatch(m)
     while in_flight:
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=_POLL_S)
         if not ready:
-            for ref, (m, task) in in_flight.items():
-                if time.monotonic() - started[ref] > task_timeout and m.fd.label not in hung:
+            for r, (m, task) in in_flight.items():
+                if time.monotonic() - started[r] > task_timeout and m.fd.label not in hung:
                     hung[m.fd.label] = f"no result for {task_timeout:g} s (op {task.key})"
                     ray.kill(m.actor, no_restart=True)  # its call now fails, and the device is dropped below
             continue
-        [ref] = ready
-        m, task = in_flight.pop(ref)
-        started.pop(ref)
+        [r] = ready
+        m, task = in_flight.pop(r)
+        started.pop(r)
         g = m.group
         assert g is not None
         try:
-            result: GatedResult = ray.get(ref)
+            result = ray.get(r)
         except Exception as e:  # noqa: BLE001 - a device that fails is dropped, whatever the failure
             why = hung.get(m.fd.label) or _reason(e)
             dropped[m.fd.label] = why
             alive.pop(m.fd.label)
             ray.kill(m.actor, no_restart=True)
-            failures.setdefault(task, []).append(m.fd.label)
-            if len(failures[task]) >= FAILURES_PER_TASK:
-                raise FarmError(f"op {task.key} (round {task.round}) failed on {len(failures[task])} devices "
-                                f"({', '.join(failures[task])}): {why}; the other measurements are in the store "
-                                f"{store.path}") from None
-            g.left += len(queues[id(g)].drop(m.fd.label, task))
-            for other in alive.values():  # the returned tasks may wake a device that had run dry
-                if other.group is g and not any(x is other for x, _ in in_flight.values()):
-                    dispatch(other)
+            lost = None if task.round == CHECK_ROUND else task
+            if lost is not None:
+                failures.setdefault(lost, []).append(m.fd.label)
+                if len(failures[lost]) >= FAILURES_PER_TASK:
+                    raise FarmError(f"op {lost.key} (round {lost.round}) failed on {len(failures[lost])} devices "
+                                    f"({', '.join(failures[lost])}): {why}; the other measurements are in the "
+                                    f"store {store.path}") from None
+            g.left += len(queues[id(g)].drop(m.fd.label, lost))
+            wake(g)
             continue
-        m.shipped.add(task.key)
+        m.shipped.add(ref.key if task.round == CHECK_ROUND and ref is not None else task.key)
+        if task.round == CHECK_ROUND:
+            c = m.monitor.check(result)
+            store.add_check(session(m), task.key, result, {**c.to_dict(), "farm_device": m.fd.label})
+            drift["checks"] += 1
+            if c.drifted:
+                drift["drifts"] += 1
+                again = [(t, ids) for t, ids in m.since if retaken.get(t, 0) < guard.max_remeasure]
+                store.reject([x for _, ids in again for x in ids],
+                             f"drift guard: reference op drifted on {m.fd.label}")
+                for t, _ in again:
+                    retaken[t] = retaken.get(t, 0) + 1
+                    queues[id(g)].put_back(t)
+                drift["remeasured"] += len(again)
+                m.rechecks += 1
+            else:
+                m.rechecks = 0
+            m.since = []
+            dispatch(m)
+            wake(g)  # after this device's own dispatch, so that it never has two calls in flight
+            continue
         for att in result.attempts:
             att.extra["farm_device"] = m.fd.label
-        if m.session is None:
-            m.session = store.start_session(g.config, {**m.info["device_info"], "farm_device": m.fd.label,
-                                                       "farm_host": m.fd.host or m.info["hostname"]}, __version__)
-        commit(store, m.session, task, result)
+        m.since.append((task, commit(store, session(m), task, result)))
         g.tasks += 1
         g.per_device[m.fd.label] = g.per_device.get(m.fd.label, 0) + 1
         if result.flagged and task.key not in g.flagged:
             g.flagged.append(task.key)
-        if progress:
+        if progress and task not in counted:
             progress.advance(task.key)
+        counted.add(task)
         dispatch(m)
     if progress and total:
         progress.finish()
     q = list(queues.values())
-    return dropped, sum(x.stolen for x in q), sum(x.returned for x in q)
+    return dropped, sum(x.stolen for x in q), sum(x.returned for x in q), drift
 
 
 def _shutdown(members: list[_Member]) -> None:
@@ -427,11 +497,11 @@ def round_records(store: Store, config: Config, keys: list[str]) -> dict[str, di
     return {k: {0: r} for k, r in store.records(config, keys).items()}
 
 
-def commit(store: Store, session: int, task: Task, result: GatedResult) -> None:
+def commit(store: Store, session: int, task: Task, result: GatedResult) -> list[int]:
     if hasattr(store, "round_records"):
-        store.add(session, task.key, result, round_no=task.round)
-    else:
-        store.add(session, task.key, result)
+        return store.add(session, task.key, result, round_no=task.round)
+    store.add(session, task.key, result)
+    return []
 
 
 def farm_lut(store: Store, g: GroupResult, space: SearchSpace, device: Device, backend: RemoteBackend,
