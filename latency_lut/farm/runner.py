@@ -201,6 +201,7 @@ class FarmResult:
     setup_seconds: float  # the actors: connecting to each device, reading its properties
     export_seconds: float
     measure_seconds: float
+    drift: dict[str, int] = field(default_factory=dict)  # the drift guard, over all devices: checks, drifts, ...
 
 
 @dataclass
@@ -260,15 +261,15 @@ class FarmSession:
         queues, by_key = _plan(groups, store, specs, rounds, seed)
         artifacts = _export(members, queues, by_key, jobs, progress)
         t1 = time.perf_counter()
-        dropped, stolen, returned, _ = _drive(members, queues, by_key, artifacts, store, protocol, progress,
-                                              self.task_timeout)
+        dropped, stolen, returned, drift = _drive(members, queues, by_key, artifacts, store, protocol, progress,
+                                                  self.task_timeout)
         self.dropped.update(dropped)
         t2 = time.perf_counter()
         for g in groups:
             m = next(m for m in members if m.group is g)
             g.lut = farm_lut(store, g, space, m.fd.device, RemoteBackend(m.info), specs, members, rounds)
         return FarmResult(groups, dropped, stolen, returned, self.ray_start_seconds, self.setup_seconds, t1 - t0,
-                          t2 - t1)
+                          t2 - t1, drift)
 
 
 def _start_devices(farm: Farm, runtime: str | None, threads: int | None) -> list[_Member]:
