@@ -81,6 +81,7 @@ class Record:
     attempts: int
     extra: dict[str, Any]
     created: float
+    samples_ms: list[float] | None = None  # raw samples, when read with them (round_records)
 
 
 class Store:
@@ -128,26 +129,52 @@ class Store:
             )
         return int(cur.lastrowid)
 
-    def add(self, session_id: int, key: str, result: GatedResult) -> None:
-        """Store every attempt of one op in one transaction; the best attempt is marked accepted."""
+    def add(self, session_id: int, key: str, result: GatedResult, round_no: int | None = None) -> list[int]:
+        """Store every attempt of one op in one transaction; the best attempt is marked accepted.
+
+        ``round_no`` (a build's or a validation's interleaved round) goes into each row's extra. Returns the row ids.
+        """
         now = time.time()
         rows = []
         for i, att in enumerate(result.attempts):
             st = att.summary()
+            extra = att.extra if round_no is None else {**att.extra, "round": int(round_no)}
             rows.append((
                 session_id, key, i, int(i == result.best_index), int(result.flagged),
                 json.dumps([round(x, 6) for x in att.samples_ms]), json.dumps(st.to_dict()),
-                json.dumps(att.extra, default=str), now,
+                json.dumps(extra, default=str), now,
             ))
         try:
             with self._db:
-                self._db.executemany(
-                    "INSERT INTO measurements (session_id, key, attempt, accepted, flagged, samples, stats, extra,"
-                    " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                ids = []
+                for row in rows:
+                    cur = self._db.execute(
+                        "INSERT INTO measurements (session_id, key, attempt, accepted, flagged, samples, stats, "
+                        "extra, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                    ids.append(int(cur.lastrowid))
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot write to measurement store {self.path}: {e}") from e
+        return ids
+
+    def add_check(self, session_id: int, key: str, result: Any, check: dict[str, Any]) -> None:
+        """A drift guard's re-timing of its reference op: kept (as not accepted, so no LUT entry uses it)."""
+        att = GatedResult([result], 0, False)
+        ids = self.add(session_id, key, att)
+        with self._db:
+            self._db.execute("UPDATE measurements SET accepted = 0, extra = ? WHERE id = ?",
+                             (json.dumps({**result.extra, "drift_check": check}, default=str), ids[0]))
+
+    def reject(self, ids: Iterable[int], reason: str) -> None:
+        """Un-accept measurements (timed while the machine drifted); they stay in the store with the reason."""
+        ids = list(ids)
+        if not ids:
+            return
+        with self._db:
+            for i in ids:
+                row = self._db.execute("SELECT extra FROM measurements WHERE id = ?", (i,)).fetchone()
+                extra = {**json.loads(row[0]), "rejected": reason} if row else {"rejected": reason}
+                self._db.execute("UPDATE measurements SET accepted = 0, extra = ? WHERE id = ?",
+                                 (json.dumps(extra, default=str), i))
 
     # ---- reading -------------------------------------------------------------------------------------------
     def _config_where(self, config: Config) -> tuple[str, tuple[Any, ...]]:
@@ -178,6 +205,44 @@ class Store:
                 out[key] = Record(key, Stats.from_dict(json.loads(stats)), bool(flagged), int(n),
                                   json.loads(extra), float(created))
         return out
+
+    def round_records(self, config: Config, keys: Iterable[str] | None = None) -> dict[str, dict[int, Record]]:
+        """The latest accepted measurement of each (key, round) of a configuration; rows without a round (taken
+        before builds had rounds, or imported) are round 0."""
+        where, args = self._config_where(config)
+        rows = self._db.execute(
+            f"SELECT m.key, m.stats, m.flagged, m.extra, m.created, m.samples, "
+            f"(SELECT COUNT(*) FROM measurements a WHERE a.session_id = m.session_id AND a.key = m.key) "
+            f"FROM measurements m JOIN sessions s ON m.session_id = s.id "
+            f"WHERE m.accepted = 1 AND {where} ORDER BY m.created, m.id", args,
+        ).fetchall()
+        wanted = set(keys) if keys is not None else None
+        out: dict[str, dict[int, Record]] = {}
+        for key, stats, flagged, extra, created, samples, n in rows:
+            if wanted is None or key in wanted:
+                ex = json.loads(extra)
+                rec = Record(key, Stats.from_dict(json.loads(stats)), bool(flagged), int(n), ex, float(created),
+                             json.loads(samples))
+                out.setdefault(key, {})[int(ex.get("round", 0))] = rec
+        return out
+
+    def drift_checks(self, config: Config) -> list[dict[str, Any]]:
+        """Every drift-guard check recorded for a configuration, oldest first."""
+        where, args = self._config_where(config)
+        rows = self._db.execute(
+            f"SELECT m.extra FROM measurements m JOIN sessions s ON m.session_id = s.id "
+            f"WHERE m.accepted = 0 AND {where} ORDER BY m.created, m.id", args,
+        ).fetchall()
+        return [d["drift_check"] for (e,) in rows if "drift_check" in (d := json.loads(e))]
+
+    def rejected_count(self, config: Config) -> int:
+        """Measurements a drift guard rejected (and had re-taken) for a configuration."""
+        where, args = self._config_where(config)
+        rows = self._db.execute(
+            f"SELECT m.extra FROM measurements m JOIN sessions s ON m.session_id = s.id "
+            f"WHERE m.accepted = 0 AND {where}", args,
+        ).fetchall()
+        return sum("rejected" in json.loads(e) for (e,) in rows)
 
     def extras(self, config: Config) -> list[tuple[str, dict[str, Any]]]:
         """``(key, extra)`` of every accepted measurement of a configuration, oldest first.
