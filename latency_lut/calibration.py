@@ -122,6 +122,19 @@ def from_header(header: Mapping[str, Any], source: str = "<LUT>") -> Calibration
     return cal
 
 
+def describe(header: Mapping[str, Any], source: str = "<LUT>") -> str:
+    """One plain line on whether predictions from this LUT are calibrated, for ``show`` and ``predict``."""
+    cal = from_header(header, source)
+    if cal is None:
+        return ("UNCALIBRATED: predictions are the plain sum of the entries (whole networks usually differ from it "
+                "by several %); fit a calibration with 'fbnet-lut build' (without --no-calibrate) or "
+                "'fbnet-lut validate --calibrate'")
+    cv = cal.cross_validated.get("calibrated_cv") or {}
+    how = (f", {cal.cross_validated.get('folds')}-fold CV {100 * cv['within_10']:.0f}% within 10%, RMSPE "
+           f"{100 * cv['rmspe']:.1f}%" if cv else "")
+    return f"calibrated on {len(cal.fitted_on)} whole networks{f' of {cal.device}' if cal.device else ''}{how}"
+
+
 def fit(
     feats: Sequence[Mapping[str, float]], measured_ms: Sequence[float], keys: Sequence[str] = (),
     ridge: float = 0.05,
