@@ -21,7 +21,7 @@ from latency_lut.backends.base import Backend
 from latency_lut.devices import Device
 from latency_lut.export import export_many, exporter_info
 from latency_lut.lut import LUT
-from latency_lut.measure import DriftGuard, DriftMonitor, Protocol, compute_stats, measure_gated
+from latency_lut.measure import DriftGuard, DriftMonitor, Protocol, compute_stats, measure_gated, protocol_seconds
 from latency_lut.metrics import kendall_tau, spread
 from latency_lut.networks import sample_archs
 from latency_lut.ops import OpSpec
@@ -51,6 +51,9 @@ class BuildResult:
     measure_seconds: float
     rounds: int = 1
     drift: dict[str, int] = field(default_factory=dict)  # this run's drift guard: checks, drifts, remeasured
+    # Mean seconds an op's attempt took beyond its timed runs (session creation, input setup): time budgets of
+    # later passes on the same device use it. None when nothing was measured.
+    overhead_s: float | None = None
 
 
 def config_for(device: Device, backend: Backend, protocol: Protocol, dtype: str = "fp32") -> Config:
@@ -133,8 +136,13 @@ def build_lut(
         env = backend.device_info()
         session = store.start_session(config, env, __version__)
 
+        overheads: list[float] = []
+
         def take(spec: OpSpec, r: int) -> list[int]:
+            ta = time.perf_counter()
             result = measure_gated(partial(backend.measure, spec, artifacts.get(spec.key), protocol), protocol)
+            timed = sum(protocol_seconds(a.summary().median, protocol) for a in result.attempts)
+            overheads.append(max(0.0, time.perf_counter() - ta - timed) / len(result.attempts))
             if result.flagged:
                 flagged.add(spec.key)
             return store.add(session, spec.key, result, round_no=r)
@@ -167,14 +175,20 @@ def build_lut(
                 since.append((spec, take(spec, r)))
                 if progress and retaken.get(spec.key, 0) == 0:
                     progress.advance(spec.key)
-                if monitor and (len(since) >= guard.every or i == len(queue)):  # type: ignore[union-attr]
+                if guard and (len(since) >= guard.every or i == len(queue)):
                     if check(r):
-                        again = [(sp, ids) for sp, ids in since if retaken.get(sp.key, 0) < guard.max_remeasure]  # type: ignore[union-attr]
+                        again = [(sp, ids) for sp, ids in since if retaken.get(sp.key, 0) < guard.max_remeasure]
                         store.reject([x for _, ids in again for x in ids], "drift guard: reference op drifted")
                         for sp, _ in again:
                             retaken[sp.key] = retaken.get(sp.key, 0) + 1
                             queue.append(sp)
                         drift["remeasured"] += len(again)
+                        waited = 0.0  # measure on only once the reference is back (or after the longest wait)
+                        while waited < guard.max_wait_seconds:
+                            time.sleep(guard.wait_seconds)
+                            waited += guard.wait_seconds
+                            if not check(r):
+                                break
                     since = []
         if progress:
             progress.finish()
@@ -182,7 +196,9 @@ def build_lut(
 
     lut = aggregate(store, config, space, device, backend, specs, rounds=rounds, guard=guard)
     measured = sum(any(s.key not in have or r not in have[s.key] for r in range(rounds)) for s in specs)
-    return BuildResult(lut, measured, len(specs) - measured, sorted(flagged), t1 - t0, t2 - t1, rounds, drift)
+    overhead = statistics.median(overheads) if any(todo) and overheads else None
+    return BuildResult(lut, measured, len(specs) - measured, sorted(flagged), t1 - t0, t2 - t1, rounds, drift,
+                       overhead)
 
 
 def reference_op(specs: Sequence[OpSpec]) -> OpSpec | None:

@@ -243,18 +243,21 @@ class DriftGuard:
     (relative) from the baseline, or when its recorded temperature (``temperature_c`` in a backend's extra, as the
     Android backend reports it) rose more than ``temp_rise_c`` above the coolest good check, the ops timed since the
     last good check are measured again, later in the round (each op at most ``max_remeasure`` times; then its
-    last measurement is kept).
+    last measurement is kept). Before measuring on, the build waits for the reference to come back, re-timing it
+    every ``wait_seconds`` for at most ``max_wait_seconds`` (a neighbour's burst of load, a phone cooling down).
     """
 
     every: int = 16
     threshold: float = 0.10
     temp_rise_c: float = 5.0
     max_remeasure: int = 2
+    wait_seconds: float = 2.0
+    max_wait_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
             raise ValueError(f"drift guard every must be a whole number of ops >= 1, got {self.every!r}")
-        for name in ("threshold", "temp_rise_c"):
+        for name in ("threshold", "temp_rise_c", "wait_seconds", "max_wait_seconds"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"drift guard {name} must be a positive number, got {v!r}")

@@ -348,6 +348,7 @@ class CalibrationPass:
 def calibration_pass(
     lut: LUT, device: Any, backend: Any, store: Any, *, budget_s: float, max_models: int = 40, rounds: int = 3,
     seed: int = CALIBRATION_SEED, jobs: int = 1, folds_k: int = 5, progress: Progress | None = None,
+    op_overhead_s: float = 0.0,
 ) -> CalibrationPass:
     """A short whole-network pass: the space's named architectures plus sampled ones, measured in interleaved
     rounds (each round stored as taken), then the calibration fitted on them, with its k-fold cross-validated
@@ -355,7 +356,9 @@ def calibration_pass(
 
     The models are added in a fixed order (named first, then the seeded sample, at most ``max_models`` of them)
     while the estimated cost of exporting and measuring them stays within ``budget_s``: a model's measurement is
-    estimated from its predicted latency and the protocol, an export from the exports already timed. Models the
+    estimated from its predicted latency and the protocol, plus ``op_overhead_s`` (what an op's attempt cost
+    beyond its timed runs in the build: session creation and the like) per op of the model; an export from the
+    exports already timed. Models the
     store already holds in full cost nothing, so a rerun picks the same models and measures nothing.
     """
     import time
@@ -384,7 +387,9 @@ def calibration_pass(
             progress.advance(net.name)
         left = rounds - len([r for r in have.get(net.key, {}) if r < rounds])
         if left:
-            cost = left * protocol_seconds(predict(lut, net.arch, space).raw_total_ms, protocol)
+            ops = sum(not sp.is_identity for sp in net.specs)
+            cost = left * (protocol_seconds(predict(lut, net.arch, space).raw_total_ms, protocol)
+                           + ops * op_overhead_s)
             cached = not fmt or artifact_path(net, fmt).exists()  # type: ignore[arg-type]
             if spent + cost + (0.0 if cached else statistics.fmean(exports) if exports else 0.0) > budget_s:
                 continue  # a smaller model further down may still fit

@@ -135,7 +135,8 @@ def build(device: str, runtime: str | None, space: str, resolution: int, width: 
                 # measuring its entries costs, so that a rerun picks the same models as the cold build.
                 build_s = max(res.export_seconds + res.measure_seconds, estimated_measure_seconds(res.lut, rounds))
                 cal = calibration_pass(res.lut, dev, backend, st, budget_s=calibration_budget * build_s,
-                                       max_models=calibration_models, jobs=jobs, progress=bar)
+                                       max_models=calibration_models, jobs=jobs, progress=bar,
+                                       op_overhead_s=res.overhead_s or 0.0)
     finally:
         backend.close()
     res.lut.save(out)
