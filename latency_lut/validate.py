@@ -403,18 +403,27 @@ def calibration_pass(
     _finish(progress)
     measured = measure_models(lut, device, backend, chosen, rounds=rounds, seed=seed, jobs=jobs, store=store,
                               progress=progress, tag=tag)
-    rows = compare(lut, chosen, measured)
     reused = sum(len(have.get(n.key, {})) >= rounds for n in chosen)
+    cal, report, rows = fit_into_header(lut, device.name, chosen, measured, folds_k, seed,
+                                        {"by": "build", "named": len(named), "rounds": rounds, "seed": seed})
+    return CalibrationPass(cal, len(chosen), reused, time.perf_counter() - t0, budget_s, report, rows)
+
+
+def fit_into_header(
+    lut: LUT, device_name: str, nets: Sequence[NetworkSpec], measured: dict[str, NetMeasurement], folds_k: int,
+    seed: int, source: dict[str, Any],
+) -> tuple[Calibration | None, dict[str, Any], list[ModelRow]]:
+    """Fit the calibration on measured whole networks (k-fold cross-validated summary included) and put it into
+    the LUT's header; None (and the header untouched) with fewer than 3 measured models."""
+    rows = compare(lut, nets, measured)
     ok = [r for r in rows if r.ok]
-    elapsed = time.perf_counter() - t0
     if len(ok) < 3:
-        return CalibrationPass(None, len(chosen), reused, elapsed, budget_s, rows=rows)
+        return None, {}, rows
     cal, report = calibrate(rows, folds_k, seed)
     report["noise"] = noise_summary(ok)
-    cal = replace(cal, device=device.name, cross_validated=report,
-                  source={"by": "build", "models": len(chosen), "named": len(named), "rounds": rounds, "seed": seed})
+    cal = replace(cal, device=device_name, cross_validated=report, source={**source, "models": len(ok)})
     lut.header["calibration"] = cal.to_dict()
-    return CalibrationPass(cal, len(chosen), reused, elapsed, budget_s, report, rows)
+    return cal, report, rows
 
 
 def _missing(lut: LUT, net: NetworkSpec) -> bool:
@@ -488,5 +497,5 @@ def default_output(lut: LUT, suffix: str) -> Path:
 
 
 __all__ = ["CalibrationPass", "ModelRow", "ValidationError", "ValidationReport", "calibrate", "calibration_pass",
-           "check_device", "compare", "cross_validate", "folds", "measure_models", "record", "run_validation",
-           "summarize", "write_csv", "write_plot"]
+           "check_device", "compare", "cross_validate", "fit_into_header", "folds", "measure_models", "record",
+           "run_validation", "stored_rounds", "summarize", "write_csv", "write_plot"]

@@ -49,9 +49,9 @@ def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
 @click.option("--no-calibrate", is_flag=True,
               help="Skip the closing whole-network pass that fits the LUT's calibration (at most 30%% of the "
                    "build's time); the LUT is then an uncalibrated plain sum.")
-@click.option("--calibration-models", default=40, show_default=True, type=int,
-              help="Most sampled architectures in the calibration pass (plus the space's named ones), as the time "
-                   "budget allows.")
+@click.option("--calibration-models", default=None, type=int,
+              help="Sampled architectures of the calibration pass, plus the space's named ones [default: up to 40 "
+                   "as the time budget allows; iOS: 12, carried in the bundle and fitted by 'ingest'].")
 @click.option("--calibration-budget", default=0.3, show_default=True, type=float,
               help="Time of the calibration pass, as a share of the build's own time.")
 @click.option("--jobs", "-j", default=1, show_default=True, type=int,
@@ -65,7 +65,7 @@ def build(device: str, runtime: str | None, space: str, resolution: int, width: 
           output: Path | None, csv_path: Path | None, store: Path | None, warmup: int | None, runs: int | None,
           min_seconds: float | None, noise_threshold: float | None, retries: int | None, clock: str | None,
           rounds: int, drift_every: int, drift_threshold: float, no_drift_guard: bool, no_calibrate: bool,
-          calibration_models: int, calibration_budget: float, jobs: int, quiet: bool, as_json: bool,
+          calibration_models: int | None, calibration_budget: float, jobs: int, quiet: bool, as_json: bool,
           bundle_path: Path | None, only: tuple[str, ...]) -> None:
     """Measure every op of a search space on a device and write its LUT.
 
@@ -95,19 +95,9 @@ def build(device: str, runtime: str | None, space: str, resolution: int, width: 
     sp = get_space(space, resolution, width)
     overrides = {k: v for k, v in dict(warmup=warmup, runs=runs, min_seconds=min_seconds, clock=clock,
                                        noise_threshold=noise_threshold, retries=retries).items() if v is not None}
-    if dev.kind == "ios":  # the phone runs the models itself: bundle out, results in (latency_lut/ios)
-        from latency_lut.ios.flow import ios_bundle_flow
-
-        return ios_bundle_flow(dev, sp, runtime=runtime, threads=threads, overrides=overrides, only=only,
-                               bundle_path=bundle_path, store_path=store, lut_path=output, csv_path=csv_path,
-                               jobs=jobs, quiet=quiet, as_json=as_json)
-    try:
-        protocol = Protocol(**overrides)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
     if rounds < 1:
         raise click.BadParameter(f"must be at least 1, got {rounds}", param_hint="--rounds")
-    if calibration_models < 0:
+    if calibration_models is not None and calibration_models < 0:
         raise click.BadParameter(f"must be >= 0, got {calibration_models}", param_hint="--calibration-models")
     if not math.isfinite(calibration_budget) or calibration_budget <= 0:
         raise click.BadParameter(f"must be a positive share, got {calibration_budget}",
@@ -117,6 +107,17 @@ def build(device: str, runtime: str | None, space: str, resolution: int, width: 
     except ValueError as e:
         hint = "--drift-every" if "every" in str(e) else "--drift-threshold"
         raise click.BadParameter(str(e).replace("drift guard ", ""), param_hint=hint) from None
+    if dev.kind == "ios":  # the phone runs the models itself: bundle out, results in (latency_lut/ios)
+        from latency_lut.ios.flow import ios_bundle_flow
+
+        return ios_bundle_flow(dev, sp, runtime=runtime, threads=threads, overrides=overrides, only=only,
+                               bundle_path=bundle_path, store_path=store, lut_path=output, csv_path=csv_path,
+                               jobs=jobs, quiet=quiet, as_json=as_json,
+                               calibration_models=0 if no_calibrate else calibration_models)
+    try:
+        protocol = Protocol(**overrides)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
     out = check_output_path(output or default_lut_path(dev.name, runtime or dev.runtime, sp.id))
     if csv_path:
         check_output_path(csv_path)
@@ -135,7 +136,8 @@ def build(device: str, runtime: str | None, space: str, resolution: int, width: 
                 # measuring its entries costs, so that a rerun picks the same models as the cold build.
                 build_s = max(res.export_seconds + res.measure_seconds, estimated_measure_seconds(res.lut, rounds))
                 cal = calibration_pass(res.lut, dev, backend, st, budget_s=calibration_budget * build_s,
-                                       max_models=calibration_models, jobs=jobs, progress=bar,
+                                       max_models=40 if calibration_models is None else calibration_models,
+                                       jobs=jobs, progress=bar,
                                        op_overhead_s=res.overhead_s or 0.0)
     finally:
         backend.close()
