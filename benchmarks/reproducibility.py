@@ -78,7 +78,7 @@ def one_build(space, dev, cfg: dict, store_path: Path, seed: int, guard: DriftGu
         cal_s = 0.0
         if cfg["calibrate"]:
             p = calibration_pass(res.lut, dev, backend, st, budget_s=BUDGET * (t1 - t0),
-                                 op_overhead_s=res.overhead_s or 0.0)
+                                 cost_ratio=res.cost_ratio or 1.0)
             cal_s = p.seconds
     backend.close()
     return {"lut": res.lut, "build_s": t1 - t0, "cal_s": cal_s, "drift": res.drift}
@@ -146,7 +146,8 @@ def part_validate(space, dev, work: Path, runs: dict[str, list[dict]], n: int, s
 def hog(cpu: int, after_s: float, for_s: float, log: list) -> threading.Thread:
     def run() -> None:
         time.sleep(after_s)
-        p = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+        # A neighbour that streams memory on the build's CPU: it takes turns on the core and evicts the caches.
+        p = subprocess.Popen([sys.executable, "-c", "import numpy as np\na = np.ones(32_000_000)\nwhile True: a += 1"],
                              preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
         log.append(time.perf_counter())
         time.sleep(for_s)

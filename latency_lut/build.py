@@ -51,9 +51,10 @@ class BuildResult:
     measure_seconds: float
     rounds: int = 1
     drift: dict[str, int] = field(default_factory=dict)  # this run's drift guard: checks, drifts, remeasured
-    # Mean seconds an op's attempt took beyond its timed runs (session creation, input setup): time budgets of
-    # later passes on the same device use it. None when nothing was measured.
-    overhead_s: float | None = None
+    # Wall seconds the measurement took per second the protocol alone accounts for (session creation, input
+    # setup, a busy host): time budgets of later passes on the same device scale their estimates by it. None when
+    # nothing was measured.
+    cost_ratio: float | None = None
 
 
 def config_for(device: Device, backend: Backend, protocol: Protocol, dtype: str = "fp32") -> Config:
@@ -136,13 +137,13 @@ def build_lut(
         env = backend.device_info()
         session = store.start_session(config, env, __version__)
 
-        overheads: list[float] = []
+        cost = [0.0, 0.0]  # wall seconds of the attempts, and what the protocol alone accounts for
 
         def take(spec: OpSpec, r: int) -> list[int]:
             ta = time.perf_counter()
             result = measure_gated(partial(backend.measure, spec, artifacts.get(spec.key), protocol), protocol)
-            timed = sum(protocol_seconds(a.summary().median, protocol) for a in result.attempts)
-            overheads.append(max(0.0, time.perf_counter() - ta - timed) / len(result.attempts))
+            cost[0] += time.perf_counter() - ta
+            cost[1] += sum(protocol_seconds(a.summary().median, protocol) for a in result.attempts)
             if result.flagged:
                 flagged.add(spec.key)
             return store.add(session, spec.key, result, round_no=r)
@@ -196,9 +197,9 @@ def build_lut(
 
     lut = aggregate(store, config, space, device, backend, specs, rounds=rounds, guard=guard)
     measured = sum(any(s.key not in have or r not in have[s.key] for r in range(rounds)) for s in specs)
-    overhead = statistics.median(overheads) if any(todo) and overheads else None
+    ratio = cost[0] / cost[1] if any(todo) and cost[1] > 0 else None
     return BuildResult(lut, measured, len(specs) - measured, sorted(flagged), t1 - t0, t2 - t1, rounds, drift,
-                       overhead)
+                       ratio)
 
 
 def reference_op(specs: Sequence[OpSpec]) -> OpSpec | None:

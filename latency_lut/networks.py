@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,13 +203,15 @@ def measure_networks(
     on_measured: Callable[[NetworkSpec, int], None] | None = None,
     done: dict[str, dict[int, RunResult]] | None = None,
     on_round: Callable[[NetworkSpec, int, RunResult], None] | None = None,
+    deadline: float | None = None,
 ) -> dict[str, NetMeasurement]:
     """Measure every model ``rounds`` times, interleaved: round r visits all models in its own shuffled order.
 
     ``done`` holds rounds already taken (from the store, by model key and round index): they are kept and not
     taken again, so an interrupted run resumes mid-round. ``on_round`` receives each new round as soon as it is
-    taken (to store it). A model whose export failed, or whose run raises, is recorded with its error and skipped
-    in later rounds.
+    taken (to store it). With a ``deadline`` (a ``time.perf_counter()`` value), a round after the first is not
+    started when the previous one says it would end past it. A model whose export failed, or whose run raises,
+    is recorded with its error and skipped in later rounds.
     """
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
@@ -219,7 +222,11 @@ def measure_networks(
         art = artifacts.get(net.key)
         res[net.key] = NetMeasurement(net.key, error=str(art) if isinstance(art, LatencyLutError) else None)
         taken[net.key] = {r: x for r, x in done.get(net.key, {}).items() if r < rounds}
+    last = 0.0
     for r in range(rounds):
+        started = time.perf_counter()
+        if r and deadline is not None and started + last > deadline:
+            break
         order = list(nets)
         random.Random(f"{seed}-round-{r}").shuffle(order)
         for net in order:
@@ -235,6 +242,7 @@ def measure_networks(
                         on_round(net, r, result)
             if on_measured:
                 on_measured(net, r)
+        last = time.perf_counter() - started
     for key, m in res.items():
         m.rounds = [taken[key][r] for r in sorted(taken[key])]
     return res

@@ -116,6 +116,7 @@ class Progress(_Protocol):
 def measure_models(
     lut: LUT, device: Any, backend: Any, nets: Sequence[NetworkSpec], *, rounds: int, seed: int, jobs: int = 1,
     store: Any | None = None, progress: Progress | None = None, tag: str = "validate",
+    deadline: float | None = None,
 ) -> dict[str, NetMeasurement]:
     """Export and measure whole models with the LUT's protocol (stored rows carry ``tag`` in their extra).
 
@@ -142,7 +143,7 @@ def measure_models(
         store.add(session[0], net.key, GatedResult([result], 0, noisy), round_no=r)
 
     _start(progress, f"measure x{rounds}", len(nets) * rounds)
-    res = measure_networks(backend, nets, arts, protocol, rounds=rounds, seed=seed, done=done,
+    res = measure_networks(backend, nets, arts, protocol, rounds=rounds, seed=seed, done=done, deadline=deadline,
                            on_measured=(lambda n, r: progress.advance(n.name)) if progress else None,
                            on_round=keep if store is not None else None)
     _finish(progress)
@@ -348,7 +349,7 @@ class CalibrationPass:
 def calibration_pass(
     lut: LUT, device: Any, backend: Any, store: Any, *, budget_s: float, max_models: int = 40, rounds: int = 3,
     seed: int = CALIBRATION_SEED, jobs: int = 1, folds_k: int = 5, progress: Progress | None = None,
-    op_overhead_s: float = 0.0,
+    cost_ratio: float = 1.0,
 ) -> CalibrationPass:
     """A short whole-network pass: the space's named architectures plus sampled ones, measured in interleaved
     rounds (each round stored as taken), then the calibration fitted on them, with its k-fold cross-validated
@@ -356,9 +357,9 @@ def calibration_pass(
 
     The models are added in a fixed order (named first, then the seeded sample, at most ``max_models`` of them)
     while the estimated cost of exporting and measuring them stays within ``budget_s``: a model's measurement is
-    estimated from its predicted latency and the protocol, plus ``op_overhead_s`` (what an op's attempt cost
-    beyond its timed runs in the build: session creation and the like) per op of the model; an export from the
-    exports already timed. Models the
+    estimated from its predicted latency and the protocol, times ``cost_ratio`` (the build's wall time per second
+    the protocol accounted for: session creation, a busy host), an export from the exports already timed. Rounds
+    after the first stop early when the next one would end past the budget. Models the
     store already holds in full cost nothing, so a rerun picks the same models and measures nothing.
     """
     import time
@@ -387,9 +388,7 @@ def calibration_pass(
             progress.advance(net.name)
         left = rounds - len([r for r in have.get(net.key, {}) if r < rounds])
         if left:
-            ops = sum(not sp.is_identity for sp in net.specs)
-            cost = left * (protocol_seconds(predict(lut, net.arch, space).raw_total_ms, protocol)
-                           + ops * op_overhead_s)
+            cost = left * protocol_seconds(predict(lut, net.arch, space).raw_total_ms, protocol) * cost_ratio
             cached = not fmt or artifact_path(net, fmt).exists()  # type: ignore[arg-type]
             if spent + cost + (0.0 if cached else statistics.fmean(exports) if exports else 0.0) > budget_s:
                 continue  # a smaller model further down may still fit
@@ -402,7 +401,7 @@ def calibration_pass(
         chosen.append(net)
     _finish(progress)
     measured = measure_models(lut, device, backend, chosen, rounds=rounds, seed=seed, jobs=jobs, store=store,
-                              progress=progress, tag=tag)
+                              progress=progress, tag=tag, deadline=t0 + budget_s)
     reused = sum(len(have.get(n.key, {})) >= rounds for n in chosen)
     cal, report, rows = fit_into_header(lut, device.name, chosen, measured, folds_k, seed,
                                         {"by": "build", "named": len(named), "rounds": rounds, "seed": seed})

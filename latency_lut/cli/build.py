@@ -138,7 +138,7 @@ def build(device: str, runtime: str | None, space: str, resolution: int, width: 
                 cal = calibration_pass(res.lut, dev, backend, st, budget_s=calibration_budget * build_s,
                                        max_models=40 if calibration_models is None else calibration_models,
                                        jobs=jobs, progress=bar,
-                                       op_overhead_s=res.overhead_s or 0.0)
+                                       cost_ratio=res.cost_ratio or 1.0)
     finally:
         backend.close()
     res.lut.save(out)
