@@ -190,21 +190,9 @@ class Store:
         return {r[0] for r in rows}
 
     def records(self, config: Config, keys: Iterable[str] | None = None) -> dict[str, Record]:
-        """The latest accepted measurement of each key for a configuration."""
-        where, args = self._config_where(config)
-        rows = self._db.execute(
-            f"SELECT m.key, m.stats, m.flagged, m.extra, m.created, "
-            f"(SELECT COUNT(*) FROM measurements a WHERE a.session_id = m.session_id AND a.key = m.key) "
-            f"FROM measurements m JOIN sessions s ON m.session_id = s.id "
-            f"WHERE m.accepted = 1 AND {where} ORDER BY m.created, m.id", args,
-        ).fetchall()
-        wanted = set(keys) if keys is not None else None
-        out: dict[str, Record] = {}
-        for key, stats, flagged, extra, created, n in rows:
-            if wanted is None or key in wanted:
-                out[key] = Record(key, Stats.from_dict(json.loads(stats)), bool(flagged), int(n),
-                                  json.loads(extra), float(created))
-        return out
+        """The latest accepted measurement of each key for a configuration (of whichever round)."""
+        return {k: max(by_round.values(), key=lambda r: r.created)
+                for k, by_round in self.round_records(config, keys).items()}
 
     def round_records(self, config: Config, keys: Iterable[str] | None = None) -> dict[str, dict[int, Record]]:
         """The latest accepted measurement of each (key, round) of a configuration; rows without a round (taken
