@@ -84,8 +84,12 @@ def one_build(space, dev, cfg: dict, store_path: Path, seed: int, guard: DriftGu
     return {"lut": res.lut, "build_s": t1 - t0, "cal_s": cal_s, "drift": res.drift}
 
 
-def named_predictions(lut: LUT, space) -> dict[str, float]:
-    return {a: predict(lut, a, space).total_ms for a in sorted(space.archs)}
+def named_predictions(lut: LUT, space, raw: bool = False) -> dict[str, float]:
+    return {a: (p.raw_total_ms if raw else p.total_ms) for a in sorted(space.archs) if (p := predict(lut, a, space))}
+
+
+def max_diff(pa: dict[str, float], pb: dict[str, float]) -> float:
+    return max(abs(pa[k] - pb[k]) / ((pa[k] + pb[k]) / 2) for k in pa)
 
 
 def part_repro(space, dev, work: Path, names: list[str]) -> dict[str, list[dict]]:
@@ -95,18 +99,20 @@ def part_repro(space, dev, work: Path, names: list[str]) -> dict[str, list[dict]
             print(f"  build {n} #{i + 1} ...", file=sys.stderr, flush=True)
             runs[n].append(one_build(space, dev, CONFIGS[n], work / f"{n}-{i}.sqlite", seed=i))
     print(f"\n{'configuration':<12} {'entries':>7} {'median |diff|':>14} {'p90 |diff|':>11} {'A/B/C max diff':>15} "
+          f"{'A/B/C sum diff':>15} "
           f"{'build s':>8} {'calib s':>8} {'calib share':>12} {'cal models':>10} {'split tau':>10} {'drifts':>7}")
     for n in names:
         a, b = runs[n]
         d = entry_diffs(a["lut"], b["lut"])
-        pa, pb = named_predictions(a["lut"], space), named_predictions(b["lut"], space)
-        abc = max(abs(pa[k] - pb[k]) / ((pa[k] + pb[k]) / 2) for k in pa)
+        abc = max_diff(named_predictions(a["lut"], space), named_predictions(b["lut"], space))
+        abc_raw = max_diff(named_predictions(a["lut"], space, True), named_predictions(b["lut"], space, True))
         bs = statistics.fmean([a["build_s"], b["build_s"]])
         cs = statistics.fmean([a["cal_s"], b["cal_s"]])
         cal = a["lut"].header.get("calibration") or {}
         rel = a["lut"].header.get("reliability") or {}
         drifts = f"{a['drift'].get('drifts', 0)}/{b['drift'].get('drifts', 0)}"
         print(f"{n:<12} {len(d):>7} {pct(statistics.median(d)):>14} {pct(q(d, 0.9)):>11} {pct(abc):>15} "
+              f"{pct(abc_raw):>15} "
               f"{bs:>8.1f} {cs:>8.1f} {(pct(cs / bs) if cs else '-'):>12} {len(cal.get('fitted_on', [])):>10} "
               f"{rel.get('kendall_tau', float('nan')):>10.3f} {drifts:>7}")
     base = statistics.fmean([r["build_s"] for r in runs.get("before", [])]) if "before" in runs else None
