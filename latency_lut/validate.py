@@ -333,6 +333,7 @@ def run_validation(
 # The build's networks come from their own seed, which no validation uses by default, so a plain validate after a
 # plain build scores the calibration on models it never saw.
 CALIBRATION_SEED = 7_000_001
+MAX_CALIBRATION_NOISE = 0.15  # median spread of a network's round medians above which no calibration is fitted
 
 
 @dataclass
@@ -413,13 +414,19 @@ def fit_into_header(
     seed: int, source: dict[str, Any],
 ) -> tuple[Calibration | None, dict[str, Any], list[ModelRow]]:
     """Fit the calibration on measured whole networks (k-fold cross-validated summary included) and put it into
-    the LUT's header; None (and the header untouched) with fewer than 3 measured models."""
+    the LUT's header. None (and the header untouched) with fewer than 3 measured models, or when the networks'
+    rounds disagree by a median of more than ``MAX_CALIBRATION_NOISE`` (``report["refused"]`` says so): a fit on
+    a host that was that busy would move predictions further than the plain sum is off."""
     rows = compare(lut, nets, measured)
     ok = [r for r in rows if r.ok]
     if len(ok) < 3:
         return None, {}, rows
+    noise = noise_summary(ok)
+    if noise and noise["median"] > MAX_CALIBRATION_NOISE:
+        return None, {"refused": f"the networks' rounds disagree by a median {100 * noise['median']:.0f}% (over "
+                                 f"{100 * MAX_CALIBRATION_NOISE:.0f}%): the host was too busy", "noise": noise}, rows
     cal, report = calibrate(rows, folds_k, seed)
-    report["noise"] = noise_summary(ok)
+    report["noise"] = noise
     cal = replace(cal, device=device_name, cross_validated=report, source={**source, "models": len(ok)})
     lut.header["calibration"] = cal.to_dict()
     return cal, report, rows

@@ -206,3 +206,19 @@ def test_a_killed_validation_resumes_from_the_store(tmp_path):
         per = db.execute("SELECT key, json_extract(extra, '$.round'), COUNT(*) FROM measurements GROUP BY 1, 2"
                          ).fetchall()
     assert len(per) == 18 and all(n == 1 for *_, n in per)
+
+
+def test_no_calibration_is_fitted_on_networks_a_busy_host_scattered():
+    from latency_lut.networks import NetMeasurement
+    from latency_lut.validate import MAX_CALIBRATION_NOISE, fit_into_header
+
+    nets = sample_archs(SPACE, 4, seed=2)
+    quiet = {n.key: NetMeasurement(n.key, [RunResult([1.0 + 0.01 * r] * 3) for r in range(3)]) for n in nets}
+    busy = {n.key: NetMeasurement(n.key, [RunResult([x] * 3) for x in (1.0, 1.6, 0.7)]) for n in nets}
+    lut = _lut()
+    cal, report, _ = fit_into_header(lut, "local", nets, busy, 3, 0, {"by": "test"})
+    assert cal is None and "too busy" in report["refused"] and report["noise"]["median"] > MAX_CALIBRATION_NOISE
+    assert lut.header["calibration"] is None
+    cal, report, _ = fit_into_header(lut, "local", nets, quiet, 3, 0, {"by": "test"})
+    assert cal is not None and lut.header["calibration"]["device"] == "local"
+    assert report["calibrated_cv"]["n"] == len(nets)

@@ -186,6 +186,9 @@ def calibration_summary(cal, skipped: bool, complete: bool) -> dict:  # cal: lat
         return {"status": "skipped (--no-calibrate): the LUT is an uncalibrated plain sum"}
     if not complete:
         return {"status": "not fitted: the LUT is incomplete"}
+    if cal is not None and cal.calibration is None and cal.report.get("refused"):
+        return {"status": f"not fitted: {cal.report['refused']}; fit one with 'fbnet-lut validate --calibrate' "
+                          "when the host is quieter"}
     if cal is None or cal.calibration is None:
         return {"status": f"not fitted: the budget ({cal.budget_seconds:.1f} s) allowed {cal.models} model(s), a fit "
                           "needs 3; raise --calibration-budget or run 'fbnet-lut validate --calibrate'"}

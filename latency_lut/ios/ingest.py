@@ -169,6 +169,8 @@ def _calibrate(lut: LUT, manifest: Manifest, device: Device, store: Store) -> st
                 for n in nets if n.key in rounds}
     cal, report, _ = fit_into_header(lut, device.name, nets, measured, 5, CALIBRATION_SEED,
                                      {"by": "ingest", "bundle_id": manifest.bundle_id, "rounds": 1})
+    if cal is None and report.get("refused"):
+        return f"not fitted: {report['refused']}"
     if cal is None:
         return f"not fitted yet: {len(measured)} of the bundle's {len(nets)} networks have results (a fit needs 3)"
     cv = report["calibrated_cv"]
