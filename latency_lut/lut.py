@@ -160,7 +160,7 @@ class LUT:
 
 def _lut_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
     # Per-measurement extras worth carrying into the LUT (the rest stays in the store).
-    return {k: v for k, v in extra.items() if k in ("op_profile", "temperature_c")}
+    return {k: v for k, v in extra.items() if k in ("op_profile", "temperature_c", "round_ms", "round_spread")}
 
 
 def check_output_path(path: str | Path) -> Path:

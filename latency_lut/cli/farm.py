@@ -11,9 +11,11 @@ from latency_lut.cli._common import ClickProgress, default_store, echo_json, tab
 
 
 def build_on_farm(farm_path: Path, sp: Any, protocol: Any, *, runtime: str | None, threads: int | None,
-                  output: Path | None, csv_path: Path | None, store: Path | None, rounds: int, jobs: int,
-                  quiet: bool, as_json: bool, lut_path: Any) -> None:
-    """``sp`` a SearchSpace, ``protocol`` a Protocol, ``lut_path(device, runtime, space_id)`` the default LUT path."""
+                  output: Path | None, csv_path: Path | None, store: Path | None, rounds: int, guard: Any,
+                  jobs: int, quiet: bool, as_json: bool, lut_path: Any) -> None:
+    """``sp`` a SearchSpace, ``protocol`` a Protocol, ``guard`` a DriftGuard or None, ``lut_path(device, runtime,
+    space_id)`` the default LUT path. The farm runs no calibration pass: run 'fbnet-lut validate --calibrate' on a
+    LUT's own device afterwards."""
     from latency_lut.farm.config import FarmError, load_farm
     from latency_lut.outputs import check_outputs
     from latency_lut.store import Store
@@ -37,7 +39,8 @@ def build_on_farm(farm_path: Path, sp: Any, protocol: Any, *, runtime: str | Non
                             inputs={"--farm": farm_path}, store=store_path)
     outs = {n: checked[f"the LUT of {n}"] for n in names}
     with runner.FarmSession(farm, runtime=runtime, threads=threads) as fs, Store(store_path) as st:
-        res = fs.build(sp, st, protocol, rounds=rounds, jobs=jobs, progress=ClickProgress(quiet or as_json))
+        res = fs.build(sp, st, protocol, rounds=rounds, guard=guard, jobs=jobs,
+                       progress=ClickProgress(quiet or as_json))
     luts = []
     for g in res.groups:
         out = outs[g.name]
@@ -53,7 +56,9 @@ def build_on_farm(farm_path: Path, sp: Any, protocol: Any, *, runtime: str | Non
                      "complete": bool(g.lut is not None and g.lut.header["complete"]),
                      "device_spread_median": spread.get("median"), "device_spread_max": spread.get("max")})
     summary = {"space": sp.id, "store": str(store_path), "luts": luts, "dropped": res.dropped,
-               "stolen": res.stolen, "returned": res.returned,
+               "stolen": res.stolen, "returned": res.returned, "rounds": rounds,
+               "drift": res.drift if guard is not None else None,
+               "calibration": "not run on a farm: run 'fbnet-lut validate --calibrate' for a LUT on its device",
                "ray_start_seconds": round(res.ray_start_seconds, 2), "setup_seconds": round(res.setup_seconds, 2),
                "export_seconds": round(res.export_seconds, 2), "measure_seconds": round(res.measure_seconds, 2),
                "ray_stop_seconds": round(fs.ray_stop_seconds, 2)}
@@ -67,7 +72,11 @@ def build_on_farm(farm_path: Path, sp: Any, protocol: Any, *, runtime: str | Non
                                 "complete", "device spread", "file"]))
         click.echo(f"ray start {res.ray_start_seconds:.1f} s, device setup {res.setup_seconds:.1f} s, export "
                    f"{res.export_seconds:.1f} s, measure {res.measure_seconds:.1f} s, ray stop "
-                   f"{fs.ray_stop_seconds:.1f} s; {res.stolen} task(s) stolen, {res.returned} returned")
+                   f"{fs.ray_stop_seconds:.1f} s; {res.stolen} task(s) stolen, {res.returned} returned; "
+                   f"{rounds} round(s); "
+                   + ("drift guard off" if guard is None else f"drift guard: {res.drift['checks']} checks, "
+                      f"{res.drift['drifts']} drifted, {res.drift['remeasured']} re-taken"))
+        click.echo(f"calibration: {summary['calibration']}")
         for label, why in res.dropped.items():
             click.echo(f"dropped {label}: {why}", err=True)
     lost = [x for x in luts if x["left"]]

@@ -37,6 +37,7 @@ def devices(as_json: bool) -> None:
 @json_option
 def show(lut_path: Path, sort_by: str, top: int | None, csv_path: Path | None, as_json: bool) -> None:
     """Summarize a LUT file: its header and a table of its entries (ms)."""
+    from latency_lut.calibration import describe
     from latency_lut.lut import load
     from latency_lut.outputs import check_outputs
 
@@ -49,8 +50,10 @@ def show(lut_path: Path, sort_by: str, top: int | None, csv_path: Path | None, a
         df = df.sort_values(sort_by, ascending=False)
     if top:
         df = df.head(top)
+    h_cal, cal_line = lut.header.get("calibration"), describe(lut.header, str(lut_path))
     if as_json:
-        echo_json({"header": lut.header, "entries": df.to_dict(orient="records")})
+        echo_json({"header": lut.header, "calibrated": h_cal is not None, "calibration_status": cal_line,
+                   "entries": df.to_dict(orient="records")})
         return
     h = lut.header
     info = h.get("device_info", {})
@@ -62,6 +65,9 @@ def show(lut_path: Path, sort_by: str, top: int | None, csv_path: Path | None, a
                     f"{int(df['flagged'].sum())} flagged noisy"],
         ["sum of medians", f"{lut.to_dataframe()['median'].sum():.3f} ms"],
         ["protocol", ", ".join(f"{k}={v}" for k, v in h["protocol"].items())],
+        ["rounds", _rounds_line(h)],
+        ["drift guard", _drift_line(h)],
+        ["calibration", cal_line],
         ["created", f"{h['created']} by fbnet-lut {h['tool_version']}"],
     ]
     imp = h.get("imported")
@@ -75,3 +81,19 @@ def show(lut_path: Path, sort_by: str, top: int | None, csv_path: Path | None, a
     body = [[r["key"], r["median"], r["p10"], r["p90"], r["noise"], int(r["count"]), int(r["flops"]),
              bool(r["flagged"])] for r in df.to_dict(orient="records")]
     click.echo(table(body, ["key", "median ms", "p10 ms", "p90 ms", "noise", "runs", "MACs", "flagged"]))
+
+
+def _rounds_line(h: dict) -> str:
+    rel = h.get("reliability")
+    r = h.get("rounds", 1)
+    if not rel:
+        return f"{r} (no split-half reliability: it needs 2 rounds or more)"
+    return (f"{r} interleaved; split-half reliability (even vs odd rounds, {rel['archs']} sampled archs): Kendall "
+            f"tau {rel['kendall_tau']:.3f}, RMS difference {100 * rel['rms_diff']:.2f}%")
+
+
+def _drift_line(h: dict) -> str:
+    d = h.get("drift_guard")
+    if not d:
+        return "off"
+    return f"{d['checks']} checks, {d['drifts']} drifted, {d['remeasured']} measurement(s) re-taken"

@@ -106,6 +106,7 @@ def ingest(results: tuple[Path, ...], device: str | None, bundle_path: Path | No
         "results": rep.parsed, "added": rep.added, "already_ingested": rep.duplicates, "replaced": rep.replaced,
         "unknown": rep.unknown, "failed": rep.failed, "flagged": rep.flagged, "missing": rep.missing,
         "lut": str(out), "lut_entries": len(rep.lut), "complete": complete, "device_info": rep.device_info,
+        "calibration": rep.calibration,
     }
     if as_json:
         echo_json(summary)
@@ -127,6 +128,7 @@ def ingest(results: tuple[Path, ...], device: str | None, bundle_path: Path | No
         rows.append(["flagged noisy", f"{len(rep.flagged)}: {_short(rep.flagged)}"])
     rows.append(["missing", f"{len(rep.missing)} of {n}" + (f": {_short(rep.missing)}" if rep.missing else "")])
     rows.append(["lut", f"{out} ({len(rep.lut)} entries, {'complete' if complete else 'INCOMPLETE'})"])
+    rows.append(["calibration", rep.calibration])
     click.echo(table(rows, ["ingest", "value"], right=[False, False]))
     for key, why in list(rep.failed.items())[:5]:
         click.echo(f"no result for {key}: {why}", err=True)

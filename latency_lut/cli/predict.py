@@ -56,6 +56,7 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
       fbnet-lut predict --lut L.json --module mymodels:mobilenet_v2 --measure-missing
       fbnet-lut predict --lut L.json --onnx model.onnx --summary
     """
+    from latency_lut.calibration import describe
     from latency_lut.lut import load
     from latency_lut.outputs import check_outputs
     from latency_lut.predict import predict as _predict
@@ -87,7 +88,8 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
                    err=True)
     if as_json:
         echo_json({"lut": str(lut_path), "device": lut.header["device"], "runtime": lut.header["runtime"],
-                   "unit": "ms", "measured_missing": added, "predictions": [p.to_dict() for p in preds]})
+                   "unit": "ms", "measured_missing": added, "calibrated": lut.header.get("calibration") is not None,
+                   "calibration": describe(lut.header, str(lut_path)), "predictions": [p.to_dict() for p in preds]})
         return
     if not summary:
         for p in preds:
@@ -101,6 +103,7 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
     click.echo(table(rows, ["model" if not archs else "arch", "predicted ms", "p10 sum", "p90 sum", "MMACs"]))
     click.echo(f"({lut.header['device']}, {lut.header['runtime']} {lut.header['runtime_version']}, "
                f"{lut.header['threads']} thread(s))")
+    click.echo(describe(lut.header, str(lut_path)))
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:

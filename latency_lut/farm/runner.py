@@ -32,13 +32,13 @@ from typing import Any
 import ray
 
 from latency_lut import __version__
-from latency_lut.build import Progress, aggregate, config_for
+from latency_lut.build import DEFAULT_ROUNDS, Progress, aggregate, config_for, reference_op
 from latency_lut.devices import Device
 from latency_lut.export import FORMATS, export_many
 from latency_lut.farm.config import HOST_RESOURCE, LOCAL, Farm, FarmDevice, FarmError
 from latency_lut.farm.schedule import Task, WorkQueue
 from latency_lut.lut import LUT
-from latency_lut.measure import GatedResult, Protocol, RunResult, measure_gated
+from latency_lut.measure import DriftGuard, DriftMonitor, GatedResult, Protocol, RunResult, measure_gated
 from latency_lut.metrics import spread
 from latency_lut.ops import OpSpec
 from latency_lut.spaces import SearchSpace
@@ -250,24 +250,30 @@ class FarmSession:
         self.ray_stop_seconds = time.perf_counter() - t0
 
     def build(self, space: SearchSpace, store: Store, protocol: Protocol, *, specs: Sequence[OpSpec] | None = None,
-              rounds: int = 1, jobs: int = 1, seed: int = 0, progress: Progress | None = None) -> FarmResult:
-        """Measure every op of ``space`` for every LUT identity of the farm; the store gets each task as it ends."""
+              rounds: int = DEFAULT_ROUNDS, guard: DriftGuard | None = None, jobs: int = 1, seed: int = 0,
+              progress: Progress | None = None) -> FarmResult:
+        """Measure every op of ``space`` (or ``specs``) in ``rounds`` interleaved rounds for every LUT identity of
+        the farm, as :func:`latency_lut.build.build_lut` does on one device; the store gets each task as it ends.
+        With a ``guard``, each device re-times the build's reference op (see :func:`_drive`)."""
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"rounds must be a whole number >= 1, got {rounds!r}")
         specs = list(specs if specs is not None else space.unique_specs())
+        ref = reference_op(specs) if guard is not None else None
         members = [m for m in self.members if m.fd.label not in self.dropped]
         if not members:
             raise FarmError("every device of the farm has dropped out")
         t0 = time.perf_counter()
         groups = _group(members, protocol)
         queues, by_key = _plan(groups, store, specs, rounds, seed)
-        artifacts = _export(members, queues, by_key, jobs, progress)
+        artifacts = _export(members, queues, by_key, jobs, progress, ref)
         t1 = time.perf_counter()
         dropped, stolen, returned, drift = _drive(members, queues, by_key, artifacts, store, protocol, progress,
-                                                  self.task_timeout)
+                                                  self.task_timeout, guard, ref)
         self.dropped.update(dropped)
         t2 = time.perf_counter()
         for g in groups:
             m = next(m for m in members if m.group is g)
-            g.lut = farm_lut(store, g, space, m.fd.device, RemoteBackend(m.info), specs, members, rounds)
+            g.lut = farm_lut(store, g, space, m.fd.device, RemoteBackend(m.info), specs, members, rounds, guard)
         return FarmResult(groups, dropped, stolen, returned, self.ray_start_seconds, self.setup_seconds, t1 - t0,
                           t2 - t1, drift)
 
@@ -311,7 +317,7 @@ def _plan(groups: list[GroupResult], store: Store, specs: list[OpSpec], rounds: 
     by_key = {s.key: s for s in specs}
     queues = {}
     for g in groups:
-        have = round_records(store, g.config, list(by_key))
+        have = store.round_records(g.config, list(by_key))
         tasks = []
         for r in range(rounds):
             ops = [s.key for s in specs if r not in have.get(s.key, {})]
@@ -324,13 +330,14 @@ def _plan(groups: list[GroupResult], store: Store, specs: list[OpSpec], rounds: 
 
 
 def _export(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[str, OpSpec], jobs: int,
-            progress: Progress | None) -> dict[tuple[str, str], Any]:
-    """Export what the tasks need, once per format, and put each file in Ray's object store."""
+            progress: Progress | None, ref: OpSpec | None = None) -> dict[tuple[str, str], Any]:
+    """Export what the tasks (and the drift guard's reference) need, once per format, into Ray's object store."""
     need: dict[str, set[str]] = {}
     for m in members:
         fmt = m.info["artifact_format"]
         if fmt and m.group is not None:
-            need.setdefault(fmt, set()).update(t.key for s in queues[id(m.group)].shards.values() for t in s)
+            keys = {t.key for s in queues[id(m.group)].shards.values() for t in s}
+            need.setdefault(fmt, set()).update(keys | ({ref.key} if ref is not None and keys else set()))
     refs = {}
     for fmt, keys in need.items():
         todo = [by_key[k] for k in sorted(keys)]
@@ -348,7 +355,7 @@ CHECK_ROUND = -1  # the round of a drift-guard check in the driver's bookkeeping
 
 def _drive(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[str, OpSpec],
            artifacts: dict[tuple[str, str], Any], store: Store, protocol: Protocol, progress: Progress | None,
-           task_timeout: float, guard: Any = None, ref: OpSpec | None = None,
+           task_timeout: float, guard: DriftGuard | None = None, ref: OpSpec | None = None,
            ) -> tuple[dict[str, str], int, int, dict[str, int]]:
     """Keep every device busy with one task; commit each result as it arrives; drop devices that fail.
 
@@ -367,8 +374,6 @@ def _drive(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[st
     counted: set[Task] = set()
     drift = {"checks": 0, "drifts": 0, "remeasured": 0}
     if guard is not None and ref is not None:
-        from latency_lut.measure import DriftMonitor
-
         for m in members:
             m.monitor = DriftMonitor(guard)
     total = sum(map(len, queues.values()))
@@ -491,25 +496,16 @@ def _shutdown(members: list[_Member]) -> None:
 
 
 # ---- the store and the LUT -------------------------------------------------------------------------------------
-# The seam with build.py and store.py: a task is (op, round), stored with its round like a build's.
-def round_records(store: Store, config: Config, keys: list[str]) -> dict[str, dict[int, Any]]:
-    if hasattr(store, "round_records"):
-        return store.round_records(config, keys)
-    return {k: {0: r} for k, r in store.records(config, keys).items()}
-
-
 def commit(store: Store, session: int, task: Task, result: GatedResult) -> list[int]:
-    if hasattr(store, "round_records"):
-        return store.add(session, task.key, result, round_no=task.round)
-    store.add(session, task.key, result)
-    return []
+    """One (op, round) task in its own transaction, with its round, as a build stores it."""
+    return store.add(session, task.key, result, round_no=task.round)
 
 
 def farm_lut(store: Store, g: GroupResult, space: SearchSpace, device: Device, backend: RemoteBackend,
-             specs: list[OpSpec], members: list[_Member], rounds: int) -> LUT:
+             specs: list[OpSpec], members: list[_Member], rounds: int, guard: DriftGuard | None = None) -> LUT:
     """The group's LUT, as a build aggregates it, plus the devices in its header and each entry's spread."""
-    lut = aggregate(store, g.config, space, device, backend, specs)
-    by_round = round_records(store, g.config, [s.key for s in specs])
+    lut = aggregate(store, g.config, space, device, backend, specs, rounds=rounds, guard=guard)
+    by_round = store.round_records(g.config, [s.key for s in specs])
     spreads = []
     for key, entry in lut.entries.items():
         per: dict[str, list[float]] = {}

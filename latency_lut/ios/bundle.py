@@ -118,6 +118,8 @@ class Manifest:
     created: str = ""
     tool_version: str = __version__
     path: Path | None = field(default=None, compare=False)
+    # Whole networks the bundle carries for the calibration (key -> NetworkSpec.to_dict()); ingest fits on them.
+    networks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def keys(self) -> list[str]:
@@ -149,7 +151,9 @@ class Manifest:
                               f"(this tool reads {SCHEMA_VERSION}); rebuild the bundle")
         try:
             models = [ModelEntry(**m) for m in doc["models"]]
-            fields = {f.name: doc[f.name] for f in dataclass_fields(cls) if f.name not in ("models", "path")}
+            fields = {f.name: doc[f.name] for f in dataclass_fields(cls)
+                      if f.name not in ("models", "path", "networks")}
+            fields["networks"] = dict(doc.get("networks") or {})  # none in bundles made before calibration
         except (KeyError, TypeError) as e:
             raise BundleError(f"{source}: manifest is incomplete or malformed ({e}); rebuild the bundle") from None
         return cls(models=models, **fields)
@@ -212,6 +216,7 @@ def make_bundle(
     whole_space: bool,
     root: Path | None = None,
     path: Path | None = None,
+    networks: Mapping[str, Any] | None = None,
 ) -> BundleResult:
     """Assemble (or find up to date) the bundle of ``specs``; ``path`` overrides ``root/<name>-<id>``."""
     settings = config.settings
@@ -233,6 +238,7 @@ def make_bundle(
         bundle_id=bundle_id, device=config.device, fingerprint=config.fingerprint, runtime=config.runtime,
         settings=settings, protocol=protocol.to_dict(), space=space, app=app, models=models,
         whole_space=whole_space, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        networks=dict(networks or {}),
     )
     name = f"{config.device}-{space['id']}-{bundle_id[:12]}"
     target = Path(path) if path is not None else (root or default_bundle_root()) / name

@@ -22,8 +22,10 @@ from latency_lut.ios.errors import BundleError, ResultsFormatError
 from latency_lut.ios.results import Parsed, Result, parse_results
 from latency_lut.lut import LUT
 from latency_lut.measure import GatedResult, Protocol, RunResult, check_plausible_stats
+from latency_lut.networks import NetMeasurement, NetworkSpec
 from latency_lut.spaces import SearchSpace, from_description
 from latency_lut.store import Store
+from latency_lut.validate import CALIBRATION_SEED, fit_into_header, stored_rounds
 
 # Device facts a log or the command line may give, under these names in the LUT header's device_info.
 DEVICE_FIELDS = ("product_type", "ios_version", "device_name", "udid")
@@ -50,6 +52,7 @@ class IngestReport:
     missing: list[str] = field(default_factory=list)
     device_info: dict[str, Any] = field(default_factory=dict)
     lut: LUT | None = None
+    calibration: str = "the bundle carries no networks"  # what happened to the LUT's calibration
 
 
 def resolve_manifest(sources: Sequence[Source], bundle: Path | None, roots: Sequence[Path] | None = None) -> Manifest:
@@ -167,7 +170,28 @@ def ingest(
     done = store.completed_keys(config)
     rep.missing = [k for k in manifest.keys if k not in done]
     rep.lut = aggregate(store, config, space, device, IOSApp(device, manifest.threads))
+    if manifest.networks:
+        rep.calibration = _calibrate(rep.lut, manifest, device, store)
     return rep
+
+
+def _calibrate(lut: LUT, manifest: Manifest, device: Device, store: Store) -> str:
+    """Fit the LUT's calibration on the bundle's networks once the phone's results for them are in."""
+    if not lut.header["complete"]:
+        return "not fitted yet: the LUT is incomplete"
+    nets = [NetworkSpec.from_dict(d) for d in manifest.networks.values()]
+    rounds = stored_rounds(store, manifest.config(), nets)
+    measured = {n.key: NetMeasurement(n.key, [rounds[n.key][r] for r in sorted(rounds[n.key])])
+                for n in nets if n.key in rounds}
+    cal, report, _ = fit_into_header(lut, device.name, nets, measured, 5, CALIBRATION_SEED,
+                                     {"by": "ingest", "bundle_id": manifest.bundle_id, "rounds": 1})
+    if cal is None and report.get("refused"):
+        return f"not fitted: {report['refused']}"
+    if cal is None:
+        return f"not fitted yet: {len(measured)} of the bundle's {len(nets)} networks have results (a fit needs 3)"
+    cv = report["calibrated_cv"]
+    return (f"fitted on {len(measured)} networks: {100 * cv['within_10']:.0f}% within 10% "
+            f"({report['folds']}-fold CV; plain sum {100 * report['plain_sum']['within_10']:.0f}%)")
 
 
 def write_lut(rep: IngestReport, path: Path, csv_path: Path | None = None) -> Path:

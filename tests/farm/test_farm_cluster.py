@@ -37,7 +37,7 @@ SPACE = textwrap.dedent("""\
       - {op: logits, out: classes}
     """)
 OPS = 5
-ROUNDS = 1
+ROUNDS = 2
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def farm_build(tmp_path: Path, cluster: RayCluster, artifact_cache: Path, device
     (tmp_path / "farm.yaml").write_text(yaml.safe_dump({"ray": cluster.address, "devices": devices}))
     env = cluster.driver_env(cli_env(FBNET_LUT_CACHE=str(artifact_cache)))
     return run_cli("build", "--farm", "farm.yaml", "--space", "tiny.yaml", "--store", "store.sqlite", "--json",
-                   *FAST, *extra, cwd=tmp_path, env=env, timeout=400)
+                   "--rounds", str(ROUNDS), *(extra or FAST), cwd=tmp_path, env=env, timeout=400)
 
 
 def accepted(store: Path) -> list[tuple[str, str, int, str]]:
@@ -115,6 +115,8 @@ def test_two_phones_and_two_hosts_give_one_lut_per_model(tmp_path, home, cluster
             for d in farm["devices"]:  # each actor ran on the node that provides its host
                 assert d["node"] == cluster.node_of_host[d["host"]], d
             assert all(set(e["extra"]["device_ms"]) <= set(x["devices"]) for e in lut["entries"].values())
+            # round r of an op goes to another device than round r-1: entries show how the devices differ
+            assert farm["device_spread"]["entries"] >= 1 and lut["header"]["rounds"] == ROUNDS
         phones = [d["device_info"]["serial"] for d in json.loads((tmp_path / luts["loopback"]["lut"]).read_text())
                   ["header"]["farm"]["devices"]]
         assert phones == ["LOOPA", "LOOPB"]
@@ -163,7 +165,7 @@ def test_when_every_phone_drops_the_store_keeps_what_was_measured(tmp_path, home
         r = farm_build(tmp_path, cluster, artifact_cache, devices)
         assert r.returncode == 0, r.stderr
         [x] = json.loads(r.stdout)["luts"]
-        assert x["complete"] and x["tasks"] == OPS * ROUNDS - 2 and x["reused"] == 2
+        assert x["complete"] and x["tasks"] == OPS * ROUNDS - 2
         assert len(accepted(tmp_path / "store.sqlite")) == OPS * ROUNDS
 
 
@@ -203,9 +205,31 @@ def test_a_phone_that_hangs_is_dropped_after_the_task_timeout(tmp_path, home, cl
         try:
             with FarmSession(farm, task_timeout=4) as fs, Store(tmp_path / "s.sqlite") as st:
                 res = fs.build(get_space(tmp_path / "tiny.yaml"), st, Protocol(warmup=1, runs=3, min_seconds=0,
-                                                                               retries=0))
+                                                                               retries=0), rounds=ROUNDS)
         finally:
             release.set()
     [g] = res.groups
     assert res.dropped[b.address].startswith("no result for 4 s (op ")
     assert g.lut is not None and g.lut.header["complete"] and g.per_device == {a.address: OPS * ROUNDS}
+
+
+def test_the_drift_guard_runs_per_device_and_retakes_what_drifted(tmp_path, home, cluster, artifact_cache):
+    """A threshold so tight that every re-timing of the reference counts as drift: what each device timed since
+    its last good check is rejected and taken again (at most twice), and nothing is counted twice."""
+    guard = [x for x in FAST if x != "--no-drift-guard"] + ["--drift-every", "2", "--drift-threshold", "0.0001"]
+    r = farm_build(tmp_path, cluster, artifact_cache, [{"descriptor": "local", "host": "lab-a"},
+                                                       {"descriptor": "local", "host": "lab-b"}], *guard)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    [x] = s["luts"]
+    assert x["complete"] and s["drift"]["checks"] >= 4 and s["drift"]["drifts"] >= 1
+    assert s["drift"]["remeasured"] >= 1 and x["tasks"] == OPS * ROUNDS + s["drift"]["remeasured"]
+    rows = accepted(tmp_path / "store.sqlite")
+    tasks = [(k, rnd) for _, k, rnd, _ in rows]
+    assert len(tasks) == len(set(tasks)) == OPS * ROUNDS
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        extras = [json.loads(e) for (e,) in db.execute("SELECT extra FROM measurements WHERE accepted = 0")]
+    assert {e["drift_check"]["farm_device"] for e in extras if "drift_check" in e} == set(x["devices"])
+    assert any(e.get("rejected", "").startswith("drift guard: reference op drifted on local@lab-") for e in extras)
+    lut = json.loads((tmp_path / x["lut"]).read_text())
+    assert lut["header"]["drift_guard"]["checks"] == s["drift"]["checks"]
