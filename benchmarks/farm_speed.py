@@ -69,6 +69,7 @@ def farm_build(work: Path, phones: list[AdbDaemon], binary: Path, env: dict[str,
     store = work / f"store-{len(phones)}.sqlite"
     cmd = [sys.executable, "-m", "latency_lut", "build", "--farm", str(farm), "--space", str(work / "space.yaml"),
            "--store", str(store), "--json", "--warmup", "1", "--runs", "3", "--min-seconds", "0", "--retries", "0",
+           "--rounds", "1", "--no-drift-guard",
            "-o", str(work / f"lut-{len(phones)}.json")]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
