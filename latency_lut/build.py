@@ -7,6 +7,7 @@ measuring anything.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
 import time
@@ -169,8 +170,6 @@ def build_lut(
         for r, ops in enumerate(todo):
             order = list(ops)
             random.Random(f"build-{seed}-round-{r}").shuffle(order)
-            # A concurrent build on the same store claims (op, round) pairs too: each is taken by one of them.
-            claimed = store.claim_each(config, order, key=lambda s: s.key, round_no=r)
             again: deque[OpSpec] = deque()  # this build's own re-takes after a drift
             retaken: dict[str, int] = {}
             since: list[tuple[OpSpec, list[int]]] = []
@@ -193,20 +192,23 @@ def build_lut(
                             break
                 since = []
 
-            while True:
-                spec = again.popleft() if again else next(claimed, None)
-                if spec is None:
-                    if guard and since:  # the round's last block is checked too
+            # A concurrent build on the same store claims (op, round) pairs too: each is taken by one of them.
+            # Closed on any exception, so a failed build leaves no live claim behind for its own rerun.
+            with contextlib.closing(store.claim_each(config, order, key=lambda s: s.key, round_no=r)) as claimed:
+                while True:
+                    spec = again.popleft() if again else next(claimed, None)
+                    if spec is None:
+                        if guard and since:  # the round's last block is checked too
+                            verify()
+                            if again:
+                                continue
+                        break
+                    since.append((spec, take(spec, r)))
+                    mine.add(spec.key)
+                    if progress and retaken.get(spec.key, 0) == 0:
+                        progress.advance(spec.key)
+                    if guard and len(since) >= guard.every:
                         verify()
-                        if again:
-                            continue
-                    break
-                since.append((spec, take(spec, r)))
-                mine.add(spec.key)
-                if progress and retaken.get(spec.key, 0) == 0:
-                    progress.advance(spec.key)
-                if guard and len(since) >= guard.every:
-                    verify()
         if progress:
             progress.finish()
     t2 = time.perf_counter()

@@ -23,7 +23,8 @@ from latency_lut.spaces import get_space
 from latency_lut.store import Store
 
 SPACE = ["--resolution", "32", "--width", "0.25"]
-FAST = ["--warmup", "1", "--runs", "3", "--min-seconds", "0", "--retries", "0"]
+FAST = ["--warmup", "1", "--runs", "3", "--min-seconds", "0", "--retries", "0", "--rounds", "1", "--no-drift-guard",
+        "--no-calibrate"]
 
 
 class StopServerAfter:
@@ -51,12 +52,13 @@ def test_server_stopped_mid_build_leaves_the_store_intact_and_a_rerun_resumes(ss
     with Store(tmp_path / "store.sqlite") as store:
         backend = make_backend(reconnect_attempts=1)
         with pytest.raises(DeviceError, match="lost the connection.*rerun the same command"):
-            build_lut(space, device, backend, store, QUICK, specs=specs, progress=StopServerAfter(sshd, 2))
+            build_lut(space, device, backend, store, QUICK, specs=specs, progress=StopServerAfter(sshd, 2),
+                      rounds=1)
         backend.close()
     with Store(tmp_path / "store.sqlite") as store:  # reopened as a rerun would: the two finished ops are there
         sshd.start()
         backend = make_backend()
-        res = build_lut(space, device, backend, store, QUICK, specs=specs)
+        res = build_lut(space, device, backend, store, QUICK, specs=specs, rounds=1)
     assert (res.reused, res.measured) == (2, 4) and len(res.lut) == 6
     h = res.lut.header
     assert h["device_kind"] == "ssh" and h["runtime_version"].startswith("onnxruntime ")
