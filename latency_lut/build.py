@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 from typing import Protocol as _Protocol
@@ -41,11 +41,15 @@ class BuildResult:
     flagged: list[str]
     export_seconds: float
     measure_seconds: float
+    failed: dict[str, str] = field(default_factory=dict)  # key -> why it could not be exported/quantized
 
 
-def config_for(device: Device, backend: Backend, protocol: Protocol, dtype: str = "fp32") -> Config:
-    """The store configuration of a build: what must match for a stored measurement to be reused."""
-    exporter = exporter_info(backend.artifact_format) if backend.artifact_format else {}
+def config_for(device: Device, backend: Backend, protocol: Protocol, dtype: str | None = None) -> Config:
+    """The store configuration of a build: what must match for a stored measurement to be reused.
+
+    ``dtype`` defaults to the backend's; the quantizer's identity is part of the exporter's."""
+    dtype = dtype or backend.dtype
+    exporter = exporter_info(backend.artifact_format, dtype) if backend.artifact_format else {}
     settings: dict[str, Any] = {**backend.settings(), "dtype": dtype, "exporter": exporter,
                                 "protocol": protocol.to_dict()}
     return Config(device.name, backend.fingerprint(), backend.runtime, settings)
@@ -93,11 +97,13 @@ def build_lut(
 
     t0 = time.perf_counter()
     artifacts: dict[str, Any] = {}
+    failed: dict[str, str] = {}
     if todo and backend.artifact_format:
         if progress:
-            progress.start(f"export {backend.artifact_format}", len(todo))
-        artifacts = export_many(todo, backend.artifact_format, jobs=jobs,
+            progress.start(f"export {backend.artifact_format}" + _dtype_label(backend.dtype), len(todo))
+        artifacts = export_many(todo, backend.artifact_format, jobs=jobs, dtype=backend.dtype, errors=failed,
                                 on_done=(lambda s: progress.advance(s.key)) if progress else None)
+        todo = [s for s in todo if s.key not in failed]  # named in the result; the LUT stays incomplete
         if progress:
             progress.finish()
     t1 = time.perf_counter()
@@ -120,7 +126,11 @@ def build_lut(
     t2 = time.perf_counter()
 
     lut = aggregate(store, config, space, device, backend, specs)
-    return BuildResult(lut, len(todo), len(specs) - len(todo), flagged, t1 - t0, t2 - t1)
+    return BuildResult(lut, len(todo), len(specs) - len(todo) - len(failed), flagged, t1 - t0, t2 - t1, failed)
+
+
+def _dtype_label(dtype: str) -> str:
+    return "" if dtype == "fp32" else f" {dtype}"
 
 
 def aggregate(store: Store, config: Config, space: SearchSpace, device: Device, backend: Backend,

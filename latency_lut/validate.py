@@ -31,6 +31,7 @@ from latency_lut.measure import Protocol, RunResult
 from latency_lut.metrics import accuracy, kendall_tau
 from latency_lut.networks import NetMeasurement, NetworkSpec, export_networks, measure_networks, sample_archs
 from latency_lut.predict import predict, space_of
+from latency_lut.quantize import check_lut_dtype
 
 MIN_MODELS = 2
 
@@ -124,7 +125,7 @@ def measure_models(
     arts: dict[str, Any] = {n.key: None for n in nets}
     if backend.artifact_format:
         _start(progress, f"export {backend.artifact_format}", len(nets))
-        arts = dict(export_networks(nets, backend.artifact_format, jobs=jobs,
+        arts = dict(export_networks(nets, backend.artifact_format, jobs=jobs, dtype=backend.dtype,
                                     on_done=(lambda n: progress.advance(n.name)) if progress else None))
         _finish(progress)
     _start(progress, f"measure x{rounds}", len(nets) * rounds)
@@ -289,6 +290,7 @@ def run_validation(
     if rounds < 1:
         raise ValidationError(f"--rounds must be at least 1, got {rounds}")
     check_device(lut, device)
+    check_lut_dtype(lut.header, backend.dtype, lut.name)
     if backend.runtime != lut.header.get("runtime"):
         raise ValidationError(f"{lut.name} was measured with {lut.header.get('runtime')}, the backend runs "
                               f"{backend.runtime}; validate with the LUT's runtime")

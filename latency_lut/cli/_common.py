@@ -36,6 +36,13 @@ def lut_space(lut, space: str | None):  # noqa: ANN001 - a lut.LUT
     return resolve_space(lut, space)
 
 
+def dtype_option(default: str | None, help: str):  # noqa: A002 - click's name  # -> a click decorator
+    from latency_lut.blocks.base import DTYPES
+
+    return click.option("--dtype", type=click.Choice(DTYPES), default=default, show_default=default is not None,
+                        help=help)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
 
 

@@ -7,13 +7,22 @@ from pathlib import Path
 
 import click
 
-from latency_lut.cli._common import DEFAULT_PROFILES, ClickProgress, default_store, echo_json, store_option, table
+from latency_lut.cli._common import (
+    DEFAULT_PROFILES,
+    ClickProgress,
+    default_store,
+    dtype_option,
+    echo_json,
+    store_option,
+    table,
+)
 
 
-def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
-    """FBNet's LUTs keep their original names (profiles/local-onnxruntime-224.json); other spaces add theirs."""
+def default_lut_path(device: str, runtime: str, space_id: str, dtype: str = "fp32") -> Path:
+    """FBNet's LUTs keep their original names (profiles/local-onnxruntime-224.json); other spaces add theirs,
+    other dtypes theirs (profiles/local-litert-224-int8.json)."""
     tail = space_id.split("-", 1)[1] if space_id.startswith("fbnet-") else space_id
-    return DEFAULT_PROFILES / f"{device}-{runtime}-{tail}.json"
+    return DEFAULT_PROFILES / f"{device}-{runtime}-{tail}{'' if dtype == 'fp32' else '-' + dtype}.json"
 
 
 @click.command()
@@ -25,6 +34,8 @@ def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
 @click.option("--resolution", default=None, type=int, help="Input resolution of the network [default: the space's].")
 @click.option("--width", default=None, type=float, help="Channel width multiplier [default: the space's].")
 @click.option("--threads", "-t", default=None, type=int, help="Runtime threads [default: the device's, 1 for local].")
+@dtype_option("fp32", "Precision of the measured models: int8 (static post-training quantization with synthetic "
+                      "calibration data, int8 I/O; ONNX Runtime and LiteRT), fp16 (LiteRT only) or fp32.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="LUT file to write [default: profiles/DEVICE-RUNTIME-RESOLUTION.json].")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -47,7 +58,7 @@ def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
               help="iOS devices: bundle folder to write [default: profiles/bundles/DEVICE-SPACE-ID].")
 @click.option("--only", multiple=True, hidden=True, help="iOS devices: bundle only these op keys.")
 def build(device: str, runtime: str | None, space: str, resolution: int | None, width: float | None,
-          threads: int | None, output: Path | None, csv_path: Path | None, store: Path | None,
+          threads: int | None, dtype: str, output: Path | None, csv_path: Path | None, store: Path | None,
           warmup: int | None, runs: int | None,
           min_seconds: float | None, noise_threshold: float | None, retries: int | None, clock: str | None,
           jobs: int, quiet: bool, as_json: bool, bundle_path: Path | None, only: tuple[str, ...]) -> None:
@@ -61,6 +72,7 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
     Examples:
       fbnet-lut build                                  # local CPU, ONNX Runtime, 224x224
       fbnet-lut build --runtime litert --jobs 2        # LiteRT with XNNPACK, 2 export processes
+      fbnet-lut build --runtime litert --dtype int8    # int8 LUT (full-integer PTQ) -> ...-224-int8.json
       fbnet-lut build --resolution 96 --width 0.35 -o fbnet96.json
       fbnet-lut build --space ofa_mbv3 --width 1.2 --resolution 160
       fbnet-lut build --space my_space.yaml --resolution 64       # a user's space (embedded in the LUT)
@@ -88,10 +100,14 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
         protocol = Protocol(**overrides)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
-    out = check_output_path(output or default_lut_path(dev.name, runtime or dev.runtime, sp.id))
-    if csv_path:
-        check_output_path(csv_path)
-    backend = create_backend(dev, runtime, threads=threads)
+    backend = create_backend(dev, runtime, dtype, threads=threads)  # a dtype the runtime lacks: error, no output
+    try:
+        out = check_output_path(output or default_lut_path(dev.name, backend.runtime, sp.id, dtype))
+        if csv_path:
+            check_output_path(csv_path)
+    except BaseException:
+        backend.close()
+        raise
     if protocol.clock == "thread_cpu" and (dev.kind != "local" or backend.threads != 1):
         backend.close()
         raise click.BadParameter("--clock thread_cpu needs a local device at 1 thread", param_hint="--clock")
@@ -106,15 +122,18 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
         res.lut.to_csv(csv_path)
     total = time.perf_counter() - t0
     summary = {
-        "lut": str(out), "device": dev.name, "runtime": backend.runtime, "space": sp.id, "entries": len(res.lut),
+        "lut": str(out), "device": dev.name, "runtime": backend.runtime, "dtype": dtype, "space": sp.id,
+        "entries": len(res.lut),
         "measured": res.measured, "reused": res.reused, "flagged": res.flagged,
         "export_seconds": round(res.export_seconds, 2), "measure_seconds": round(res.measure_seconds, 2),
-        "total_seconds": round(total, 2), "complete": res.lut.header["complete"],
+        "total_seconds": round(total, 2), "complete": res.lut.header["complete"], "failed": res.failed,
     }
     if as_json:
         echo_json(summary)
         return
-    rows = [[k, ", ".join(v) if isinstance(v, list) else v] for k, v in summary.items() if k != "flagged"]
+    rows = [[k, ", ".join(v) if isinstance(v, list) else v] for k, v in summary.items()
+            if k not in ("flagged", "failed")]
+    rows += [[f"failed {key}", why] for key, why in res.failed.items()]
     rows.append(["flagged", f"{len(res.flagged)} noisy op(s)" + (": " + ", ".join(res.flagged[:5]) if res.flagged
                                                                   else "")])
     click.echo(table(rows, ["build", "value"], right=[False, False]))
