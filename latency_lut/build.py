@@ -7,9 +7,12 @@ measuring anything.
 
 from __future__ import annotations
 
+import random
+import statistics
 import time
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 from typing import Protocol as _Protocol
@@ -19,10 +22,16 @@ from latency_lut.backends.base import Backend
 from latency_lut.devices import Device
 from latency_lut.export import export_many, exporter_info
 from latency_lut.lut import LUT
-from latency_lut.measure import Protocol, measure_gated
+from latency_lut.measure import DriftGuard, DriftMonitor, Protocol, compute_stats, measure_gated, protocol_seconds
+from latency_lut.metrics import kendall_tau, spread
+from latency_lut.networks import sample_archs
 from latency_lut.ops import OpSpec
 from latency_lut.spaces import SearchSpace
-from latency_lut.store import Config, Store
+from latency_lut.store import Config, Record, Store
+
+DEFAULT_ROUNDS = 3
+# Architectures sampled for the header's split-half reliability (a fixed seed: the same archs for every build).
+RELIABILITY_ARCHS, RELIABILITY_SEED = 200, 12
 
 
 class Progress(_Protocol):
@@ -36,11 +45,17 @@ class Progress(_Protocol):
 @dataclass
 class BuildResult:
     lut: LUT
-    measured: int
-    reused: int
+    measured: int  # ops that had at least one round to take
+    reused: int  # ops whose every round was already in the store
     flagged: list[str]
     export_seconds: float
     measure_seconds: float
+    rounds: int = 1
+    drift: dict[str, int] = field(default_factory=dict)  # this run's drift guard: checks, drifts, remeasured
+    # Wall seconds the measurement took per second the protocol alone accounts for (session creation, input
+    # setup, a busy host): time budgets of later passes on the same device scale their estimates by it. None when
+    # nothing was measured.
+    cost_ratio: float | None = None
     failed: dict[str, str] = field(default_factory=dict)  # key -> why it could not be exported/quantized
 
 
@@ -88,56 +103,211 @@ def build_lut(
     specs: Sequence[OpSpec] | None = None,
     jobs: int = 1,
     progress: Progress | None = None,
+    rounds: int = DEFAULT_ROUNDS,
+    guard: DriftGuard | None = DriftGuard(),
+    seed: int = 0,
 ) -> BuildResult:
-    """Measure every op of ``space`` (or ``specs``) not yet in ``store`` for this configuration; return the LUT."""
+    """Measure every op of ``space`` (or ``specs``) in ``rounds`` interleaved rounds; return the LUT.
+
+    Round r visits the ops that lack a round-r measurement in the store, in its own shuffled order, so a burst of
+    load lands on different ops in different rounds; each op's round is committed as soon as it is taken, so a
+    kill loses at most the op in flight and a rerun resumes mid-round. With a ``guard``, a reference op is
+    re-timed every ``guard.every`` ops and the ops timed since the last good check are re-taken when it drifted.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a whole number >= 1, got {rounds!r}")
     specs = list(specs if specs is not None else space.unique_specs())
     config = config_for(device, backend, protocol)
-    done = store.completed_keys(config)
-    todo = [s for s in specs if s.key not in done]
+    have = store.round_records(config, [s.key for s in specs])
+    todo = [[s for s in specs if r not in have.get(s.key, {})] for r in range(rounds)]
+    need = {s.key: s for r in todo for s in r}
+    ref = reference_op(specs) if guard and need else None
+    if ref is not None:
+        need.setdefault(ref.key, ref)
 
     t0 = time.perf_counter()
     artifacts: dict[str, Any] = {}
     failed: dict[str, str] = {}
-    if todo and backend.artifact_format:
+    if need and backend.artifact_format:
         if progress:
-            progress.start(f"export {backend.artifact_format}" + _dtype_label(backend.dtype), len(todo))
-        artifacts = export_many(todo, backend.artifact_format, jobs=jobs, dtype=backend.dtype, errors=failed,
-                                on_done=(lambda s: progress.advance(s.key)) if progress else None)
-        todo = [s for s in todo if s.key not in failed]  # named in the result; the LUT stays incomplete
+            progress.start(f"export {backend.artifact_format}" + _dtype_label(backend.dtype), len(need))
+        artifacts = export_many(list(need.values()), backend.artifact_format, jobs=jobs, dtype=backend.dtype,
+                                errors=failed, on_done=(lambda s: progress.advance(s.key)) if progress else None)
+        # a block that failed to quantize is named in the result and left out; the LUT stays incomplete
+        todo = [[s for s in ops if s.key not in failed] for ops in todo]
+        if ref is not None and ref.key in failed:
+            ref, guard = None, None  # no drift guard without its reference
         if progress:
             progress.finish()
     t1 = time.perf_counter()
 
-    flagged: list[str] = []
-    if todo:
+    flagged: set[str] = set()
+    drift = {"checks": 0, "drifts": 0, "remeasured": 0}
+    if any(todo):
         env = backend.device_info()
         session = store.start_session(config, env, __version__)
-        if progress:
-            progress.start(f"measure {backend.runtime}", len(todo))
-        for spec in todo:
+
+        cost = [0.0, 0.0]  # wall seconds of the attempts, and what the protocol alone accounts for
+
+        def take(spec: OpSpec, r: int) -> list[int]:
+            ta = time.perf_counter()
             result = measure_gated(partial(backend.measure, spec, artifacts.get(spec.key), protocol), protocol)
-            store.add(session, spec.key, result)
+            cost[0] += time.perf_counter() - ta
+            cost[1] += sum(protocol_seconds(a.summary().median, protocol) for a in result.attempts)
             if result.flagged:
-                flagged.append(spec.key)
-            if progress:
-                progress.advance(spec.key)
+                flagged.add(spec.key)
+            return store.add(session, spec.key, result, round_no=r)
+
+        monitor = DriftMonitor(guard) if guard else None
+
+        def check(r: int) -> bool:
+            """Re-time the reference; True when the ops since the last check must be re-taken."""
+            assert monitor is not None and ref is not None
+            res = backend.measure(ref, artifacts.get(ref.key), protocol)
+            c = monitor.check(res)
+            store.add_check(session, ref.key, res, {**c.to_dict(), "round": r})
+            drift["checks"] += 1
+            drift["drifts"] += c.drifted
+            return c.drifted
+
+        if progress:
+            progress.start(f"measure {backend.runtime} x{rounds}", sum(map(len, todo)))
+        if monitor:
+            check(0)  # the baseline
+        mine: set[str] = set()
+        for r, ops in enumerate(todo):
+            order = list(ops)
+            random.Random(f"build-{seed}-round-{r}").shuffle(order)
+            # A concurrent build on the same store claims (op, round) pairs too: each is taken by one of them.
+            claimed = store.claim_each(config, order, key=lambda s: s.key, round_no=r)
+            again: deque[OpSpec] = deque()  # this build's own re-takes after a drift
+            retaken: dict[str, int] = {}
+            since: list[tuple[OpSpec, list[int]]] = []
+
+            def verify(r: int = r, again: deque[OpSpec] = again, retaken: dict[str, int] = retaken) -> None:
+                """A drift check after a block of ops; a drift rejects the block and queues it again."""
+                nonlocal since
+                if check(r):
+                    redo = [(sp, ids) for sp, ids in since if retaken.get(sp.key, 0) < guard.max_remeasure]
+                    store.reject([x for _, ids in redo for x in ids], "drift guard: reference op drifted")
+                    for sp, _ in redo:
+                        retaken[sp.key] = retaken.get(sp.key, 0) + 1
+                        again.append(sp)
+                    drift["remeasured"] += len(redo)
+                    waited = 0.0  # measure on only once the reference is back (or after the longest wait)
+                    while waited < guard.max_wait_seconds:
+                        time.sleep(guard.wait_seconds)
+                        waited += guard.wait_seconds
+                        if not check(r):
+                            break
+                since = []
+
+            while True:
+                spec = again.popleft() if again else next(claimed, None)
+                if spec is None:
+                    if guard and since:  # the round's last block is checked too
+                        verify()
+                        if again:
+                            continue
+                    break
+                since.append((spec, take(spec, r)))
+                mine.add(spec.key)
+                if progress and retaken.get(spec.key, 0) == 0:
+                    progress.advance(spec.key)
+                if guard and len(since) >= guard.every:
+                    verify()
         if progress:
             progress.finish()
     t2 = time.perf_counter()
 
-    lut = aggregate(store, config, space, device, backend, specs)
-    return BuildResult(lut, len(todo), len(specs) - len(todo) - len(failed), flagged, t1 - t0, t2 - t1, failed)
+    lut = aggregate(store, config, space, device, backend, specs, rounds=rounds, guard=guard)
+    measured = len(mine) if any(todo) else 0  # ops this build took rounds of (a concurrent one took the rest)
+    ratio = cost[0] / cost[1] if any(todo) and cost[1] > 0 else None
+    return BuildResult(lut, measured, len(specs) - measured - len(failed), sorted(flagged), t1 - t0, t2 - t1,
+                       rounds, drift, ratio, failed)
 
 
 def _dtype_label(dtype: str) -> str:
     return "" if dtype == "fp32" else f" {dtype}"
 
 
+def reference_op(specs: Sequence[OpSpec]) -> OpSpec | None:
+    """The drift guard's reference: the op of median FLOPs (a typical op, neither the cheapest nor the slowest)."""
+    real = sorted((s for s in specs if not s.is_identity), key=lambda s: (s.flops, s.key))
+    return real[len(real) // 2] if real else None
+
+
+def combine_rounds(recs: dict[int, Record], rounds: int | None = None) -> Record:
+    """One entry from an op's rounds: its latency is the median of the round medians.
+
+    The other statistics are those of all rounds' samples pooled (or, for tools that report aggregates only, of
+    the round closest to that median), with the quartiles widened to hold the median. The round medians and
+    their spread, (max - min) / median, go into the entry's extra.
+    """
+    use = sorted(r for r in recs if rounds is None or r < rounds) or sorted(recs)
+    meds = [recs[r].stats.median for r in use]
+    med = statistics.median(meds)
+    closest = recs[min(use, key=lambda r: abs(recs[r].stats.median - med))]
+    pooled = [x for r in use for x in (recs[r].samples_ms or [])]
+    if all(recs[r].samples_ms for r in use):
+        st = compute_stats(pooled)
+    else:
+        st = replace(closest.stats, count=sum(recs[r].stats.count for r in use))
+    st = replace(st, median=med, p25=min(st.p25, med), p10=min(st.p10, med), min=min(st.min, med),
+                 p75=max(st.p75, med), p90=max(st.p90, med), max=max(st.max, med))
+    extra = dict(closest.extra)
+    extra.pop("round", None)
+    if len(use) > 1:
+        extra.update(round_ms=[round(m, 6) for m in meds], round_spread=round(spread(meds), 6))
+    return Record(closest.key, st, any(recs[r].flagged for r in use), sum(recs[r].attempts for r in use), extra,
+                  max(recs[r].created for r in use))
+
+
+def split_half_reliability(space: SearchSpace, rounds: dict[str, dict[int, Record]],
+                           n: int = RELIABILITY_ARCHS, seed: int = RELIABILITY_SEED) -> dict[str, Any] | None:
+    """How well the table agrees with itself: sampled architectures' totals from the even rounds against the odd.
+
+    Kendall's tau of the two rankings (1 = the halves order every pair alike) and the RMS relative difference of
+    the two totals. None with fewer than 2 rounds or 2 architectures whose every op has both halves.
+    """
+    even, odd = [], []
+    for net in sample_archs(space, n, seed, named=False):
+        tot = [0.0, 0.0]
+        for spec in net.specs:
+            if spec.is_identity:
+                continue
+            recs = rounds.get(spec.key, {})
+            halves = [[recs[r].stats.median for r in sorted(recs) if r % 2 == h] for h in (0, 1)]
+            if not all(halves):
+                break
+            tot[0] += statistics.median(halves[0])
+            tot[1] += statistics.median(halves[1])
+        else:
+            even.append(tot[0])
+            odd.append(tot[1])
+    if len(even) < 2:
+        return None
+    diffs = [(a - b) / ((a + b) / 2) for a, b in zip(even, odd)]
+    return {"kendall_tau": round(kendall_tau(even, odd), 6), "archs": len(even), "seed": seed,
+            "rms_diff": round(statistics.fmean(d * d for d in diffs) ** 0.5, 6),
+            "method": "totals of sampled architectures from the even rounds against the odd rounds"}
+
+
 def aggregate(store: Store, config: Config, space: SearchSpace, device: Device, backend: Backend,
-              specs: Sequence[OpSpec] | None = None) -> LUT:
-    """The LUT of a configuration from the store's accepted measurements."""
+              specs: Sequence[OpSpec] | None = None, *, rounds: int | None = None,
+              guard: DriftGuard | None = None) -> LUT:
+    """The LUT of a configuration from the store's accepted measurements (the first ``rounds`` rounds of each)."""
     specs = list(specs if specs is not None else space.unique_specs())
-    records = store.records(config, [s.key for s in specs])
+    by_round = store.round_records(config, [s.key for s in specs])
+    records = {k: combine_rounds(v, rounds) for k, v in by_round.items()}
     env = store.session_env(config) or None
     complete = all(s.key in records for s in space.unique_specs())
-    return LUT.from_records(lut_header(device, backend, config, space, complete, env), specs, records)
+    header = lut_header(device, backend, config, space, complete, env)
+    header["rounds"] = rounds or max((len(v) for v in by_round.values()), default=0)
+    header["reliability"] = split_half_reliability(space, by_round)
+    checks = store.drift_checks(config)
+    if guard is not None or checks:
+        header["drift_guard"] = {**(guard.to_dict() if guard else {}), "checks": len(checks),
+                                 "drifts": sum(bool(c.get("drifted")) for c in checks),
+                                 "remeasured": store.rejected_count(config)}
+    return LUT.from_records(header, specs, records)

@@ -62,6 +62,9 @@ class Calibration:
     ridge: float = 0.0
     train: dict[str, Any] = field(default_factory=dict)  # accuracy on the fitting set (for the record only)
     method: str = METHOD
+    device: str = ""  # the device whose networks it was fitted on ("" in calibrations from before it was kept)
+    cross_validated: dict[str, Any] = field(default_factory=dict)  # held-out accuracy of the fit (k-fold)
+    source: dict[str, Any] = field(default_factory=dict)  # how its networks were measured (models, rounds, seed)
 
     def apply(self, feats: Mapping[str, float]) -> float:
         return sum(self.coef.get(k, 0.0) * float(feats.get(k, 0.0)) for k in FEATURES)
@@ -80,9 +83,12 @@ class Calibration:
         return self.coef.get("const", 0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "features": list(FEATURES), "coef": dict(self.coef), "ridge": self.ridge,
-                "fitted_on": list(self.fitted_on), "train": self.train,
-                "formula": "calibrated_ms = " + " + ".join(f"coef[{k}] * {k}" for k in FEATURES)}
+        d = {"method": self.method, "features": list(FEATURES), "coef": dict(self.coef), "ridge": self.ridge,
+             "fitted_on": list(self.fitted_on), "train": self.train,
+             "formula": "calibrated_ms = " + " + ".join(f"coef[{k}] * {k}" for k in FEATURES)}
+        d.update({k: v for k, v in (("device", self.device), ("cross_validated", self.cross_validated),
+                                    ("source", self.source)) if v})
+        return d
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "<LUT>") -> Calibration:
@@ -96,12 +102,37 @@ class Calibration:
             if k not in FEATURES or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise LUTFormatError(f"{source}: calibration coefficient {k!r}={v!r} is not a known finite number")
             coef[k] = float(v)
-        return cls(coef, tuple(d.get("fitted_on") or ()), float(d.get("ridge", 0.0)), dict(d.get("train") or {}))
+        return cls(coef, tuple(d.get("fitted_on") or ()), float(d.get("ridge", 0.0)), dict(d.get("train") or {}),
+                   device=str(d.get("device") or ""), cross_validated=dict(d.get("cross_validated") or {}),
+                   source=dict(d.get("source") or {}))
 
 
 def from_header(header: Mapping[str, Any], source: str = "<LUT>") -> Calibration | None:
+    """The header's calibration (None when uncalibrated); one fitted on another device's networks is an error."""
     raw = header.get("calibration")
-    return None if raw is None else Calibration.from_dict(raw, source)
+    if raw is None:
+        return None
+    cal = Calibration.from_dict(raw, source)
+    if cal.device and cal.device != header.get("device"):
+        raise LUTFormatError(
+            f"{source}: its calibration was fitted on networks measured on device {cal.device!r}, but the LUT is "
+            f"for device {header.get('device')!r}; refit it with 'fbnet-lut validate --device {header.get('device')}"
+            f" --lut {source} --calibrate' or set header field 'calibration' to null"
+        )
+    return cal
+
+
+def describe(header: Mapping[str, Any], source: str = "<LUT>") -> str:
+    """One plain line on whether predictions from this LUT are calibrated, for ``show`` and ``predict``."""
+    cal = from_header(header, source)
+    if cal is None:
+        return ("UNCALIBRATED: predictions are the plain sum of the entries (whole networks usually differ from it "
+                "by several %); fit a calibration with 'fbnet-lut build' (without --no-calibrate) or "
+                "'fbnet-lut validate --calibrate'")
+    cv = cal.cross_validated.get("calibrated_cv") or {}
+    how = (f", {cal.cross_validated.get('folds')}-fold CV {100 * cv['within_10']:.0f}% within 10%, RMSPE "
+           f"{100 * cv['rmspe']:.1f}%" if cv else "")
+    return f"calibrated on {len(cal.fitted_on)} whole networks{f' of {cal.device}' if cal.device else ''}{how}"
 
 
 def fit(

@@ -8,7 +8,9 @@ compared with every activation the key grammar knows.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import operator
 from typing import Any
 
@@ -91,12 +93,14 @@ def torch_graph(model: nn.Module, input_shape: tuple[int, ...]) -> list[Node]:
     training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        # ShapeProp prints the whole traceback of a failing layer itself; the user gets the one-line cause.
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(torch.randn(*input_shape))
     except Exception as e:
+        cause = e.__cause__ or e
         raise ModelError(
-            f"model {name} fails on an input of shape {tuple(input_shape)}: {type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}"
+            f"model {name} fails on an input of shape {tuple(input_shape)}: {type(cause).__name__}: "
+            f"{str(cause).splitlines()[0] if str(cause) else ''}"
         ) from None
     finally:
         model.train(training)

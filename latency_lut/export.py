@@ -18,11 +18,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latency_lut.errors import ExportError
 from latency_lut.ops import OpSpec
 from latency_lut.quantize import quantize_onnx, quantize_tflite, quantizer_info
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
 ONNX_OPSET = 17
@@ -99,6 +102,10 @@ def export_module(module: Any, input_shape: Sequence[int], fmt: str, path: str |
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     module = module.eval()
     sample = torch.randn(*input_shape)
+    # Tracing on one thread: on a busy 2-core host torch's intra-op threads spin against each other and a whole
+    # network's export took 6-9 s instead of 1.5 s (parallel exports are separate processes, see export_many).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -117,6 +124,7 @@ def export_module(module: Any, input_shape: Sequence[int], fmt: str, path: str |
         what = "quantization" if dtype != "fp32" else "export"
         raise ExportError(f"{what} of {path.stem} to {fmt} failed: {type(e).__name__}: {e}") from e
     finally:
+        torch.set_num_threads(threads)
         tmp.unlink(missing_ok=True)
     return path
 
@@ -213,6 +221,16 @@ def _init_worker(parent: int) -> None:
         os._exit(1)
 
 
+def export_pool(jobs: int) -> ProcessPoolExecutor:
+    """The one pool of export processes (op specs here, whole networks in ``networks``): spawned, so no torch
+    state is forked; silent; and each worker ends with the process that started it (see ``_init_worker``)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(os.getpid(),))
+
+
 def _export_worker(args: tuple[str, str, str | None, str]) -> str:
     key, fmt, root, dtype = args
     return str(export_spec(OpSpec.from_key(key), fmt, Path(root) if root else None, dtype))
@@ -256,11 +274,9 @@ def export_many(
         for s in todo:
             attempt(s, partial(export_spec, s, fmt, root, dtype))
         return out
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                             initializer=_init_worker, initargs=(os.getpid(),)) as pool:
+    with export_pool(jobs) as pool:
         futs = {pool.submit(_export_worker, (s.key, fmt, str(root) if root else None, dtype)): s for s in todo}
         for fut in as_completed(futs):
             attempt(futs[fut], fut.result)

@@ -21,6 +21,37 @@ _IQR_SIGMAS = 1.3489795003921634
 _Z05, _Z10, _Z25 = 1.6448536269514722, 1.2815515655446004, 0.6744897501960817
 
 
+# The plausibility rule every reader of measured values applies (the LUT loader, ingest of phone results, the
+# device backends): a latency is a finite number of milliseconds, >= 0 and at most MAX_PLAUSIBLE_MS. One
+# inference of one model taking over 10 minutes is no latency a LUT can use; it is a unit mix-up (ns read as us),
+# a corrupt file or a hand edit, and summing it would overflow a prediction to Infinity.
+MAX_PLAUSIBLE_MS = 600_000.0
+
+
+def implausible_ms(value: object) -> str | None:
+    """Why ``value`` is not a plausible latency in ms (to follow "X is VALUE: "), or None when it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "not a number"
+    if not math.isfinite(value):
+        return "not a finite number"
+    if value < 0:
+        return "latencies are non-negative"
+    if value > MAX_PLAUSIBLE_MS:
+        return (f"over {MAX_PLAUSIBLE_MS:.0f} ms (10 minutes) for one run, no plausible latency; check the unit "
+                "(us vs ms) or re-measure")
+    return None
+
+
+def check_plausible_stats(stats: Stats, where: str, error: type[Exception] = ValueError) -> Stats:
+    """Raise ``error`` naming ``where`` and the field when any latency of ``stats`` is implausible."""
+    for f in ("median", "p10", "p25", "p75", "p90", "mean", "min", "max", "std"):
+        v = getattr(stats, f)
+        why = implausible_ms(v)
+        if why:
+            raise error(f"{where}: {f} is {v:.6g} ms: {why}")
+    return stats
+
+
 @dataclass(frozen=True)
 class Protocol:
     """How one op is measured. Every field is recorded in the store and in the LUT header."""
@@ -44,6 +75,10 @@ class Protocol:
             raise ValueError("protocol runs must be at least 3")
         if self.warmup < 0 or self.min_seconds < 0 or self.retries < 0:
             raise ValueError("protocol warmup, min_seconds and retries must be non-negative")
+        for name in ("min_seconds", "max_seconds", "noise_threshold", "cooldown_seconds"):
+            v = getattr(self, name)  # NaN would pass every comparison above and poison the store's settings
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"protocol {name} must be a finite number >= 0, got {v!r}")
         if self.clock not in CLOCKS:
             raise ValueError(f"protocol clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
 
@@ -173,7 +208,8 @@ class RunResult:
 
 
 def time_callable(fn: Callable[[], object], protocol: Protocol) -> list[float]:
-    """Call ``fn`` warmup times, then until both ``runs`` and ``min_seconds`` are reached (within the caps).
+    """Call ``fn`` warmup times, then until both ``runs`` and ``min_seconds`` are reached, or a cap is: ``max_runs``,
+    or ``max_seconds`` of timed runs (which stops a slow op short of ``runs``, after 3 runs at least).
 
     Returns the per-call wall times in milliseconds.
     """
@@ -190,8 +226,17 @@ def time_callable(fn: Callable[[], object], protocol: Protocol) -> list[float]:
         t1 = clock()
         samples.append((t1 - t0) / 1e6)
         n, elapsed = len(samples), wall() - start  # the run budget is always wall time
-        if n >= protocol.max_runs or (n >= protocol.runs and (elapsed >= min_ns or elapsed >= max_ns)):
+        # max_seconds caps a slow op even before it reaches ``runs`` (3 runs at least, so it has a spread).
+        if n >= protocol.max_runs or (n >= protocol.runs and elapsed >= min_ns) or (n >= 3 and elapsed >= max_ns):
             return samples
+
+
+def protocol_seconds(ms: float, protocol: Protocol) -> float:
+    """About how long one attempt of a unit taking ``ms`` per run lasts under ``protocol`` (for time budgets)."""
+    t = max(float(ms), 1e-6) / 1e3
+    timed = min(max(protocol.runs * t, protocol.min_seconds), max(protocol.max_seconds, 3 * t),
+                protocol.max_runs * t)
+    return protocol.warmup * t + timed
 
 
 @dataclass
@@ -218,3 +263,96 @@ def measure_gated(attempt: Callable[[], RunResult], protocol: Protocol) -> Gated
             break
     best = min(range(len(attempts)), key=lambda j: attempts[j].summary().noise)
     return GatedResult(attempts, best, attempts[best].summary().noise > protocol.noise_threshold)
+
+
+# ---- the drift guard ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DriftGuard:
+    """How a build watches the machine it measures on.
+
+    A fixed reference op is re-timed after every ``every`` ops. When its median moves by more than ``threshold``
+    (relative) from the baseline, or when its recorded temperature (``temperature_c`` in a backend's extra, as the
+    Android backend reports it) rose more than ``temp_rise_c`` above the coolest good check, the ops timed since the
+    last good check are measured again, later in the round (each op at most ``max_remeasure`` times; then its
+    last measurement is kept). Before measuring on, the build waits for the reference to come back, re-timing it
+    every ``wait_seconds`` for at most ``max_wait_seconds`` (a neighbour's burst of load, a phone cooling down).
+    """
+
+    every: int = 16
+    threshold: float = 0.10
+    temp_rise_c: float = 5.0
+    max_remeasure: int = 2
+    wait_seconds: float = 2.0
+    max_wait_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"drift guard every must be a whole number of ops >= 1, got {self.every!r}")
+        for name in ("threshold", "temp_rise_c", "wait_seconds", "max_wait_seconds"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"drift guard {name} must be a positive number, got {v!r}")
+        if self.max_remeasure < 0:
+            raise ValueError(f"drift guard max_remeasure must be >= 0, got {self.max_remeasure}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    """One re-timing of the reference op against the baseline."""
+
+    median_ms: float
+    baseline_ms: float
+    temperature_c: float | None
+    baseline_temperature_c: float | None
+    drifted: bool
+    reason: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.median_ms / self.baseline_ms if self.baseline_ms > 0 else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": self.ratio}
+
+
+class DriftMonitor:
+    """The baseline of the reference op and the decision for each new check (pure: no timing, no I/O).
+
+    The baseline is the median of the good checks' medians. A reference that became *faster* by more than the
+    threshold also counts as drift (the ops before it were timed in a slower state), and the baseline restarts
+    from it, so a build that started under load recovers instead of rejecting everything after the load ends.
+    """
+
+    def __init__(self, guard: DriftGuard) -> None:
+        self.guard = guard
+        self._good: list[float] = []
+        self._cool: float | None = None
+
+    @property
+    def baseline_ms(self) -> float | None:
+        return statistics.median(self._good) if self._good else None
+
+    def check(self, result: RunResult) -> DriftCheck:
+        med = result.summary().median
+        temp = result.extra.get("temperature_c")
+        temp = float(temp) if isinstance(temp, (int, float)) and math.isfinite(temp) else None
+        base, cool = self.baseline_ms, self._cool
+        if base is None:  # the first check sets the baseline
+            self._good.append(med)
+            self._cool = temp
+            return DriftCheck(med, med, temp, temp, False, "baseline")
+        up, hot = med > base * (1 + self.guard.threshold), (
+            temp is not None and cool is not None and temp > cool + self.guard.temp_rise_c)
+        down = med < base / (1 + self.guard.threshold)
+        reason = ", ".join(r for r, on in ((f"reference {100 * (med / base - 1):+.0f}%", up or down),
+                                           (f"temperature +{(temp or 0) - (cool or 0):.1f} C", hot)) if on)
+        if down and not hot:
+            self._good = [med]  # the old baseline was taken in a slower state
+        elif not (up or hot):
+            self._good.append(med)
+            if temp is not None:
+                self._cool = temp if cool is None else min(cool, temp)
+        return DriftCheck(med, base, temp, cool, bool(up or down or hot), reason)

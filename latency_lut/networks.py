@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +114,7 @@ def export_networks(
 ) -> dict[str, Path | LatencyLutError]:
     """Export each network (cached by key like any op; quantized whole for int8); a failure is returned for that
     model, not raised."""
-    from latency_lut.export import artifact_path, export_spec
+    from latency_lut.export import artifact_path, export_pool, export_spec
 
     out: dict[str, Path | LatencyLutError] = {}
     todo = []
@@ -131,10 +132,9 @@ def export_networks(
             if on_done:
                 on_done(net)
         return out
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+    with export_pool(jobs) as pool:
         futs = {pool.submit(_export_worker, (n.to_dict(), fmt, dtype)): n for n in todo}
         for fut in as_completed(futs):
             net = futs[fut]
@@ -205,29 +205,48 @@ def measure_networks(
     rounds: int = 5,
     seed: int = 0,
     on_measured: Callable[[NetworkSpec, int], None] | None = None,
+    done: dict[str, dict[int, RunResult]] | None = None,
+    on_round: Callable[[NetworkSpec, int, RunResult], None] | None = None,
+    deadline: float | None = None,
 ) -> dict[str, NetMeasurement]:
     """Measure every model ``rounds`` times, interleaved: round r visits all models in its own shuffled order.
 
-    A model whose export failed, or whose run raises, is recorded with its error and skipped in later rounds.
+    ``done`` holds rounds already taken (from the store, by model key and round index): they are kept and not
+    taken again, so an interrupted run resumes mid-round. ``on_round`` receives each new round as soon as it is
+    taken (to store it). With a ``deadline`` (a ``time.perf_counter()`` value), a round after the first is not
+    started when the previous one says it would end past it. A model whose export failed, or whose run raises,
+    is recorded with its error and skipped in later rounds.
     """
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
+    done = done or {}
     res: dict[str, NetMeasurement] = {}
+    taken: dict[str, dict[int, RunResult]] = {}
     for net in nets:
         art = artifacts.get(net.key)
         res[net.key] = NetMeasurement(net.key, error=str(art) if isinstance(art, LatencyLutError) else None)
-    rng = random.Random(seed)
+        taken[net.key] = {r: x for r, x in done.get(net.key, {}).items() if r < rounds}
+    last = 0.0
     for r in range(rounds):
+        started = time.perf_counter()
+        if r and deadline is not None and started + last > deadline:
+            break
         order = list(nets)
-        rng.shuffle(order)
+        random.Random(f"{seed}-round-{r}").shuffle(order)
         for net in order:
             m = res[net.key]
-            if m.error is None:
+            if m.error is None and r not in taken[net.key]:
                 art = artifacts.get(net.key)
                 try:
-                    m.rounds.append(backend.measure(net, art, protocol))
+                    taken[net.key][r] = result = backend.measure(net, art, protocol)
                 except Exception as e:  # a runtime that rejects one model: report it, measure the rest
                     m.error = f"{type(e).__name__}: {e}".splitlines()[0]
+                else:
+                    if on_round:
+                        on_round(net, r, result)
             if on_measured:
                 on_measured(net, r)
+        last = time.perf_counter() - started
+    for key, m in res.items():
+        m.rounds = [taken[key][r] for r in sorted(taken[key])]
     return res

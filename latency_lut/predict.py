@@ -9,7 +9,8 @@ Four entry points, one pricing rule (the sum of LUT medians):
 
 An op the LUT does not hold is an error that lists every missing key; it is never counted as zero. With
 ``measure_missing=True`` the missing ops are measured on the LUT's device instead (``latency_lut.extend``). An
-identity skip is the one op that costs nothing by construction, and it is shown as such in the breakdown.
+identity skip is the one op that costs nothing by construction, and it is shown as such in the breakdown (unless
+the LUT holds a price for it: imported tables whose source timed identities, as HW-NAS-Bench's did).
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def predict(lut: LUT, arch: str | Architecture | Sequence[int | str], space: Sea
 
 
 def _op_cost(lut: LUT, label: str, choice: str, spec: OpSpec) -> OpCost:
-    if spec.is_identity:
+    # An identity costs nothing unless the LUT prices it (an imported table whose source timed its identities).
+    if spec.is_identity and spec.key not in lut:
         return OpCost(label, choice, spec.key, 0.0, 0.0, 0.0, 0)
     e = lut[spec.key]
     return OpCost(label, choice, spec.key, e.stats.median, e.stats.p10, e.stats.p90, spec.flops, e.flagged)
@@ -252,7 +254,7 @@ def arch_table(lut: LUT, space: SearchSpace | None = None, head: int | None = No
     cal = from_header(lut.header, lut.name)
 
     def cost(spec: OpSpec) -> float:
-        if spec.is_identity:
+        if spec.is_identity and spec.key not in lut:
             return 0.0
         ms = _checked_ms(lut, spec.key)
         return ms if cal is None else cal.op_ms(spec, ms)

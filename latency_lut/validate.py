@@ -18,16 +18,17 @@ import math
 import random
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from typing import Protocol as _Protocol
 
 from latency_lut import __version__
+from latency_lut.build import config_for
 from latency_lut.calibration import Calibration, features, fit, from_header
 from latency_lut.errors import LatencyLutError, LUTFormatError, ValidationError
 from latency_lut.lut import LUT, check_output_path
-from latency_lut.measure import Protocol, RunResult
+from latency_lut.measure import GatedResult, Protocol, RunResult, protocol_seconds
 from latency_lut.metrics import accuracy, kendall_tau
 from latency_lut.networks import NetMeasurement, NetworkSpec, export_networks, measure_networks, sample_archs
 from latency_lut.predict import predict, space_of
@@ -115,37 +116,46 @@ class Progress(_Protocol):
 
 def measure_models(
     lut: LUT, device: Any, backend: Any, nets: Sequence[NetworkSpec], *, rounds: int, seed: int, jobs: int = 1,
-    store: Any | None = None, progress: Progress | None = None,
+    store: Any | None = None, progress: Progress | None = None, tag: str = "validate",
+    deadline: float | None = None,
 ) -> dict[str, NetMeasurement]:
-    """Export and measure whole models with the LUT's protocol; every round goes into the store."""
-    from latency_lut.build import config_for
-    from latency_lut.measure import GatedResult
+    """Export and measure whole models with the LUT's protocol (stored rows carry ``tag`` in their extra).
 
+    Each round goes into the store as it is taken (one accepted row per model and round), and rounds the store
+    already holds for this configuration are reused: kill a validation and rerun it, and it resumes.
+    """
     protocol = Protocol.from_dict(lut.header.get("protocol") or {})
+    config = config_for(device, backend, protocol, lut.header.get("dtype", "fp32"))
+    done = stored_rounds(store, config, nets) if store is not None else {}
+    todo = [n for n in nets if len(done.get(n.key, {})) < rounds]
     arts: dict[str, Any] = {n.key: None for n in nets}
-    if backend.artifact_format:
-        _start(progress, f"export {backend.artifact_format}", len(nets))
-        arts = dict(export_networks(nets, backend.artifact_format, jobs=jobs, dtype=backend.dtype,
+    if backend.artifact_format and todo:
+        _start(progress, f"export {backend.artifact_format}", len(todo))
+        arts.update(export_networks(todo, backend.artifact_format, jobs=jobs, dtype=backend.dtype,
                                     on_done=(lambda n: progress.advance(n.name)) if progress else None))
         _finish(progress)
+    session: list[int] = []
+
+    def keep(net: NetworkSpec, r: int, result: RunResult) -> None:
+        if not session:
+            session.append(store.start_session(config, backend.device_info(), __version__))
+        noisy = result.summary().noise > protocol.noise_threshold
+        result.extra.update(network=net.to_dict(), by=tag)
+        store.add(session[0], net.key, GatedResult([result], 0, noisy), round_no=r)
+
     _start(progress, f"measure x{rounds}", len(nets) * rounds)
-    res = measure_networks(backend, nets, arts, protocol, rounds=rounds, seed=seed,
-                           on_measured=(lambda n, r: progress.advance(n.name)) if progress else None)
+    res = measure_networks(backend, nets, arts, protocol, rounds=rounds, seed=seed, done=done, deadline=deadline,
+                           on_measured=(lambda n, r: progress.advance(n.name)) if progress else None,
+                           on_round=keep if store is not None else None)
     _finish(progress)
-    if store is not None:
-        config = config_for(device, backend, protocol, lut.header.get("dtype", "fp32"))
-        session = store.start_session(config, backend.device_info(), __version__)
-        for net in nets:
-            m = res[net.key]
-            if not m.ok:
-                continue
-            # All rounds are kept as attempts; the accepted one is the median round, and the extra carries the
-            # median of medians a validation actually uses.
-            rounds_ = [RunResult(r.samples_ms, r.stats, dict(r.extra)) for r in m.rounds]
-            rounds_[m.median_round].extra["validation"] = {**m.summary(), "network": net.to_dict()}
-            noisy = math.isfinite(m.noise) and m.noise > protocol.noise_threshold
-            store.add(session, net.key, GatedResult(rounds_, m.median_round, noisy))
     return res
+
+
+def stored_rounds(store: Any, config: Any, nets: Sequence[NetworkSpec]) -> dict[str, dict[int, RunResult]]:
+    """The rounds of these models a store holds for a configuration, as the backend returned them."""
+    recs = store.round_records(config, [n.key for n in nets])
+    return {key: {r: RunResult(list(rec.samples_ms or []), None if rec.samples_ms else rec.stats, dict(rec.extra))
+                  for r, rec in by_round.items()} for key, by_round in recs.items()}
 
 
 def _start(p: Progress | None, phase: str, total: int) -> None:
@@ -301,15 +311,13 @@ def run_validation(
     measured = measure_models(lut, device, backend, predictable, rounds=rounds, seed=seed, jobs=jobs, store=store,
                               progress=progress)
     rows = compare(lut, nets, measured)
-    from latency_lut.build import config_for
-
     protocol = Protocol.from_dict(lut.header.get("protocol") or {})
     settings_hash = config_for(device, backend, protocol, lut.header.get("dtype", "fp32")).hash
     extra: dict[str, Any] = {
         # False when the runtime version, threads, exporter or protocol differ from the LUT's build: the models
         # were then not measured the way the LUT was, and the comparison is suspect.
         "settings_match": settings_hash == lut.header.get("settings_hash"),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "tool_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "tool_version": __version__,
         "seed": seed, "n": n, "rounds": rounds, "named": named,
         "predictor": "calibrated" if from_header(lut.header) else "plain_sum",
         "runtime": backend.runtime, "threads": backend.threads,
@@ -317,8 +325,114 @@ def run_validation(
     cal = None
     if do_calibrate:
         cal, report = calibrate(rows, folds_k, seed)
+        cal = replace(cal, device=device.name, cross_validated=report,
+                      source={"by": "validate", "models": len(nets), "rounds": rounds, "seed": seed})
         extra["calibration_fit"] = report
     return ValidationReport(rows, summarize(rows, **extra), cal)
+
+
+# ---- the calibration pass at the end of a build ------------------------------------------------------------
+# The build's networks come from their own seed, which no validation uses by default, so a plain validate after a
+# plain build scores the calibration on models it never saw.
+CALIBRATION_SEED = 7_000_001
+MAX_CALIBRATION_NOISE = 0.15  # median spread of a network's round medians above which no calibration is fitted
+
+
+@dataclass
+class CalibrationPass:
+    calibration: Calibration | None  # None when too few models could be measured
+    models: int
+    reused: int  # models whose every round was already in the store
+    seconds: float
+    budget_seconds: float
+    report: dict[str, Any] = field(default_factory=dict)
+    rows: list[ModelRow] = field(default_factory=list)
+
+
+def calibration_pass(
+    lut: LUT, device: Any, backend: Any, store: Any, *, budget_s: float, max_models: int = 40, rounds: int = 3,
+    seed: int = CALIBRATION_SEED, jobs: int = 1, folds_k: int = 5, progress: Progress | None = None,
+    cost_ratio: float = 1.0, max_noise: float = MAX_CALIBRATION_NOISE,
+) -> CalibrationPass:
+    """A short whole-network pass: the space's named architectures plus sampled ones, measured in interleaved
+    rounds (each round stored as taken), then the calibration fitted on them, with its k-fold cross-validated
+    accuracy, into the LUT's header.
+
+    The models are added in a fixed order (named first, then the seeded sample, at most ``max_models`` of them)
+    while the estimated cost of exporting and measuring them stays within ``budget_s``: a model's measurement is
+    estimated from its predicted latency and the protocol, times ``cost_ratio`` (the build's wall time per second
+    the protocol accounted for: session creation, a busy host), an export from the exports already timed. Rounds
+    after the first stop early when the next one would end past the budget. Models the
+    store already holds in full cost nothing, so a rerun picks the same models and measures nothing.
+    """
+    import time
+
+    from latency_lut.export import artifact_path
+
+    t0 = time.perf_counter()
+    space = space_of(lut)
+    protocol = Protocol.from_dict(lut.header.get("protocol") or {})
+    config = config_for(device, backend, protocol, lut.header.get("dtype", "fp32"))
+    nets = sample_archs(space, max_models, seed, named=True)
+    named = [n for n in nets if n.arch.name != "custom"]
+    ordered = [n for n in named + [n for n in nets if n.arch.name == "custom"] if not _missing(lut, n)]
+    have = store.round_records(config, [n.key for n in ordered])
+    tag = f"calibration-{seed}"
+    # A finished pass is taken again as it was (whatever the budget now), so a rerun measures nothing.
+    before = [n for n in ordered if any(rec.extra.get("by") == tag for rec in have.get(n.key, {}).values())]
+    if before and all(len(have[n.key]) >= rounds for n in before):
+        ordered = before
+    fmt = backend.artifact_format
+    chosen: list[NetworkSpec] = []
+    spent, exports = 0.0, []  # estimated seconds of what was chosen; timed exports
+    _start(progress, "calibration models", len(ordered))
+    for net in ordered:
+        if progress:
+            progress.advance(net.name)
+        left = rounds - len([r for r in have.get(net.key, {}) if r < rounds])
+        if left:
+            cost = left * protocol_seconds(predict(lut, net.arch, space).raw_total_ms, protocol) * cost_ratio
+            cached = not fmt or artifact_path(net, fmt, dtype=backend.dtype).exists()  # type: ignore[arg-type]
+            if spent + cost + (0.0 if cached else statistics.fmean(exports) if exports else 0.0) > budget_s:
+                continue  # a smaller model further down may still fit
+            if not cached:
+                te = time.perf_counter()
+                export_networks([net], fmt, dtype=backend.dtype)  # type: ignore[arg-type]
+                exports.append(time.perf_counter() - te)
+                cost += exports[-1]
+            spent += cost
+        chosen.append(net)
+    _finish(progress)
+    measured = measure_models(lut, device, backend, chosen, rounds=rounds, seed=seed, jobs=jobs, store=store,
+                              progress=progress, tag=tag, deadline=t0 + budget_s)
+    reused = sum(len(have.get(n.key, {})) >= rounds for n in chosen)
+    cal, report, rows = fit_into_header(lut, device.name, chosen, measured, folds_k, seed,
+                                        {"by": "build", "named": len(named), "rounds": rounds, "seed": seed},
+                                        max_noise=max_noise)
+    return CalibrationPass(cal, len(chosen), reused, time.perf_counter() - t0, budget_s, report, rows)
+
+
+def fit_into_header(
+    lut: LUT, device_name: str, nets: Sequence[NetworkSpec], measured: dict[str, NetMeasurement], folds_k: int,
+    seed: int, source: dict[str, Any], max_noise: float = MAX_CALIBRATION_NOISE,
+) -> tuple[Calibration | None, dict[str, Any], list[ModelRow]]:
+    """Fit the calibration on measured whole networks (k-fold cross-validated summary included) and put it into
+    the LUT's header. None (and the header untouched) with fewer than 3 measured models, or when the networks'
+    rounds disagree by a median of more than ``max_noise`` (``report["refused"]`` says so): a fit on
+    a host that was that busy would move predictions further than the plain sum is off."""
+    rows = compare(lut, nets, measured)
+    ok = [r for r in rows if r.ok]
+    if len(ok) < 3:
+        return None, {}, rows
+    noise = noise_summary(ok)
+    if noise and noise["median"] > max_noise:
+        return None, {"refused": f"the networks' rounds disagree by a median {100 * noise['median']:.0f}% (over "
+                                 f"{100 * max_noise:.0f}%): the host was too busy", "noise": noise}, rows
+    cal, report = calibrate(rows, folds_k, seed)
+    report["noise"] = noise
+    cal = replace(cal, device=device_name, cross_validated=report, source={**source, "models": len(ok)})
+    lut.header["calibration"] = cal.to_dict()
+    return cal, report, rows
 
 
 def _missing(lut: LUT, net: NetworkSpec) -> bool:
@@ -391,6 +505,6 @@ def default_output(lut: LUT, suffix: str) -> Path:
     return base.with_name(f"{base.stem}-validation{suffix}")
 
 
-__all__ = ["ModelRow", "ValidationError", "ValidationReport", "calibrate", "check_device", "compare",
-           "cross_validate", "folds", "measure_models", "record", "run_validation", "summarize", "write_csv",
-           "write_plot"]
+__all__ = ["CalibrationPass", "ModelRow", "ValidationError", "ValidationReport", "calibrate", "calibration_pass",
+           "check_device", "compare", "cross_validate", "fit_into_header", "folds", "measure_models", "record",
+           "run_validation", "stored_rounds", "summarize", "write_csv", "write_plot"]

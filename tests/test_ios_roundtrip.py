@@ -145,15 +145,28 @@ def test_json_and_csv_results(work, tmp_path: Path):
 
 
 def test_full_tiny_space_bundle(tmp_path: Path, artifact_cache: Path):
-    """The whole tiny space once (109 models): every key of the space gets a model and parameters."""
+    """The whole tiny space once (109 models) plus its calibration networks: every key of the space gets a model
+    and parameters; once the app's results are in, ingest writes a complete LUT and fits its calibration."""
     from latency_lut.spaces import get_space
 
     env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(tmp_path / "store.sqlite"))
-    p = run_cli("build", "--device", "iphonex", *SPACE, "--jobs", "2", "--bundle", "b", "--json", cwd=tmp_path,
+    p = run_cli("build", "--device", "iphonex", *SPACE, "--jobs", "2", "--bundle", "b", "--json",
+                "--calibration-models", "1", "--warmup", "1", "--runs", "5", "--min-seconds", "0", cwd=tmp_path,
                 env=env, check=True, timeout=1800)
     summary = json.loads(p.stdout)
     keys = [s.key for s in get_space("fbnet", 32, 0.25).unique_specs()]
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    assert manifest["whole_space"] is True and [m["key"] for m in manifest["models"]] == keys
-    assert summary["models"] == len(keys) and summary["status"] == "waiting_for_results"
+    nets = list(manifest["networks"])  # FBNet-A/B/C and one sampled architecture
+    assert len(nets) == 4 and all(k.startswith("net-fbnet-32-w0.25-") for k in nets)
+    assert manifest["whole_space"] is True and [m["key"] for m in manifest["models"]] == keys + nets
+    assert summary["models"] == len(keys) + 4 and summary["calibration_networks"] == 4
+    assert summary["status"] == "waiting_for_results"
     assert all((tmp_path / "b" / m["params"]).is_file() for m in manifest["models"])
+
+    (tmp_path / "app.log").write_text(console_log(time_bundle(tmp_path / "b")))
+    rep = json.loads(run_cli("ingest", "--device", "iphonex", "--bundle", "b", "app.log", "-o", "lut.json",
+                             "--json", cwd=tmp_path, env=env, check=True).stdout)
+    assert rep["complete"] and rep["missing"] == [] and rep["calibration"].startswith("fitted on 4 networks")
+    cal = load(tmp_path / "lut.json").header["calibration"]
+    assert cal["device"] == "iphonex" and sorted(cal["fitted_on"]) == sorted(nets)
+    assert cal["source"]["by"] == "ingest" and cal["cross_validated"]["calibrated_cv"]["n"] == 4

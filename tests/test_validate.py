@@ -77,7 +77,7 @@ def test_validate_then_calibrate_then_held_out_check(tiny):
 def test_bad_inputs_are_one_line_errors(tiny, tmp_path):
     d, env = tiny
     proc = run_cli("validate", "--lut", str(d / "tiny.json"), "--n", "1", cwd=tmp_path, env=env)
-    assert proc.returncode == 2 and "--n must be at least 2" in proc.stderr
+    assert proc.returncode == 2 and "'--n': 1 is not in the range 2<=x" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
     other = tmp_path / "bench-box.yaml"
@@ -179,3 +179,46 @@ def test_thread_cpu_clock_is_opt_in_and_keeps_wall_clock_hashes():
 
     samples = time_callable(lambda: time.sleep(0.01), p)
     assert len(samples) == 3 and all(0 <= s < 5 for s in samples)
+
+
+class Killed(BaseException):  # like KeyboardInterrupt: not a per-model failure
+    pass
+
+
+def test_a_killed_validation_resumes_from_the_store(tmp_path):
+    """Each round is stored as it is taken; a rerun measures only the rounds the store lacks."""
+    from latency_lut.store import Store
+
+    class Dies(FakeBackend):
+        def measure(self, spec, artifact, protocol):
+            if len(self.calls) == 7:
+                raise Killed
+            return super().measure(spec, artifact, protocol)
+
+    with Store(tmp_path / "s.sqlite") as st:
+        with pytest.raises(Killed):  # 3 random + FBNet-A/B/C = 6 models x 3 rounds; killed inside round 2
+            run_validation(_lut(), get_device("local"), Dies(broken=""), n=3, seed=4, rounds=3, store=st)
+        again = FakeBackend(broken="")
+        rep = run_validation(_lut(), get_device("local"), again, n=3, seed=4, rounds=3, store=st)
+    assert len(again.calls) == 18 - 7 and rep.summary["measured"] == 6
+    assert all(r.rounds == 3 for r in rep.rows)
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        per = db.execute("SELECT key, json_extract(extra, '$.round'), COUNT(*) FROM measurements GROUP BY 1, 2"
+                         ).fetchall()
+    assert len(per) == 18 and all(n == 1 for *_, n in per)
+
+
+def test_no_calibration_is_fitted_on_networks_a_busy_host_scattered():
+    from latency_lut.networks import NetMeasurement
+    from latency_lut.validate import MAX_CALIBRATION_NOISE, fit_into_header
+
+    nets = sample_archs(SPACE, 4, seed=2)
+    quiet = {n.key: NetMeasurement(n.key, [RunResult([1.0 + 0.01 * r] * 3) for r in range(3)]) for n in nets}
+    busy = {n.key: NetMeasurement(n.key, [RunResult([x] * 3) for x in (1.0, 1.6, 0.7)]) for n in nets}
+    lut = _lut()
+    cal, report, _ = fit_into_header(lut, "local", nets, busy, 3, 0, {"by": "test"})
+    assert cal is None and "too busy" in report["refused"] and report["noise"]["median"] > MAX_CALIBRATION_NOISE
+    assert lut.header["calibration"] is None
+    cal, report, _ = fit_into_header(lut, "local", nets, quiet, 3, 0, {"by": "test"})
+    assert cal is not None and lut.header["calibration"]["device"] == "local"
+    assert report["calibrated_cv"]["n"] == len(nets)

@@ -12,9 +12,12 @@ import click
 
 from latency_lut import __version__
 from latency_lut.cli.build import build
+from latency_lut.cli.compare import compare
 from latency_lut.cli.info import devices, show
 from latency_lut.cli.ingest import ingest
+from latency_lut.cli.interop import export_cmd, import_cmd
 from latency_lut.cli.predict import predict
+from latency_lut.cli.search import search
 from latency_lut.cli.validate import validate
 from latency_lut.errors import LatencyLutError
 
@@ -34,7 +37,7 @@ def cli() -> None:
     """
 
 
-for _cmd in (build, devices, show, predict, ingest, validate):
+for _cmd in (build, devices, show, predict, ingest, validate, import_cmd, export_cmd, compare, search):
     cli.add_command(_cmd)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from latency_lut.devices import MAX_THREADS
 
 DEFAULT_PROFILES = Path("profiles")
 
@@ -34,6 +37,29 @@ def lut_space(lut, space: str | None):  # noqa: ANN001 - a lut.LUT
     from latency_lut.predict import resolve_space
 
     return resolve_space(lut, space)
+
+
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option in a range that also refuses nan and inf (a plain FloatRange lets nan through)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return v
+
+
+# Bounds of the numeric options, defined once for every command.
+THREADS = click.IntRange(1, MAX_THREADS)
+JOBS = click.IntRange(1, 64)
+RESOLUTION = click.IntRange(32, 1024)
+WIDTH = FiniteFloat(0, 4, min_open=True)
+SECONDS = FiniteFloat(0, 3600)
+COUNT = click.IntRange(0, 100_000)
 
 
 def dtype_option(default: str | None, help: str):  # noqa: A002 - click's name  # -> a click decorator
@@ -70,7 +96,13 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], right: Sequence
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
+    """Strict JSON (RFC 8259): a NaN or Infinity is a bug to report, never a bare token a parser rejects."""
+    try:
+        text = json.dumps(obj, indent=2, default=str, allow_nan=False)
+    except ValueError as e:
+        raise click.ClickException(f"the result holds a non-finite number ({e}); nothing printed. Check the LUT for "
+                                   "implausible entries with 'fbnet-lut show'") from None
+    click.echo(text)
 
 
 class ClickProgress:

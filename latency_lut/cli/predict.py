@@ -66,21 +66,24 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
       fbnet-lut predict --lut L.json --module mymodels:mobilenet_v2 --measure-missing
       fbnet-lut predict --lut L.json --onnx model.onnx --summary
     """
+    from latency_lut.calibration import describe
     from latency_lut.lut import load
+    from latency_lut.outputs import check_outputs
     from latency_lut.predict import predict as _predict
     from latency_lut.predict import predict_module, predict_onnx
+    from latency_lut.quantize import check_lut_dtype
 
     given = sum(bool(x) for x in (archs, module, onnx_path))
     if given != 1:
         raise click.UsageError("give exactly one of --arch, --module or --onnx")
     if input_shape and not module:
         raise click.UsageError("--input-shape applies to --module only")
-    from latency_lut.quantize import check_lut_dtype
-
+    st = store or default_store()
+    if measure_missing:  # the LUT is rewritten in place with what was measured
+        check_outputs({"--lut": lut_path}, inputs={"--onnx": onnx_path}, store=st)
     lut = load(lut_path)
     check_lut_dtype(lut.header, dtype, lut.name)
     before = len(lut)
-    st = store or default_store()
     if archs:
         sp = lut_space(lut, space)
         preds = [_predict(lut, a, sp) for a in archs]
@@ -97,7 +100,8 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
                    err=True)
     if as_json:
         echo_json({"lut": str(lut_path), "device": lut.header["device"], "runtime": lut.header["runtime"],
-                   "unit": "ms", "measured_missing": added, "predictions": [p.to_dict() for p in preds]})
+                   "unit": "ms", "measured_missing": added, "calibrated": lut.header.get("calibration") is not None,
+                   "calibration": describe(lut.header, str(lut_path)), "predictions": [p.to_dict() for p in preds]})
         return
     if not summary:
         for p in preds:
@@ -111,6 +115,7 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
     click.echo(table(rows, ["model" if not archs else "arch", "predicted ms", "p10 sum", "p90 sum", "MMACs"]))
     click.echo(f"({lut.header['device']}, {lut.header['runtime']} {lut.header['runtime_version']}, "
                f"{lut.header['threads']} thread(s))")
+    click.echo(describe(lut.header, str(lut_path)))
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
@@ -120,6 +125,9 @@ def _parse_shape(text: str) -> tuple[int, ...]:
         raise click.BadParameter(f"{text!r} is not a shape such as 1,3,224,224", param_hint="--input-shape") from None
     if len(shape) != 4 or shape[0] != 1 or min(shape) < 1:
         raise click.BadParameter(f"{text!r}: give N,C,H,W with N = 1", param_hint="--input-shape")
+    if max(shape) > 16384 or shape[1] * shape[2] * shape[3] > 1 << 26:
+        raise click.BadParameter(f"{text!r} is larger than any mobile model's input (at most 16384 per dimension "
+                                 "and 2^26 values)", param_hint="--input-shape")
     return shape
 
 
@@ -144,7 +152,7 @@ def load_model(target: str) -> Any:
         raise
     except ImportError as e:
         raise ModuleSpecError(f"--module: cannot import {mod_name!r} ({e}); check the name and PYTHONPATH") from None
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a module that calls sys.exit() on import is the user's to fix too
         raise ModuleSpecError(f"--module: importing {mod_name!r} failed: {type(e).__name__}: {e}") from None
     if not hasattr(mod, attr):
         raise ModuleSpecError(f"--module: {mod_name!r} has no attribute {attr!r}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from latency_lut.cli._common import (
+    JOBS,
     ClickProgress,
     default_store,
     dtype_option,
@@ -30,14 +31,17 @@ def _pct(v: float | None) -> str:
               help="Device the LUT was built on (name or descriptor .yaml); must match the LUT's header.")
 @click.option("--lut", "lut_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="LUT file to validate; its header receives the summary (and the calibration).")
-@click.option("--n", "n", default=50, show_default=True, type=int, help="Random architectures (plus FBNet-A/B/C).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the architecture sample.")
-@click.option("--rounds", default=5, show_default=True, type=int,
+@click.option("--n", "n", default=50, show_default=True, type=click.IntRange(2, 10_000),
+              help="Random architectures (plus FBNet-A/B/C).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1),
+              help="Seed of the architecture sample.")
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 1000),
               help="Interleaved rounds; a model's latency is the median of its round medians.")
 @click.option("--calibrate", is_flag=True,
               help="Fit a calibration on these models (k-fold cross-validated numbers are reported) and store it "
                    "in the LUT; later predictions apply it.")
-@click.option("--folds", default=5, show_default=True, type=int, help="Cross-validation folds for --calibrate.")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 100),
+              help="Cross-validation folds for --calibrate.")
 @click.option("--no-named", is_flag=True, help="Only random architectures (skip FBNet-A/B/C).")
 @click.option("--csv", "csv_path", help="Write per-model rows as CSV [default path: LUT-validation.csv].",
               **_OPTIONAL_PATH)
@@ -47,7 +51,7 @@ def _pct(v: float | None) -> str:
 @dtype_option(None, "Precision of the whole models [default: the LUT's]; must be the LUT's (an int8 LUT validates "
                     "int8 networks).")
 @store_option
-@click.option("--jobs", "-j", default=1, show_default=True, type=int, help="Parallel export processes.")
+@click.option("--jobs", "-j", default=1, show_default=True, type=JOBS, help="Parallel export processes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows and summary as JSON.")
 def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibrate: bool, folds: int,
@@ -69,8 +73,8 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
     """
     from latency_lut.backends import create_backend
     from latency_lut.devices import get_device
-    from latency_lut.errors import ValidationError
-    from latency_lut.lut import check_output_path, load
+    from latency_lut.lut import load
+    from latency_lut.outputs import check_outputs
     from latency_lut.quantize import check_lut_dtype
     from latency_lut.store import Store
     from latency_lut.validate import check_device, default_output, record, run_validation, write_csv, write_plot
@@ -80,18 +84,13 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
     dtype = check_lut_dtype(lut.header, dtype, lut.name)
     dev = get_device(device)
     check_device(lut, dev)
-    if n < 2:
-        raise ValidationError(f"--n must be at least 2 (a rank correlation needs two models), got {n}")
-    if rounds < 1 or folds < 2:
-        raise ValidationError("--rounds must be >= 1 and --folds >= 2")
     csv_out = default_output(lut, ".csv") if csv_path == Path("-") else csv_path
     plot_out = default_output(lut, ".png") if plot_path == Path("-") else plot_path
-    for p in (csv_out, plot_out, lut_path):
-        if p:
-            check_output_path(p)
+    store = store or default_store()
+    check_outputs({"--lut": lut_path, "--csv": csv_out, "--plot": plot_out}, store=store)
     backend = create_backend(dev, lut.header["runtime"], dtype, threads=int(lut.header["threads"]))
     try:
-        with Store(store or default_store()) as st:
+        with Store(store) as st:
             rep = run_validation(lut, dev, backend, n=n, seed=seed, rounds=rounds, jobs=jobs, named=not no_named,
                                  store=st, progress=ClickProgress(quiet or as_json), do_calibrate=calibrate,
                                  folds_k=folds)

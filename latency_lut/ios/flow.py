@@ -20,9 +20,13 @@ from latency_lut.export import export_many
 from latency_lut.ios.app import IOSApp
 from latency_lut.ios.bundle import BundleResult, make_bundle
 from latency_lut.lut import LUT
+from latency_lut.networks import NetworkSpec, export_networks, sample_archs
 from latency_lut.ops import OpSpec
 from latency_lut.spaces import SearchSpace
 from latency_lut.store import Store
+from latency_lut.validate import CALIBRATION_SEED
+
+IOS_CALIBRATION_MODELS = 12  # sampled networks in a whole-space bundle (plus the named ones); the phone runs them
 
 
 @dataclass
@@ -67,7 +71,10 @@ def build_bundle(
     bundle_root: Path | None = None,
     jobs: int = 1,
     progress: Progress | None = None,
+    calibration_models: int = IOS_CALIBRATION_MODELS,
 ) -> BundleBuild:
+    """Export the ops (and, for a whole-space bundle, the calibration networks: the space's named architectures
+    plus ``calibration_models`` sampled ones, which ingest fits the LUT's calibration on) into a bundle."""
     app = IOSApp(device, threads)
     protocol = app.protocol(**(protocol_overrides or {}))
     specs = select_specs(space, only)
@@ -83,9 +90,21 @@ def build_bundle(
                             else None)
     if progress:
         progress.finish()
+    nets: list[NetworkSpec] = []
+    if not only and calibration_models > 0:
+        candidates = sample_archs(space, calibration_models, CALIBRATION_SEED, named=True)
+        if progress:
+            progress.start("export networks", len(candidates))
+        made = export_networks(candidates, "tflite", jobs=jobs,
+                               on_done=(lambda n: progress.advance(n.name)) if progress else None)
+        if progress:
+            progress.finish()
+        nets = [n for n in candidates if isinstance(made.get(n.key), Path)]  # a failed export: one model fewer
+        artifacts = {**artifacts, **{n.key: made[n.key] for n in nets}}
     t1 = time.perf_counter()
     bundle = make_bundle(
-        specs=specs, artifacts=artifacts, config=config, protocol=protocol,
+        specs=[*specs, *nets], artifacts=artifacts, config=config, protocol=protocol,
+        networks={n.key: n.to_dict() for n in nets},
         space={**space.describe(), "id": space.id},
         app={"app_bundle_id": app.option("app_bundle_id"), "documents_dir": app.option("documents_dir"),
              "delegate": app.delegate},
@@ -93,7 +112,7 @@ def build_bundle(
     )
     t2 = time.perf_counter()
     done = store.completed_keys(config)
-    have = sum(s.key in done for s in specs)
+    have = sum(s.key in done for s in [*specs, *nets])
     lut = aggregate(store, config, space, device, app) if done else None
     return BundleBuild(bundle, len(specs) - cached, cached, t1 - t0, t2 - t1, have, lut)
 
@@ -104,22 +123,27 @@ def ingest_command(device: Device, bundle: Path) -> str:
 
 def ios_bundle_flow(device: Device, space: SearchSpace, *, runtime: str | None, threads: int | None,
                     overrides: dict[str, Any], only: Sequence[str], bundle_path: Path | None, store_path: Path | None,
-                    lut_path: Path | None, csv_path: Path | None, jobs: int, quiet: bool, as_json: bool) -> None:
+                    lut_path: Path | None, csv_path: Path | None, jobs: int, quiet: bool, as_json: bool,
+                    calibration_models: int | None = None) -> None:
     """The build command's iOS branch: print what was bundled and what to do next."""
     import click
 
     from latency_lut.cli._common import ClickProgress, default_store, echo_json, table
     from latency_lut.cli.build import default_lut_path
     from latency_lut.errors import DeviceError
-    from latency_lut.lut import check_output_path
+    from latency_lut.outputs import check_outputs
 
     if runtime not in (None, device.runtime):
         raise DeviceError(f"device {device.name!r} runs {device.runtime} in the iOS benchmark app; drop --runtime")
-    out = check_output_path(lut_path or default_lut_path(device.name, device.runtime, space.id))
+    store_path = store_path or default_store()
+    out = check_outputs({"-o": lut_path or default_lut_path(device.name, device.runtime, space.id),
+                         "--csv": csv_path}, store=store_path)["-o"]
     t0 = time.perf_counter()
-    with Store(store_path or default_store()) as st:
+    with Store(store_path) as st:
         res = build_bundle(space, device, st, threads=threads, protocol_overrides=overrides, only=only,
-                           bundle_path=bundle_path, jobs=jobs, progress=ClickProgress(quiet or as_json))
+                           bundle_path=bundle_path, jobs=jobs, progress=ClickProgress(quiet or as_json),
+                           calibration_models=IOS_CALIBRATION_MODELS if calibration_models is None
+                           else calibration_models)
     m = res.bundle.manifest
     if res.lut is not None:
         res.lut.save(out)
@@ -130,7 +154,8 @@ def ios_bundle_flow(device: Device, space: SearchSpace, *, runtime: str | None, 
         "status": "waiting_for_results" if res.waiting else "complete",
         "bundle": str(res.bundle.path), "bundle_id": m.bundle_id, "bundle_reused": res.bundle.reused,
         "device": device.name, "space": space.id, "models": len(m.models), "exported": res.exported,
-        "cached": res.cached, "results_in_store": res.have, "lut": str(out) if res.lut is not None else None,
+        "cached": res.cached, "calibration_networks": len(m.networks), "results_in_store": res.have,
+        "lut": str(out) if res.lut is not None else None,
         "export_seconds": round(res.export_seconds, 2), "bundle_seconds": round(res.bundle_seconds, 2),
         "total_seconds": round(time.perf_counter() - t0, 2), "ingest_command": cmd,
     }

@@ -21,9 +21,11 @@ from latency_lut.ios.bundle import Manifest, default_bundle_root, find_bundle, l
 from latency_lut.ios.errors import BundleError, ResultsFormatError
 from latency_lut.ios.results import Parsed, Result, parse_results
 from latency_lut.lut import LUT
-from latency_lut.measure import GatedResult, Protocol, RunResult
+from latency_lut.measure import GatedResult, Protocol, RunResult, check_plausible_stats
+from latency_lut.networks import NetMeasurement, NetworkSpec
 from latency_lut.spaces import SearchSpace, from_description
 from latency_lut.store import Store
+from latency_lut.validate import CALIBRATION_SEED, fit_into_header, stored_rounds
 
 # Device facts a log or the command line may give, under these names in the LUT header's device_info.
 DEVICE_FIELDS = ("product_type", "ios_version", "device_name", "udid")
@@ -50,6 +52,7 @@ class IngestReport:
     missing: list[str] = field(default_factory=list)
     device_info: dict[str, Any] = field(default_factory=dict)
     lut: LUT | None = None
+    calibration: str = "the bundle carries no networks"  # what happened to the LUT's calibration
 
 
 def resolve_manifest(sources: Sequence[Source], bundle: Path | None, roots: Sequence[Path] | None = None) -> Manifest:
@@ -91,6 +94,20 @@ def _device_info(parsed: Sequence[Parsed], given: dict[str, Any], manifest: Mani
     return {k: v for k, v in info.items() if k not in ("product_types",)}
 
 
+def _check_found(p: Parsed, manifest: Manifest) -> None:
+    """A source without one usable result is the wrong file (or an empty one); every number must be plausible."""
+    if not p.results:
+        why = (f"; {len(p.failed)} model(s) started but gave no numbers, e.g. "
+               f"{next(iter(p.failed))}: {next(iter(p.failed.values()))}" if p.failed else
+               f"; it names only other models ({', '.join(p.unknown[:3])})" if p.unknown else "")
+        raise ResultsFormatError(
+            f"{p.source}: found no result of bundle {manifest.bundle_id} in this {p.form} file{why}. Give the app's "
+            "console log or a results .json/.csv of this bundle; nothing was stored"
+        )
+    for r in p.results:
+        check_plausible_stats(r.stats, f"{p.source}: result {r.key}", ResultsFormatError)
+
+
 def ingest(
     sources: Sequence[Source],
     manifest: Manifest,
@@ -105,6 +122,8 @@ def ingest(
                           f"not {device.name!r}")
     # 1. Read and check everything before writing anything.
     parsed = [parse_results(s.text, s.name, manifest) for s in sources]
+    for p in parsed:
+        _check_found(p, manifest)
     rep = IngestReport(manifest, [s.name for s in sources])
     latest: dict[str, Result] = {}
     for p in parsed:
@@ -151,7 +170,28 @@ def ingest(
     done = store.completed_keys(config)
     rep.missing = [k for k in manifest.keys if k not in done]
     rep.lut = aggregate(store, config, space, device, IOSApp(device, manifest.threads))
+    if manifest.networks:
+        rep.calibration = _calibrate(rep.lut, manifest, device, store)
     return rep
+
+
+def _calibrate(lut: LUT, manifest: Manifest, device: Device, store: Store) -> str:
+    """Fit the LUT's calibration on the bundle's networks once the phone's results for them are in."""
+    if not lut.header["complete"]:
+        return "not fitted yet: the LUT is incomplete"
+    nets = [NetworkSpec.from_dict(d) for d in manifest.networks.values()]
+    rounds = stored_rounds(store, manifest.config(), nets)
+    measured = {n.key: NetMeasurement(n.key, [rounds[n.key][r] for r in sorted(rounds[n.key])])
+                for n in nets if n.key in rounds}
+    cal, report, _ = fit_into_header(lut, device.name, nets, measured, 5, CALIBRATION_SEED,
+                                     {"by": "ingest", "bundle_id": manifest.bundle_id, "rounds": 1})
+    if cal is None and report.get("refused"):
+        return f"not fitted: {report['refused']}"
+    if cal is None:
+        return f"not fitted yet: {len(measured)} of the bundle's {len(nets)} networks have results (a fit needs 3)"
+    cv = report["calibrated_cv"]
+    return (f"fitted on {len(measured)} networks: {100 * cv['within_10']:.0f}% within 10% "
+            f"({report['folds']}-fold CV; plain sum {100 * report['plain_sum']['within_10']:.0f}%)")
 
 
 def write_lut(rep: IngestReport, path: Path, csv_path: Path | None = None) -> Path:

@@ -23,6 +23,12 @@ from latency_lut.spaces.candidates import decode
 __all__ = ["Architecture", "Layer", "SearchSpace", "Stage", "conv_out", "make_divisible"]
 
 
+def _shown(text: object, limit: int = 60) -> str:
+    """``repr(text)``, cut short: an error quotes what the user typed, not 10,000 characters of it."""
+    r = repr(text)
+    return r if len(r) <= limit else f"{r[:limit - 20]}... ({len(str(text))} characters)"
+
+
 @dataclass(frozen=True)
 class Stage:
     """A stage: ``n`` layers of ``cout`` channels, the first with ``stride``; options apply to its candidates."""
@@ -240,7 +246,7 @@ class SearchSpace:
             if len(tokens) == 1:
                 known = ", ".join(sorted(self.archs)) or "none"
                 raise ArchitectureError(
-                    f"unknown architecture {arch!r} for space {self.name}; use a name ({known}) "
+                    f"unknown architecture {_shown(arch)} for space {self.name}; use a name ({known}) "
                     f"or {self.num_layers} choices from: {' '.join(self.candidates)}"
                 )
             name = "custom"
@@ -255,7 +261,7 @@ class SearchSpace:
 
     def _index(self, token: int | str, layer: Layer) -> int:
         n = len(layer.candidates)
-        if isinstance(token, str) and token.strip().lstrip("-").isdigit():
+        if isinstance(token, str) and token.strip().lstrip("-").isdigit() and len(token.strip()) <= 9:
             token = int(token)
         if isinstance(token, int) or hasattr(token, "__index__"):
             i = int(token)
@@ -265,7 +271,7 @@ class SearchSpace:
         if token in layer.candidates:
             return layer.candidates.index(token)
         raise ArchitectureError(
-            f"layer {layer.index}: {token!r} is not a candidate of space {self.name}; "
+            f"layer {layer.index}: {_shown(token)} is not a candidate of space {self.name}; "
             f"candidates are {' '.join(layer.candidates)}"
         )
 

@@ -39,6 +39,7 @@ import yaml
 from latency_lut.blocks import REGISTRY
 from latency_lut.blocks.base import ACTS, GATES
 from latency_lut.errors import ArchitectureError, LatencyLutError
+from latency_lut.safe_yaml import load_yaml
 from latency_lut.spaces.base import OpDef, SearchSpace, Stage
 from latency_lut.spaces.candidates import CandidateError, decode
 
@@ -88,19 +89,11 @@ class _Where:
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read and check a space file; returns its definition (plain data, as embedded in LUT headers)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpaceFileError(f"space file {path} does not exist; give a built-in space name or a .yaml file") \
-            from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpaceFileError(f"cannot read space file {path}: {e}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f", line {mark.line + 1}" if mark is not None else ""
-        raise SpaceFileError(f"space file {path}{at}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not path.exists():
+        raise SpaceFileError(f"space file {path} does not exist; give a built-in space name or a .yaml file")
+    # The shared loader's size, alias and depth limits: a space file is user input like a device descriptor.
+    doc = load_yaml(path, what="space file", error=SpaceFileError, max_bytes=1 << 20)
+    text = path.read_text(encoding="utf-8")
     check_definition(doc, str(path), text)
     return doc
 

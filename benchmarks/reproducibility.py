@@ -1,0 +1,236 @@
+"""Is a LUT, as `build` leaves it, reproducible and accurate? Before (one pass) against after (rounds, drift guard,
+calibration), wall clock against thread_cpu, a CPU hog with and without the drift guard. One run, one machine.
+
+Parts (all by default; the configurations of a part are interleaved, so slow phases of a shared host hit each alike):
+  repro     two cold builds per configuration, each into its own fresh store (exports come from the warm artifact
+            cache; all of them are made before anything is timed): per-entry |difference| (median, p90), the
+            largest difference of the FBNet-A/B/C predictions, build time, calibration pass time and its share.
+              before      1 round, no drift guard, no calibration (what `build` did before issue 12)
+              after       3 rounds, drift guard, calibration pass (the defaults), wall clock
+              after-cpu   the same with --clock thread_cpu
+  validate  a plain validate of each configuration's first LUT with a seed no build uses: N random archs plus
+            FBNet-A/B/C measured once, end to end, wall clock, interleaved rounds; the share within +-10% per LUT,
+            with the measurement noise (spread of a model's round medians) beside it.
+  drift     pinned to one CPU: a clean build, then a build with a CPU hog started on that CPU halfway through it,
+            with the drift guard and without; per-entry difference from the clean build.
+
+    flock /tmp/fbnet-bench.lock python benchmarks/reproducibility.py [--resolution 224] [--parts repro,validate,drift]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from latency_lut.backends import create_backend  # noqa: E402
+from latency_lut.build import build_lut, reference_op  # noqa: E402
+from latency_lut.devices import get_device  # noqa: E402
+from latency_lut.export import export_many  # noqa: E402
+from latency_lut.lut import LUT  # noqa: E402
+from latency_lut.measure import DriftGuard, Protocol  # noqa: E402
+from latency_lut.metrics import accuracy  # noqa: E402
+from latency_lut.networks import export_networks, sample_archs  # noqa: E402
+from latency_lut.predict import predict  # noqa: E402
+from latency_lut.spaces import get_space  # noqa: E402
+from latency_lut.store import Store  # noqa: E402
+from latency_lut.validate import CALIBRATION_SEED, calibration_pass, compare, measure_models  # noqa: E402
+
+CONFIGS = {
+    "before": dict(rounds=1, guard=False, calibrate=False, clock="wall"),
+    "after": dict(rounds=3, guard=True, calibrate=True, clock="wall"),
+    "after-cpu": dict(rounds=3, guard=True, calibrate=True, clock="thread_cpu"),
+}
+BUDGET = 0.30
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def entry_diffs(a: LUT, b: LUT) -> list[float]:
+    return [abs(a[k].median - b[k].median) / ((a[k].median + b[k].median) / 2) for k in a.entries if k in b]
+
+
+def q(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
+
+
+def one_build(space, dev, cfg: dict, store_path: Path, seed: int, guard: DriftGuard | None = None) -> dict:
+    backend = create_backend(dev, "onnxruntime")
+    protocol = Protocol(clock=cfg["clock"])
+    t0 = time.perf_counter()
+    with Store(store_path) as st:
+        res = build_lut(space, dev, backend, st, protocol, rounds=cfg["rounds"], seed=seed,
+                        guard=(guard or DriftGuard()) if cfg["guard"] else None)
+        t1 = time.perf_counter()
+        cal_s = 0.0
+        if cfg["calibrate"]:
+            p = calibration_pass(res.lut, dev, backend, st, budget_s=BUDGET * (t1 - t0),
+                                 cost_ratio=res.cost_ratio or 1.0)
+            cal_s = p.seconds
+    backend.close()
+    return {"lut": res.lut, "build_s": t1 - t0, "cal_s": cal_s, "drift": res.drift}
+
+
+def named_predictions(lut: LUT, space, raw: bool = False) -> dict[str, float]:
+    return {a: (p.raw_total_ms if raw else p.total_ms) for a in sorted(space.archs) if (p := predict(lut, a, space))}
+
+
+def max_diff(pa: dict[str, float], pb: dict[str, float]) -> float:
+    return max(abs(pa[k] - pb[k]) / ((pa[k] + pb[k]) / 2) for k in pa)
+
+
+def part_repro(space, dev, work: Path, names: list[str]) -> dict[str, list[dict]]:
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for i in range(2):  # A1 B1 C1 A2 B2 C2: the configurations share the host's good and bad minutes
+        for n in names:
+            print(f"  build {n} #{i + 1} ...", file=sys.stderr, flush=True)
+            runs[n].append(one_build(space, dev, CONFIGS[n], work / f"{n}-{i}.sqlite", seed=i))
+    print(f"\n{'configuration':<12} {'entries':>7} {'median |diff|':>14} {'p90 |diff|':>11} {'A/B/C max diff':>15} "
+          f"{'A/B/C sum diff':>15} "
+          f"{'build s':>8} {'calib s':>8} {'calib share':>12} {'cal models':>10} {'split tau':>10} {'drifts':>7}")
+    for n in names:
+        a, b = runs[n]
+        d = entry_diffs(a["lut"], b["lut"])
+        abc = max_diff(named_predictions(a["lut"], space), named_predictions(b["lut"], space))
+        abc_raw = max_diff(named_predictions(a["lut"], space, True), named_predictions(b["lut"], space, True))
+        bs = statistics.fmean([a["build_s"], b["build_s"]])
+        cs = statistics.fmean([a["cal_s"], b["cal_s"]])
+        cal = a["lut"].header.get("calibration") or {}
+        rel = a["lut"].header.get("reliability") or {}
+        drifts = f"{a['drift'].get('drifts', 0)}/{b['drift'].get('drifts', 0)}"
+        print(f"{n:<12} {len(d):>7} {pct(statistics.median(d)):>14} {pct(q(d, 0.9)):>11} {pct(abc):>15} "
+              f"{pct(abc_raw):>15} "
+              f"{bs:>8.1f} {cs:>8.1f} {(pct(cs / bs) if cs else '-'):>12} {len(cal.get('fitted_on', [])):>10} "
+              f"{rel.get('kendall_tau', float('nan')):>10.3f} {drifts:>7}")
+    base = statistics.fmean([r["build_s"] for r in runs.get("before", [])]) if "before" in runs else None
+    if base:
+        for n in names:
+            tot = statistics.fmean([r["build_s"] + r["cal_s"] for r in runs[n]])
+            print(f"  {n}: build + calibration = {tot:.1f} s = {tot / base:.2f}x the one-pass build")
+    return runs
+
+
+def part_validate(space, dev, work: Path, runs: dict[str, list[dict]], n: int, seed: int) -> None:
+    nets = sample_archs(space, n, seed, named=True)
+    backend = create_backend(dev, "onnxruntime")
+    ref = runs.get("after", runs[next(iter(runs))])[0]["lut"]  # its wall-clock protocol measures the truth
+    if ref.header["protocol"].get("clock", "wall") != "wall":
+        raise SystemExit("validate needs a wall-clock configuration among --configs")
+    with Store(work / "validate.sqlite") as st:
+        measured = measure_models(ref, dev, backend, nets, rounds=5, seed=seed, store=st)
+    backend.close()
+    print(f"\nplain validate, seed {seed} (never used by a build), {len(nets)} models, 5 rounds, wall clock")
+    print(f"{'LUT':<12} {'predictor':<11} {'within 10%':>10} {'within 5%':>10} {'RMSPE':>7} {'mean err':>9} "
+          f"{'tau':>6}")
+    noise = None
+    for name, rs in runs.items():
+        lut = rs[0]["lut"]
+        rows = [r for r in compare(lut, nets, measured) if r.ok]
+        acc = accuracy([r.predicted_ms for r in rows], [r.measured_ms for r in rows])
+        kind = "calibrated" if lut.header.get("calibration") else "plain sum"
+        print(f"{name:<12} {kind:<11} {pct(acc.within_10):>10} {pct(acc.within_5):>10} {pct(acc.rmspe):>7} "
+              f"{100 * acc.mean_error:>+8.1f}% {acc.kendall_tau:>6.3f}")
+        noise = [r.noise for r in rows if r.noise is not None]
+    if noise:
+        print(f"measurement noise (spread of a model's 5 round medians): median {pct(statistics.median(noise))}, "
+              f"p90 {pct(q(noise, 0.9))}")
+
+
+def hog(cpu: int, after_s: float, for_s: float, log: list) -> threading.Thread:
+    def run() -> None:
+        time.sleep(after_s)
+        # A neighbour that streams memory on the build's CPU: it takes turns on the core and evicts the caches.
+        p = subprocess.Popen([sys.executable, "-c", "import numpy as np\na = np.ones(32_000_000)\nwhile True: a += 1"],
+                             preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+        log.append(time.perf_counter())
+        time.sleep(for_s)
+        p.kill()
+        p.wait()
+        log.append(time.perf_counter())
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def part_drift(space, dev, work: Path, hog_s: float) -> None:
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        cfg = dict(rounds=3, guard=True, calibrate=False, clock="wall")
+        print("  drift: clean build ...", file=sys.stderr, flush=True)
+        clean = one_build(space, dev, cfg, work / "drift-clean.sqlite", seed=0)
+        out = {}
+        for name, guarded in (("guard on", True), ("guard off", False)):
+            print(f"  drift: hogged build, {name} ...", file=sys.stderr, flush=True)
+            log: list = []
+            t = hog(cpu, clean["build_s"] / 2, hog_s, log)
+            r = one_build(space, dev, {**cfg, "guard": guarded}, work / f"drift-{guarded}.sqlite", seed=1)
+            t.join()
+            out[name] = r
+    finally:
+        os.sched_setaffinity(0, saved)
+    print(f"\nCPU hog on CPU {cpu} (the build's) from half of the clean build's time ({clean['build_s'] / 2:.0f} s) "
+          f"for {hog_s:.0f} s; difference from a clean build")
+    print(f"{'build':<10} {'median |diff|':>14} {'p90 |diff|':>11} {'entries >10% off':>17} {'checks':>7} "
+          f"{'drifted':>8} {'re-taken':>9} {'build s':>8}")
+    for name, r in out.items():
+        d = entry_diffs(clean["lut"], r["lut"])
+        dr = r["drift"]
+        print(f"{name:<10} {pct(statistics.median(d)):>14} {pct(q(d, 0.9)):>11} {sum(x > 0.10 for x in d):>17} "
+              f"{dr.get('checks', 0):>7} {dr.get('drifts', 0):>8} {dr.get('remeasured', 0):>9} {r['build_s']:>8.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--resolution", type=int, default=224)
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--parts", default="repro,validate,drift")
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--n", type=int, default=20, help="random archs of the validation part (plus FBNet-A/B/C)")
+    ap.add_argument("--seed", type=int, default=4242, help="validation seed (no build uses it)")
+    ap.add_argument("--hog-seconds", type=float, default=20.0)
+    ap.add_argument("--out", type=Path, default=None, help="folder for the LUTs (default: a temporary one)")
+    args = ap.parse_args()
+    parts, names = args.parts.split(","), args.configs.split(",")
+    space = get_space("fbnet", args.resolution, args.width)
+    dev = get_device("local")
+    work = args.out or Path(tempfile.mkdtemp(prefix="bench-repro-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"warming the artifact cache (ops and networks) in {work} ...", file=sys.stderr, flush=True)
+    export_many(space.unique_specs(), "onnx")
+    export_networks(sample_archs(space, 40, CALIBRATION_SEED, named=True) + sample_archs(space, args.n, args.seed),
+                    "onnx")
+    print(f"FBNet at {args.resolution} (width {args.width}), ONNX Runtime 1 thread, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.1f}; reference op of the drift guard: {reference_op(space.unique_specs()).key}")
+    runs = part_repro(space, dev, work, names) if "repro" in parts or "validate" in parts else {}
+    if "validate" in parts:
+        part_validate(space, dev, work, runs, args.n, args.seed)
+    if "drift" in parts:
+        part_drift(space, dev, work, args.hog_seconds)
+    for n, rs in runs.items():
+        for i, r in enumerate(rs):
+            r["lut"].save(work / f"{n}-{i}.json")
+    (work / "summary.json").write_text(json.dumps({n: [{k: v for k, v in r.items() if k != "lut"} for r in rs]
+                                                   for n, rs in runs.items()}, indent=1))
+    print("\nReproduce with:\n  flock /tmp/fbnet-bench.lock python benchmarks/reproducibility.py "
+          f"--resolution {args.resolution} --width {args.width:g} --parts {args.parts} --configs {args.configs} "
+          f"--n {args.n} --seed {args.seed} --hog-seconds {args.hog_seconds:g}")
+
+
+if __name__ == "__main__":
+    main()
