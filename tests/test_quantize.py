@@ -152,3 +152,9 @@ def test_cli_int8_build_writes_its_own_lut(tmp_path, cli):
     assert summary["dtype"] == "int8" and summary["complete"] and summary["lut"].endswith("-int8.json")
     header = json.loads((tmp_path / summary["lut"]).read_text())["header"]
     assert header["dtype"] == "int8" and header["exporter"]["format"] == "qoperator"
+    # validation measures whole int8 networks (quantized whole) against the int8 LUT's sums
+    val = cli("validate", "--lut", summary["lut"], "--n", "3", "--rounds", "2", "--no-named", "-q", "--json")
+    assert val.returncode == 0, val.stderr
+    report = json.loads(val.stdout)
+    assert report["summary"]["settings_match"] is True and len(report["rows"]) == 3
+    assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in report["rows"])
