@@ -17,11 +17,11 @@ setup-test:
 	[ -x /usr/sbin/sshd ] && command -v ssh >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq openssh-server openssh-client; }
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,farm]'
 	# pymobiledevice3 (iOS automation tests) is installed on its own: resolved together with litert-torch, pip
 	# backtracks endlessly over typing-extensions pins; installed afterwards it only prints a warning.
 	$(PIP) install --quiet 'pymobiledevice3>=11,<12'
-	$(PYTHON) -c "import pymobiledevice3, litert_torch, onnxruntime, ai_edge_litert"
+	$(PYTHON) -c "import pymobiledevice3, litert_torch, onnxruntime, ai_edge_litert, ray"
 	# The second board Python of the SSH tests: a venv with only numpy and tflite-runtime 2.14.
 	$(PYTHON) tests/ssh/board_venv.py
 	# The Python 3.10 promise is checked on a real 3.10 where the machine has one (pyenv); the core needs PyYAML.

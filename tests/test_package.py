@@ -10,7 +10,7 @@ from conftest import REPO
 
 def test_import_is_light():
     code = ("import sys, latency_lut; heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'ai_edge_litert', "
-            "'litert_torch', 'adb_shell', 'pandas') if m in sys.modules]; print(heavy)")
+            "'litert_torch', 'adb_shell', 'pandas', 'ray') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.stdout.strip() == "[]"

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from latency_lut.cli._common import (
     COUNT,
@@ -91,13 +92,15 @@ def default_lut_path(device: str, runtime: str, space_id: str, dtype: str = "fp3
               help="iOS devices, and Android phones measured offline: bundle folder to write "
                    "[default: profiles/bundles/DEVICE-SPACE-ID].")
 @click.option("--only", multiple=True, hidden=True, help="iOS devices and Android bundles: only these op keys.")
+@click.option("--farm", "farm_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Farm file: build on many devices at once, on Ray (replaces --device; see docs/farm.md).")
 def build(device: str, runtime: str | None, space: str, resolution: int | None, width: float | None,
           threads: int | None, dtype: str, output: Path | None, csv_path: Path | None, store: Path | None,
           warmup: int | None, runs: int | None,
           min_seconds: float | None, noise_threshold: float | None, retries: int | None, clock: str | None,
           rounds: int, drift_every: int, drift_threshold: float, no_drift_guard: bool, no_calibrate: bool,
           calibration_models: int | None, calibration_budget: float, calibration_max_noise: float, jobs: int,
-          quiet: bool, as_json: bool, bundle_path: Path | None, only: tuple[str, ...]) -> None:
+          quiet: bool, as_json: bool, bundle_path: Path | None, only: tuple[str, ...], farm_path: Path | None) -> None:
     """Measure every op of a search space on a device and write its LUT.
 
     Ops are exported (cached by key and exporter version) and timed under the measurement protocol in
@@ -115,6 +118,7 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
       fbnet-lut build --space ofa_mbv3 --width 1.2 --resolution 160
       fbnet-lut build --space my_space.yaml --resolution 64       # a user's space (embedded in the LUT)
       fbnet-lut build --device iphonex                 # iPhone: a bundle for the app, then 'fbnet-lut ingest'
+      fbnet-lut build --farm farm.yaml                 # many phones on many hosts, one LUT per model (Ray)
     """
     from latency_lut.backends import create_backend
     from latency_lut.build import build_lut
@@ -154,6 +158,14 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
         protocol = Protocol(**overrides)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+    if farm_path is not None:
+        if click.get_current_context().get_parameter_source("device") == ParameterSource.COMMANDLINE:
+            raise click.BadParameter("the farm file names the devices; drop --device", param_hint="--farm")
+        from latency_lut.cli.farm import build_on_farm
+
+        return build_on_farm(farm_path, sp, protocol, runtime=runtime, threads=threads, output=output,
+                             csv_path=csv_path, store=store, rounds=rounds, guard=guard, jobs=jobs, quiet=quiet,
+                             as_json=as_json, lut_path=default_lut_path)
     store = store or default_store()
     backend = create_backend(dev, runtime, dtype, threads=threads)  # a dtype the runtime lacks: error, no output
     try:
