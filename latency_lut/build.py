@@ -57,11 +57,15 @@ class BuildResult:
     # setup, a busy host): time budgets of later passes on the same device scale their estimates by it. None when
     # nothing was measured.
     cost_ratio: float | None = None
+    failed: dict[str, str] = field(default_factory=dict)  # key -> why it could not be exported/quantized
 
 
-def config_for(device: Device, backend: Backend, protocol: Protocol, dtype: str = "fp32") -> Config:
-    """The store configuration of a build: what must match for a stored measurement to be reused."""
-    exporter = exporter_info(backend.artifact_format) if backend.artifact_format else {}
+def config_for(device: Device, backend: Backend, protocol: Protocol, dtype: str | None = None) -> Config:
+    """The store configuration of a build: what must match for a stored measurement to be reused.
+
+    ``dtype`` defaults to the backend's; the quantizer's identity is part of the exporter's."""
+    dtype = dtype or backend.dtype
+    exporter = exporter_info(backend.artifact_format, dtype) if backend.artifact_format else {}
     settings: dict[str, Any] = {**backend.settings(), "dtype": dtype, "exporter": exporter,
                                 "protocol": protocol.to_dict()}
     return Config(device.name, backend.fingerprint(), backend.runtime, settings)
@@ -124,11 +128,16 @@ def build_lut(
 
     t0 = time.perf_counter()
     artifacts: dict[str, Any] = {}
+    failed: dict[str, str] = {}
     if need and backend.artifact_format:
         if progress:
-            progress.start(f"export {backend.artifact_format}", len(need))
-        artifacts = export_many(list(need.values()), backend.artifact_format, jobs=jobs,
-                                on_done=(lambda s: progress.advance(s.key)) if progress else None)
+            progress.start(f"export {backend.artifact_format}" + _dtype_label(backend.dtype), len(need))
+        artifacts = export_many(list(need.values()), backend.artifact_format, jobs=jobs, dtype=backend.dtype,
+                                errors=failed, on_done=(lambda s: progress.advance(s.key)) if progress else None)
+        # a block that failed to quantize is named in the result and left out; the LUT stays incomplete
+        todo = [[s for s in ops if s.key not in failed] for ops in todo]
+        if ref is not None and ref.key in failed:
+            ref, guard = None, None  # no drift guard without its reference
         if progress:
             progress.finish()
     t1 = time.perf_counter()
@@ -216,8 +225,12 @@ def build_lut(
     lut = aggregate(store, config, space, device, backend, specs, rounds=rounds, guard=guard)
     measured = len(mine) if any(todo) else 0  # ops this build took rounds of (a concurrent one took the rest)
     ratio = cost[0] / cost[1] if any(todo) and cost[1] > 0 else None
-    return BuildResult(lut, measured, len(specs) - measured, sorted(flagged), t1 - t0, t2 - t1, rounds, drift,
-                       ratio)
+    return BuildResult(lut, measured, len(specs) - measured - len(failed), sorted(flagged), t1 - t0, t2 - t1,
+                       rounds, drift, ratio, failed)
+
+
+def _dtype_label(dtype: str) -> str:
+    return "" if dtype == "fp32" else f" {dtype}"
 
 
 def reference_op(specs: Sequence[OpSpec]) -> OpSpec | None:

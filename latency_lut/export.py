@@ -1,5 +1,8 @@
 """Exporters: op spec or torch module -> ONNX (torch.onnx) or TFLite (litert-torch, NHWC I/O), cached on disk.
 
+Each format has an fp32 and an int8 path (``dtype``; see ``latency_lut.quantize``); an int8 artifact is cached
+under its ``-int8`` key, beside a quantizer identity in its folder name.
+
 Artifacts are content-addressed by op key and exporter identity (exporter, its version, its options), so a second
 build exports nothing and an upgrade of torch or litert-torch re-exports into a fresh folder. Files are written to
 a temporary name and renamed, so a killed export never leaves a truncated artifact in the cache.
@@ -12,12 +15,14 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from latency_lut.errors import ExportError
 from latency_lut.ops import OpSpec
+from latency_lut.quantize import quantize_onnx, quantize_tflite, quantizer_info
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -34,19 +39,22 @@ def _version(dist: str) -> str:
         return "missing"
 
 
-def exporter_info(fmt: str) -> dict[str, Any]:
-    """Identity of the exporter for ``fmt``; part of the cache path and of the store's settings."""
+def exporter_info(fmt: str, dtype: str = "fp32") -> dict[str, Any]:
+    """Identity of the exporter for ``fmt`` (and its quantizer, for ``dtype`` other than fp32); part of the cache
+    path and of the store's settings."""
     if fmt == "onnx":
-        return {"format": "onnx", "exporter": "torch.onnx", "torch": _version("torch"), "opset": ONNX_OPSET,
+        info = {"format": "onnx", "exporter": "torch.onnx", "torch": _version("torch"), "opset": ONNX_OPSET,
                 "recipe": _RECIPE}
-    if fmt == "tflite":
-        return {"format": "tflite", "exporter": "litert-torch", "litert_torch": _version("litert-torch"),
+    elif fmt == "tflite":
+        info = {"format": "tflite", "exporter": "litert-torch", "litert_torch": _version("litert-torch"),
                 "torch": _version("torch"), "layout": "nhwc", "recipe": _RECIPE}
-    raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    else:
+        raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return {**info, **quantizer_info(fmt, dtype)}
 
 
-def exporter_id(fmt: str) -> str:
-    info = exporter_info(fmt)
+def exporter_id(fmt: str, dtype: str = "fp32") -> str:
+    info = exporter_info(fmt, dtype)
     return "-".join(f"{v}" for k, v in info.items() if k not in ("format",)).replace("/", "_").replace("+", "_")
 
 
@@ -58,8 +66,9 @@ def cache_dir() -> Path:
     return Path(base) / "fbnet-lut"
 
 
-def artifact_path(spec: OpSpec, fmt: str, root: Path | None = None) -> Path:
-    return (root or cache_dir()) / "artifacts" / exporter_id(fmt) / f"{spec.key}{FORMATS[fmt]}"
+def artifact_path(spec: OpSpec, fmt: str, root: Path | None = None, dtype: str = "fp32") -> Path:
+    key = spec.key if dtype == "fp32" else f"{spec.key}-{dtype}"  # the key grammar's dtype suffix
+    return (root or cache_dir()) / "artifacts" / exporter_id(fmt, dtype) / f"{key}{FORMATS[fmt]}"
 
 
 # ---- exporting one module ---------------------------------------------------------------------------------
@@ -80,8 +89,12 @@ def _quiet_native_output() -> Iterator[Path]:
             os.close(f)
 
 
-def export_module(module: Any, input_shape: Sequence[int], fmt: str, path: str | Path) -> Path:
-    """Export a torch module taking one NCHW (or NC) float tensor of ``input_shape`` to ``path``."""
+def export_module(module: Any, input_shape: Sequence[int], fmt: str, path: str | Path, dtype: str = "fp32",
+                  fp32_onnx: Path | None = None) -> Path:
+    """Export a torch module taking one NCHW (or NC) float tensor of ``input_shape`` to ``path``.
+
+    ``dtype`` int8 quantizes it (int8 I/O); for ONNX, ``fp32_onnx`` is its fp32 export when one exists already.
+    """
     import torch
 
     path = Path(path)
@@ -96,17 +109,20 @@ def export_module(module: Any, input_shape: Sequence[int], fmt: str, path: str |
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            if fmt == "onnx":
+            if fmt == "onnx" and dtype == "int8":
+                _export_onnx_int8(module, sample, tmp, fp32_onnx)
+            elif fmt == "onnx" and dtype == "fp32":
                 _export_onnx(module, sample, tmp)
-            elif fmt == "tflite":
-                _export_tflite(module, sample, tmp)
+            elif fmt == "tflite" and dtype in ("fp32", "int8"):
+                _export_tflite(module, sample, tmp, dtype)
             else:
-                raise ExportError(f"unknown export format {fmt!r}")
+                raise ExportError(f"no {dtype} export to {fmt!r}")
         os.replace(tmp, path)
     except ExportError:
         raise
     except Exception as e:  # converters raise anything; the user needs the model and the cause
-        raise ExportError(f"export of {path.stem} to {fmt} failed: {type(e).__name__}: {e}") from e
+        what = "quantization" if dtype != "fp32" else "export"
+        raise ExportError(f"{what} of {path.stem} to {fmt} failed: {type(e).__name__}: {e}") from e
     finally:
         torch.set_num_threads(threads)
         tmp.unlink(missing_ok=True)
@@ -124,7 +140,19 @@ def _export_onnx(module: Any, sample: Any, out: Path) -> None:
         torch.onnx.export(module, (sample,), str(out), **kwargs)
 
 
-def _export_tflite(module: Any, sample: Any, out: Path) -> None:
+def _export_onnx_int8(module: Any, sample: Any, out: Path, fp32: Path | None) -> None:
+    if fp32 is None or not fp32.exists():
+        fp32 = out.with_name(f"{out.name}.fp32.onnx")
+        try:
+            _export_onnx(module, sample, fp32)
+            quantize_onnx(fp32, out, tuple(sample.shape))
+        finally:
+            fp32.unlink(missing_ok=True)
+    else:
+        quantize_onnx(fp32, out, tuple(sample.shape))
+
+
+def _export_tflite(module: Any, sample: Any, out: Path, dtype: str = "fp32") -> None:
     with _quiet_native_output():  # litert-torch's imports print torchao and absl chatter
         import litert_torch
         from litert_torch import _config
@@ -143,7 +171,10 @@ def _export_tflite(module: Any, sample: Any, out: Path) -> None:
     nhwc = sample.permute(0, 2, 3, 1).contiguous() if args else sample
     with _quiet_native_output() as log:
         try:
-            litert_torch.convert(wrapped.eval(), (nhwc,)).export(str(out))
+            if dtype == "int8":
+                quantize_tflite(module, sample, out, args, outs)
+            else:
+                litert_torch.convert(wrapped.eval(), (nhwc,)).export(str(out))
         except Exception as e:
             tail = log.read_text(errors="replace").strip().splitlines()[-3:]
             raise ExportError(f"litert-torch conversion failed: {e}; {' | '.join(tail)}") from e
@@ -160,11 +191,13 @@ def torch_no_grad() -> Iterator[None]:
 
 
 # ---- the cache --------------------------------------------------------------------------------------------
-def export_spec(spec: OpSpec, fmt: str, root: Path | None = None) -> Path:
-    """The artifact of one op spec, exported on first use."""
-    path = artifact_path(spec, fmt, root)
+def export_spec(spec: OpSpec, fmt: str, root: Path | None = None, dtype: str = "fp32") -> Path:
+    """The artifact of one op spec in ``dtype``, exported (and quantized) on first use."""
+    path = artifact_path(spec, fmt, root, dtype)
     if not path.exists():
-        export_module(spec.build_module(), spec.input_shape, fmt, path)
+        # ONNX quantizes the cached fp32 export; a TFLite int8 model is converted from the torch module
+        fp32 = export_spec(spec, fmt, root) if fmt == "onnx" and dtype != "fp32" else None
+        export_module(spec.build_module(), spec.input_shape, fmt, path, dtype, fp32)
     return path
 
 
@@ -198,9 +231,9 @@ def export_pool(jobs: int) -> ProcessPoolExecutor:
                                initargs=(os.getpid(),))
 
 
-def _export_worker(args: tuple[str, str, str | None]) -> str:
-    key, fmt, root = args
-    return str(export_spec(OpSpec.from_key(key), fmt, Path(root) if root else None))
+def _export_worker(args: tuple[str, str, str | None, str]) -> str:
+    key, fmt, root, dtype = args
+    return str(export_spec(OpSpec.from_key(key), fmt, Path(root) if root else None, dtype))
 
 
 def export_many(
@@ -210,29 +243,41 @@ def export_many(
     jobs: int = 1,
     root: Path | None = None,
     on_done: Callable[[OpSpec], None] | None = None,
+    dtype: str = "fp32",
+    errors: dict[str, str] | None = None,
 ) -> dict[str, Path]:
     """Export every spec that is not cached yet; returns key -> artifact path for all of them.
 
-    With ``jobs > 1`` the exports run in separate processes (litert-torch takes seconds per model).
+    With ``jobs > 1`` the exports run in separate processes (litert-torch takes seconds per model). With
+    ``errors``, a spec that fails to export (or quantize) is recorded there (key -> the converter's reason) and
+    left out of the result, and the others go on; without it the first failure raises.
     """
+
+    def attempt(spec: OpSpec, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except ExportError as e:
+            if errors is None:
+                raise
+            errors[spec.key] = str(e)
+            del out[spec.key]
+        if on_done:
+            on_done(spec)
+
     specs = list(specs)
-    out = {s.key: artifact_path(s, fmt, root) for s in specs}
+    out = {s.key: artifact_path(s, fmt, root, dtype) for s in specs}
     todo = [s for s in specs if not out[s.key].exists()]
     for s in specs:
         if s not in todo and on_done:
             on_done(s)
     if jobs <= 1 or len(todo) <= 1:
         for s in todo:
-            export_spec(s, fmt, root)
-            if on_done:
-                on_done(s)
+            attempt(s, partial(export_spec, s, fmt, root, dtype))
         return out
     from concurrent.futures import as_completed
 
     with export_pool(jobs) as pool:
-        futs = {pool.submit(_export_worker, (s.key, fmt, str(root) if root else None)): s for s in todo}
+        futs = {pool.submit(_export_worker, (s.key, fmt, str(root) if root else None, dtype)): s for s in todo}
         for fut in as_completed(futs):
-            fut.result()
-            if on_done:
-                on_done(futs[fut])
+            attempt(futs[fut], fut.result)
     return out

@@ -38,7 +38,7 @@ def measure_into(lut: LUT, specs: Sequence[OpSpec], store: str | Path | None = N
             f"{' ...' if len(specs) > 4 else ''}"
         )
     device = get_device(h["device"])
-    backend = create_backend(device, h["runtime"], threads=int(h["threads"]))
+    backend = create_backend(device, h["runtime"], h.get("dtype", "fp32"), threads=int(h["threads"]))
     try:
         protocol = Protocol.from_dict(h["protocol"])
         config = config_for(device, backend, protocol, h.get("dtype", "fp32"))

@@ -101,23 +101,25 @@ def sample_archs(space: SearchSpace, n: int, seed: int, named: bool = True) -> l
 
 
 # ---- export ------------------------------------------------------------------------------------------------
-def _export_worker(args: tuple[dict[str, Any], str]) -> str:
+def _export_worker(args: tuple[dict[str, Any], str, str]) -> str:
     from latency_lut.export import export_spec
 
-    d, fmt = args
-    return str(export_spec(NetworkSpec.from_dict(d), fmt))  # type: ignore[arg-type]
+    d, fmt, dtype = args
+    return str(export_spec(NetworkSpec.from_dict(d), fmt, dtype=dtype))  # type: ignore[arg-type]
 
 
 def export_networks(
     nets: Sequence[NetworkSpec], fmt: str, *, jobs: int = 1, on_done: Callable[[NetworkSpec], None] | None = None,
+    dtype: str = "fp32",
 ) -> dict[str, Path | LatencyLutError]:
-    """Export each network (cached by key like any op); a failure is returned for that model, not raised."""
+    """Export each network (cached by key like any op; quantized whole for int8); a failure is returned for that
+    model, not raised."""
     from latency_lut.export import artifact_path, export_pool, export_spec
 
     out: dict[str, Path | LatencyLutError] = {}
     todo = []
     for net in nets:
-        path = artifact_path(net, fmt)  # type: ignore[arg-type]
+        path = artifact_path(net, fmt, dtype=dtype)  # type: ignore[arg-type]
         if path.exists():
             out[net.key] = path
             if on_done:
@@ -126,14 +128,14 @@ def export_networks(
             todo.append(net)
     if jobs <= 1 or len(todo) <= 1:
         for net in todo:
-            out[net.key] = _try(lambda n=net: export_spec(n, fmt))  # type: ignore[misc]
+            out[net.key] = _try(lambda n=net: export_spec(n, fmt, dtype=dtype))  # type: ignore[misc]
             if on_done:
                 on_done(net)
         return out
     from concurrent.futures import as_completed
 
     with export_pool(jobs) as pool:
-        futs = {pool.submit(_export_worker, (n.to_dict(), fmt)): n for n in todo}
+        futs = {pool.submit(_export_worker, (n.to_dict(), fmt, dtype)): n for n in todo}
         for fut in as_completed(futs):
             net = futs[fut]
             out[net.key] = _try(lambda f=fut: Path(f.result()))  # type: ignore[misc]

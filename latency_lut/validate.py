@@ -32,6 +32,7 @@ from latency_lut.measure import GatedResult, Protocol, RunResult, protocol_secon
 from latency_lut.metrics import accuracy, kendall_tau
 from latency_lut.networks import NetMeasurement, NetworkSpec, export_networks, measure_networks, sample_archs
 from latency_lut.predict import predict, space_of
+from latency_lut.quantize import check_lut_dtype
 
 MIN_MODELS = 2
 
@@ -130,7 +131,7 @@ def measure_models(
     arts: dict[str, Any] = {n.key: None for n in nets}
     if backend.artifact_format and todo:
         _start(progress, f"export {backend.artifact_format}", len(todo))
-        arts.update(export_networks(todo, backend.artifact_format, jobs=jobs,
+        arts.update(export_networks(todo, backend.artifact_format, jobs=jobs, dtype=backend.dtype,
                                     on_done=(lambda n: progress.advance(n.name)) if progress else None))
         _finish(progress)
     session: list[int] = []
@@ -299,6 +300,7 @@ def run_validation(
     if rounds < 1:
         raise ValidationError(f"--rounds must be at least 1, got {rounds}")
     check_device(lut, device)
+    check_lut_dtype(lut.header, backend.dtype, lut.name)
     if backend.runtime != lut.header.get("runtime"):
         raise ValidationError(f"{lut.name} was measured with {lut.header.get('runtime')}, the backend runs "
                               f"{backend.runtime}; validate with the LUT's runtime")
@@ -390,12 +392,12 @@ def calibration_pass(
         left = rounds - len([r for r in have.get(net.key, {}) if r < rounds])
         if left:
             cost = left * protocol_seconds(predict(lut, net.arch, space).raw_total_ms, protocol) * cost_ratio
-            cached = not fmt or artifact_path(net, fmt).exists()  # type: ignore[arg-type]
+            cached = not fmt or artifact_path(net, fmt, dtype=backend.dtype).exists()  # type: ignore[arg-type]
             if spent + cost + (0.0 if cached else statistics.fmean(exports) if exports else 0.0) > budget_s:
                 continue  # a smaller model further down may still fit
             if not cached:
                 te = time.perf_counter()
-                export_networks([net], fmt)  # type: ignore[arg-type]
+                export_networks([net], fmt, dtype=backend.dtype)  # type: ignore[arg-type]
                 exports.append(time.perf_counter() - te)
                 cost += exports[-1]
             spent += cost

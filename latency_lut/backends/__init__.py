@@ -41,14 +41,20 @@ def backend_class(kind: str, runtime: str) -> type[Backend]:
         ) from e
 
 
-def create_backend(device: Device, runtime: str | None = None, **overrides: Any) -> Backend:
-    """The backend for a device descriptor and runtime (the descriptor's default runtime if None)."""
+def create_backend(device: Device, runtime: str | None = None, dtype: str = "fp32", **overrides: Any) -> Backend:
+    """The backend for a device descriptor and runtime (the descriptor's default runtime if None), running
+    artifacts in ``dtype`` (a :class:`~latency_lut.quantize.DtypeError` if that runtime cannot)."""
+    from latency_lut.quantize import check_dtype
+
     rt = runtime or device.runtime
     if device.runtimes and rt not in device.runtimes:
         raise DeviceError(
             f"device {device.name!r} does not offer runtime {rt!r}; its runtimes: {', '.join(device.runtimes)}"
         )
+    check_dtype(rt, dtype, device.name)
     cls = backend_class(device.kind, rt)
-    return cls.from_device(device, **overrides) if hasattr(cls, "from_device") else cls(
+    backend = cls.from_device(device, **overrides) if hasattr(cls, "from_device") else cls(
         threads=overrides.get("threads") or device.threads
     )
+    backend.dtype = dtype
+    return backend

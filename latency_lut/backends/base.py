@@ -16,12 +16,14 @@ from latency_lut.ops import OpSpec
 class Backend(ABC):
     """One runtime on one device.
 
-    ``artifact_format`` names what the backend runs ("onnx", "tflite"), or None when it builds the op itself.
+    ``artifact_format`` names what the backend runs ("onnx", "tflite"), or None when it builds the op itself;
+    ``dtype`` what its artifacts are quantized to (set by ``create_backend``, checked against the runtime).
     Backends are created per build and closed when it ends.
     """
 
     runtime: str = ""
     artifact_format: str | None = None
+    dtype: str = "fp32"
 
     def __init__(self, threads: int = 1) -> None:
         if threads < 1:
@@ -54,6 +56,19 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release sessions, connections, pushed files."""
+
+
+def sample_input(shape: Any, dtype: Any) -> Any:
+    """A fixed random input of ``shape`` in ``dtype`` (standard normal floats, or integers over the full range for
+    an int8 model's int8 input)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        return rng.integers(info.min, info.max, size=tuple(shape), endpoint=True).astype(dt)
+    return rng.standard_normal(tuple(shape)).astype(dt)
 
 
 @lru_cache(maxsize=1)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
-from latency_lut.backends.base import Backend
+from latency_lut.backends.base import Backend, sample_input
 from latency_lut.measure import Protocol, RunResult, time_callable
 from latency_lut.ops import OpSpec
 
@@ -41,5 +39,5 @@ class LiteRTBackend(Backend):
         assert artifact is not None
         it = self.interpreter(artifact)
         d = it.get_input_details()[0]
-        it.set_tensor(d["index"], np.random.default_rng(0).standard_normal(d["shape"]).astype(np.float32))
+        it.set_tensor(d["index"], sample_input(d["shape"], d["dtype"]))
         return RunResult(time_callable(it.invoke, protocol))

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from latency_lut.backends.base import Backend
+from latency_lut.backends.base import Backend, sample_input
 from latency_lut.measure import Protocol, RunResult, time_callable
 from latency_lut.ops import OpSpec
+
+_NUMPY = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8}  # input types we export
 
 
 class OnnxRuntimeBackend(Backend):
@@ -48,6 +50,6 @@ class OnnxRuntimeBackend(Backend):
         assert artifact is not None
         sess = self.session(artifact)
         inp = sess.get_inputs()[0]
-        feed = {inp.name: np.random.default_rng(0).standard_normal(spec.input_shape).astype(np.float32)}
+        feed = {inp.name: sample_input(spec.input_shape, _NUMPY[inp.type])}
         run = sess.run
         return RunResult(time_callable(lambda: run(None, feed), protocol))

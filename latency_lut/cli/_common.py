@@ -61,6 +61,14 @@ WIDTH = FiniteFloat(0, 4, min_open=True)
 SECONDS = FiniteFloat(0, 3600)
 COUNT = click.IntRange(0, 100_000)
 
+
+def dtype_option(default: str | None, help: str):  # noqa: A002 - click's name  # -> a click decorator
+    from latency_lut.blocks.base import DTYPES
+
+    return click.option("--dtype", type=click.Choice(DTYPES), default=default, show_default=default is not None,
+                        help=help)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
 
 

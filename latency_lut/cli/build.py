@@ -20,6 +20,7 @@ from latency_lut.cli._common import (
     ClickProgress,
     FiniteFloat,
     default_store,
+    dtype_option,
     echo_json,
     store_option,
     table,
@@ -27,10 +28,11 @@ from latency_lut.cli._common import (
 from latency_lut.validate import MAX_CALIBRATION_NOISE
 
 
-def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
-    """FBNet's LUTs keep their original names (profiles/local-onnxruntime-224.json); other spaces add theirs."""
+def default_lut_path(device: str, runtime: str, space_id: str, dtype: str = "fp32") -> Path:
+    """FBNet's LUTs keep their original names (profiles/local-onnxruntime-224.json); other spaces add theirs,
+    other dtypes theirs (profiles/local-litert-224-int8.json)."""
     tail = space_id.split("-", 1)[1] if space_id.startswith("fbnet-") else space_id
-    return DEFAULT_PROFILES / f"{device}-{runtime}-{tail}.json"
+    return DEFAULT_PROFILES / f"{device}-{runtime}-{tail}{'' if dtype == 'fp32' else '-' + dtype}.json"
 
 
 @click.command()
@@ -44,6 +46,8 @@ def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
 @click.option("--width", default=None, type=WIDTH, help="Channel width multiplier [default: the space's].")
 @click.option("--threads", "-t", default=None, type=THREADS,
               help="Runtime threads [default: the device's, 1 for local].")
+@dtype_option("fp32", "Precision of the measured models: int8 (static post-training quantization with synthetic "
+                      "calibration data, 8-bit I/O; ONNX Runtime and LiteRT) or fp32.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="LUT file to write [default: profiles/DEVICE-RUNTIME-RESOLUTION.json].")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -91,7 +95,7 @@ def default_lut_path(device: str, runtime: str, space_id: str) -> Path:
 @click.option("--farm", "farm_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Farm file: build on many devices at once, on Ray (replaces --device; see docs/farm.md).")
 def build(device: str, runtime: str | None, space: str, resolution: int | None, width: float | None,
-          threads: int | None, output: Path | None, csv_path: Path | None, store: Path | None,
+          threads: int | None, dtype: str, output: Path | None, csv_path: Path | None, store: Path | None,
           warmup: int | None, runs: int | None,
           min_seconds: float | None, noise_threshold: float | None, retries: int | None, clock: str | None,
           rounds: int, drift_every: int, drift_threshold: float, no_drift_guard: bool, no_calibrate: bool,
@@ -109,6 +113,7 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
     Examples:
       fbnet-lut build                                  # local CPU, ONNX Runtime, 224x224
       fbnet-lut build --runtime litert --jobs 2        # LiteRT with XNNPACK, 2 export processes
+      fbnet-lut build --runtime litert --dtype int8    # int8 LUT (full-integer PTQ) -> ...-224-int8.json
       fbnet-lut build --resolution 96 --width 0.35 -o fbnet96.json
       fbnet-lut build --space ofa_mbv3 --width 1.2 --resolution 160
       fbnet-lut build --space my_space.yaml --resolution 64       # a user's space (embedded in the LUT)
@@ -162,9 +167,13 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
                              csv_path=csv_path, store=store, rounds=rounds, guard=guard, jobs=jobs, quiet=quiet,
                              as_json=as_json, lut_path=default_lut_path)
     store = store or default_store()
-    out = check_outputs({"-o": output or default_lut_path(dev.name, runtime or dev.runtime, sp.id),
-                         "--csv": csv_path}, store=store)["-o"]
-    backend = create_backend(dev, runtime, threads=threads)
+    backend = create_backend(dev, runtime, dtype, threads=threads)  # a dtype the runtime lacks: error, no output
+    try:
+        out = check_outputs({"-o": output or default_lut_path(dev.name, backend.runtime, sp.id, dtype),
+                             "--csv": csv_path}, store=store)["-o"]
+    except BaseException:
+        backend.close()
+        raise
     if clock is None and dev.kind == "local" and backend.threads == 1:
         protocol = replace(protocol, clock="thread_cpu")  # chosen on evidence: README, "Reproducibility"
     if protocol.clock == "thread_cpu" and (dev.kind != "local" or backend.threads != 1):
@@ -191,18 +200,21 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
         res.lut.to_csv(csv_path)
     total = time.perf_counter() - t0
     summary = {
-        "lut": str(out), "device": dev.name, "runtime": backend.runtime, "space": sp.id, "entries": len(res.lut),
+        "lut": str(out), "device": dev.name, "runtime": backend.runtime, "dtype": dtype, "space": sp.id,
+        "entries": len(res.lut),
         "measured": res.measured, "reused": res.reused, "flagged": res.flagged,
         "export_seconds": round(res.export_seconds, 2), "measure_seconds": round(res.measure_seconds, 2),
         "total_seconds": round(total, 2), "complete": res.lut.header["complete"], "rounds": res.rounds,
         "reliability_tau": (res.lut.header.get("reliability") or {}).get("kendall_tau"),
         "drift": res.drift, "calibration": calibration_summary(cal, no_calibrate, res.lut.header["complete"]),
+        "failed": res.failed,
     }
     if as_json:
         echo_json(summary)
         return
     rows = [[k, ", ".join(v) if isinstance(v, list) else v] for k, v in summary.items()
-            if k not in ("flagged", "drift", "calibration")]
+            if k not in ("flagged", "drift", "calibration", "failed")]
+    rows += [[f"failed {key}", why] for key, why in res.failed.items()]
     d = res.drift
     rows.append(["drift guard", "off" if guard is None else f"{d['checks']} checks, {d['drifts']} drifted, "
                  f"{d['remeasured']} op(s) re-measured"])

@@ -11,7 +11,15 @@ from typing import Any
 
 import click
 
-from latency_lut.cli._common import default_store, echo_json, lut_space, space_option, store_option, table
+from latency_lut.cli._common import (
+    default_store,
+    dtype_option,
+    echo_json,
+    lut_space,
+    space_option,
+    store_option,
+    table,
+)
 from latency_lut.errors import LatencyLutError
 
 
@@ -35,12 +43,14 @@ class ModuleSpecError(LatencyLutError):
 @click.option("--measure-missing", is_flag=True,
               help="Measure ops the LUT lacks on the LUT's device, add them to the store and rewrite the LUT file.")
 @space_option
+@dtype_option(None, "Precision the prediction is for; an error unless it is the LUT's (an int8 LUT prices int8 "
+                    "models only) [default: the LUT's].")
 @store_option
 @click.option("--summary", is_flag=True, help="Only the totals, no per-op breakdown.")
 @click.option("--json", "as_json", is_flag=True, help="Print predictions (with breakdown) as JSON.")
 def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_path: Path | None,
-            input_shape: str | None, measure_missing: bool, space: str | None, store: Path | None, summary: bool,
-            as_json: bool) -> None:
+            input_shape: str | None, measure_missing: bool, space: str | None, dtype: str | None,
+            store: Path | None, summary: bool, as_json: bool) -> None:
     """Predict whole-model latency from a LUT: architectures of its space, a torch module, or an ONNX file.
 
     The total is the sum of the LUT medians of the model's ops, corrected by the LUT's calibration when it has one
@@ -61,6 +71,7 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
     from latency_lut.outputs import check_outputs
     from latency_lut.predict import predict as _predict
     from latency_lut.predict import predict_module, predict_onnx
+    from latency_lut.quantize import check_lut_dtype
 
     given = sum(bool(x) for x in (archs, module, onnx_path))
     if given != 1:
@@ -71,6 +82,7 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
     if measure_missing:  # the LUT is rewritten in place with what was measured
         check_outputs({"--lut": lut_path}, inputs={"--onnx": onnx_path}, store=st)
     lut = load(lut_path)
+    check_lut_dtype(lut.header, dtype, lut.name)
     before = len(lut)
     if archs:
         sp = lut_space(lut, space)

@@ -11,6 +11,7 @@ from latency_lut.cli._common import (
     JOBS,
     ClickProgress,
     default_store,
+    dtype_option,
     echo_json,
     lut_space,
     space_option,
@@ -47,13 +48,15 @@ def _pct(v: float | None) -> str:
 @click.option("--plot", "plot_path", help="Write a predicted-vs-measured PNG [default path: LUT-validation.png].",
               **_OPTIONAL_PATH)
 @space_option
+@dtype_option(None, "Precision of the whole models [default: the LUT's]; must be the LUT's (an int8 LUT validates "
+                    "int8 networks).")
 @store_option
 @click.option("--jobs", "-j", default=1, show_default=True, type=JOBS, help="Parallel export processes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows and summary as JSON.")
 def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibrate: bool, folds: int,
-             no_named: bool, csv_path: Path | None, plot_path: Path | None, space: str | None, store: Path | None,
-             jobs: int,
+             no_named: bool, csv_path: Path | None, plot_path: Path | None, space: str | None, dtype: str | None,
+             store: Path | None, jobs: int,
              quiet: bool, as_json: bool) -> None:
     """Measure whole models end to end and compare them with the LUT's predictions.
 
@@ -72,18 +75,20 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
     from latency_lut.devices import get_device
     from latency_lut.lut import load
     from latency_lut.outputs import check_outputs
+    from latency_lut.quantize import check_lut_dtype
     from latency_lut.store import Store
     from latency_lut.validate import check_device, default_output, record, run_validation, write_csv, write_plot
 
     lut = load(lut_path)
     lut_space(lut, space)  # --space must agree with the space the LUT embeds
+    dtype = check_lut_dtype(lut.header, dtype, lut.name)
     dev = get_device(device)
     check_device(lut, dev)
     csv_out = default_output(lut, ".csv") if csv_path == Path("-") else csv_path
     plot_out = default_output(lut, ".png") if plot_path == Path("-") else plot_path
     store = store or default_store()
     check_outputs({"--lut": lut_path, "--csv": csv_out, "--plot": plot_out}, store=store)
-    backend = create_backend(dev, lut.header["runtime"], threads=int(lut.header["threads"]))
+    backend = create_backend(dev, lut.header["runtime"], dtype, threads=int(lut.header["threads"]))
     try:
         with Store(store) as st:
             rep = run_validation(lut, dev, backend, n=n, seed=seed, rounds=rounds, jobs=jobs, named=not no_named,

@@ -43,6 +43,17 @@ def emit(obj):
     OUT.flush()
 
 
+
+def _random(rng, shape, dtype):  # noqa: ANN001, ANN202 - runs on the board, numpy only
+    """Standard normal floats, or integers over the full range of an integer input."""
+    import numpy as np
+
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        return rng.integers(info.min, info.max, size=tuple(shape), endpoint=True).astype(dt)
+    return rng.standard_normal(tuple(shape)).astype(dt)
+
 class Fail(Exception):
     def __init__(self, kind, message):
         Exception.__init__(self, message)
@@ -127,7 +138,8 @@ class Session:
             sess = mod.InferenceSession(path, so, providers=["CPUExecutionProvider"])
             inp = sess.get_inputs()[0]
             shape = [d if isinstance(d, int) else 1 for d in inp.shape]
-            feed = {inp.name: rng.standard_normal(shape).astype(np.float32)}
+            types = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8}  # an int8 LUT's models have 8-bit I/O
+            feed = {inp.name: _random(rng, shape, types.get(inp.type, np.float32))}
             run = sess.run
             self.call = lambda: run(None, feed)
         else:
@@ -139,7 +151,7 @@ class Session:
             it = mod.Interpreter(**kwargs)
             it.allocate_tensors()
             d = it.get_input_details()[0]
-            it.set_tensor(d["index"], rng.standard_normal(d["shape"]).astype(d["dtype"]))
+            it.set_tensor(d["index"], _random(rng, d["shape"], d["dtype"]))
             self.call = it.invoke
 
 

@@ -102,7 +102,14 @@ def main(argv):
         print("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
     print(f"INFO: The input model file size (MB): {os.path.getsize(graph) / 1e6:g}")
     d = it.get_input_details()[0]
-    it.set_tensor(d["index"], np.random.default_rng(0).standard_normal(d["shape"]).astype(np.float32))
+    # like the real binary, random input of the model's input type (int8 for a full-integer model)
+    rng = np.random.default_rng(0)
+    if np.dtype(d["dtype"]).kind in "iu":
+        info = np.iinfo(d["dtype"])
+        x = rng.integers(info.min, info.max, size=tuple(d["shape"]), endpoint=True).astype(d["dtype"])
+    else:
+        x = rng.standard_normal(d["shape"]).astype(np.float32)
+    it.set_tensor(d["index"], x)
     init_us = (time.perf_counter() - t_init) * 1e6
     print(f"INFO: Initialized session in {init_us / 1000:g}ms.")
     print(f"INFO: Running benchmark for at least {warmup_runs} iterations and at least {warmup_min:g} seconds "
