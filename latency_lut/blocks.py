@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from latency_lut.ops import OpSpec
+from latency_lut.ops import OpSpec, mix_splits
 
 
 class ConvBNReLU(nn.Sequential):
@@ -33,25 +33,98 @@ def activation(name: str) -> nn.Module:
             "sigmoid": nn.Sigmoid, "swish": nn.SiLU, "linear": nn.Identity}[name]()
 
 
+def _padded(spec: OpSpec, layer: nn.Module) -> nn.Module:
+    """``layer`` (a conv or pool built with padding 0) behind the explicit TF "same" pad of ``spec``."""
+    from latency_lut.ops import tf_same_pads
+
+    top, bottom = tf_same_pads(spec.h, spec.kernel, spec.stride, spec.dilation)
+    left, right = tf_same_pads(spec.w, spec.kernel, spec.stride, spec.dilation)
+    return nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), layer)
+
+
+def _conv(spec: OpSpec, cin: int, cout: int, groups: int, kernels: Sequence[int] = ()) -> nn.Module:
+    """The KxK conv of ``spec`` (stride, dilation, padding or TF "same"), without bias; with ``kernels``, a
+    mixed-kernel conv (one part per kernel)."""
+    from dataclasses import replace
+
+    if kernels:
+        return MixedConv([_conv(replace(spec, kernel=k, mix=()), ci, co, ci if groups > 1 else 1)
+                          for k, ci, co in zip(kernels, mix_splits(cin, len(kernels)),
+                                               mix_splits(cout, len(kernels)))])
+    pad = 0 if spec.tf else (spec.kernel // 2) * spec.dilation if spec.padding < 0 else spec.padding
+    conv = nn.Conv2d(cin, cout, spec.kernel, spec.stride, pad, dilation=spec.dilation, groups=groups, bias=False)
+    return _padded(spec, conv) if spec.tf else conv
+
+
+class MixedConv(nn.Module):
+    """MixNet's mixed conv: the input split into channel parts, each convolved by its own conv, concatenated."""
+
+    def __init__(self, convs: Sequence[nn.Module]):
+        super().__init__()
+        self.convs = nn.ModuleList(convs)
+        self.splits = [_in_channels(c) for c in convs]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(x, self.splits, 1)
+        return torch.cat([c(p) for c, p in zip(self.convs, parts)], 1)
+
+
+def _in_channels(m: nn.Module) -> int:
+    return next(c for c in m.modules() if isinstance(c, nn.Conv2d)).in_channels
+
+
 class ConvBNAct(nn.Sequential):
-    """Generic conv of arbitrary CNNs: KxK conv (groups, padding) + BatchNorm + activation."""
+    """Generic conv of arbitrary CNNs: KxK conv (groups, padding, dilation) + BatchNorm + activation."""
 
     def __init__(self, spec: OpSpec):
-        pad = spec.kernel // 2 if spec.padding < 0 else spec.padding
-        super().__init__(
-            nn.Conv2d(spec.cin, spec.cout, spec.kernel, spec.stride, pad, groups=spec.groups, bias=False),
-            nn.BatchNorm2d(spec.cout),
-            activation(spec.activation),
-        )
+        super().__init__(_conv(spec, spec.cin, spec.cout, spec.groups, spec.mix), nn.BatchNorm2d(spec.cout),
+                         activation(spec.activation))
+
+
+class MBConv(nn.Module):
+    """The ``mb`` unit: [1x1 expansion + BN + act], KxK depthwise + BN + act, [squeeze-excite], 1x1 projection +
+    BN, [residual add] -- the inverted residual of MobileNetV2/V3, MnasNet, EfficientNet and their kin."""
+
+    def __init__(self, spec: OpSpec):
+        super().__init__()
+        from dataclasses import replace
+
+        mid, act = spec.mid, spec.activation
+        one = replace(spec, kind="conv", kernel=1, stride=1, act="", expand=0, hidden=0, se_act="", gate="",
+                      nores=False, mix=(), proj_groups=1, dilation=1, tf=False, groups=1)
+        self.pw = nn.Sequential(_conv(one, spec.cin, mid, 1, (1,) * spec.groups if spec.groups > 1 else ()),
+                                nn.BatchNorm2d(mid), activation(act)) if spec.expand else nn.Identity()
+        self.dw = nn.Sequential(_conv(spec, mid, mid, mid, spec.mix), nn.BatchNorm2d(mid), activation(act))
+        self.se = SqueezeExcite(mid, spec.hidden, spec.gate or "sigmoid", spec.se_act or "relu") if spec.hidden \
+            else nn.Identity()
+        pg = spec.proj_groups
+        self.pwl = nn.Sequential(_conv(one, mid, spec.cout, 1, (1,) * pg if pg > 1 else ()),
+                                 nn.BatchNorm2d(spec.cout))
+        self.residual = spec.has_residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pwl(self.se(self.dw(self.pw(x))))
+        return x + y if self.residual else y
+
+
+class Slice(nn.Module):
+    """The first ``cout`` channels of the input: one part of a chunk/split."""
+
+    def __init__(self, cout: int):
+        super().__init__()
+        self.cout = cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, : self.cout]
 
 
 class SqueezeExcite(nn.Module):
-    """Squeeze-excite: global pool, 1x1 conv C->M + ReLU, 1x1 conv M->C + gate, channel-wise product."""
+    """Squeeze-excite: global pool, 1x1 conv C->M + act (ReLU), 1x1 conv M->C + gate, channel-wise product."""
 
-    def __init__(self, channels: int, hidden: int, gate: str = "sigmoid"):
+    def __init__(self, channels: int, hidden: int, gate: str = "sigmoid", inner: str = "relu"):
         super().__init__()
         self.reduce = nn.Conv2d(channels, hidden, 1)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = activation(inner)
         self.expand = nn.Conv2d(hidden, channels, 1)
         self.gate = activation(gate)
 
@@ -148,12 +221,14 @@ def _seed(key: str) -> int:
 
 
 def _build_op(spec: OpSpec) -> nn.Module:
-    if spec.kind == "conv" and (spec.act or spec.groups > 1 or spec.padding >= 0):
+    if spec.kind == "conv" and (spec.act or spec.groups > 1 or spec.padding >= 0 or spec.dilation > 1 or spec.tf):
         m: nn.Module = ConvBNAct(spec)
     elif spec.kind == "conv":
         m = ConvBNReLU(spec.cin, spec.cout, spec.kernel, spec.stride)
     elif spec.kind == "ir":
         m = InvertedResidual(spec)
+    elif spec.kind == "mb":
+        m = MBConv(spec)
     elif spec.kind == "skip":
         m = nn.Identity() if spec.is_identity else ConvBNReLU(spec.cin, spec.cout, 1, spec.stride)
     elif spec.kind == "gap":
@@ -174,19 +249,21 @@ def _finish(m: nn.Module) -> nn.Module:
 
 def _build_generic(spec: OpSpec) -> nn.Module:
     """Modules of the op kinds that describe arbitrary CNNs (see the key grammar in ``latency_lut.ops``)."""
-    pad = spec.kernel // 2 if spec.padding < 0 else spec.padding
+    pad = 0 if spec.tf else spec.kernel // 2 if spec.padding < 0 else spec.padding
     if spec.kind == "se":
-        return SqueezeExcite(spec.cin, spec.hidden, spec.activation)
+        return SqueezeExcite(spec.cin, spec.hidden, spec.activation, spec.se_act or "relu")
     if spec.kind == "add":
         return WithConstant("add", spec.input_shape, spec.activation)
     if spec.kind == "concat":
         return WithConstant("concat", (1, spec.cout - spec.cin, spec.h, spec.w))
     if spec.kind == "shuffle":
         return ChannelShuffle(spec.groups)
-    if spec.kind == "maxpool":
-        return nn.MaxPool2d(spec.kernel, spec.stride, pad)
-    if spec.kind == "avgpool":
-        return nn.AvgPool2d(spec.kernel, spec.stride, pad)
+    if spec.kind in ("maxpool", "avgpool"):
+        pool = (nn.MaxPool2d if spec.kind == "maxpool" else nn.AvgPool2d)(spec.kernel, spec.stride, pad,
+                                                                         ceil_mode=spec.ceil)
+        return _padded(spec, pool) if spec.tf else pool
+    if spec.kind == "slice":
+        return Slice(spec.cout)
     if spec.kind == "bn":
         return nn.Sequential(nn.BatchNorm2d(spec.cin), activation(spec.activation))
     if spec.kind == "act":

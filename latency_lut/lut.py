@@ -54,7 +54,8 @@ STAT_FIELDS = ("median", "p10", "p25", "p75", "p90", "mean", "std", "cv", "min",
 SPEC_FIELDS = ("kind", "cin", "h", "w", "cout", "kernel", "stride", "expansion", "groups", "dtype")
 # Spec fields added with the generic op kinds: written only when not at their default, so the entries of the
 # FBNet ops (and every LUT file written before them) are unchanged.
-OPTIONAL_SPEC_FIELDS = {"act": "", "padding": -1, "hidden": 0}
+OPTIONAL_SPEC_FIELDS = {"act": "", "padding": -1, "hidden": 0, "expand": 0, "dilation": 1, "tf": False, "se_act": "",
+                        "gate": "", "nores": False, "ceil": False, "mix": (), "proj_groups": 1}
 
 
 @dataclass

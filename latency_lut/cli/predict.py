@@ -74,6 +74,9 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
         preds = [predict_module(lut, model, shape, measure_missing=measure_missing, store=st, name=module)]
     else:
         preds = [predict_onnx(lut, onnx_path, measure_missing=measure_missing, store=st)]
+    for p in preds:
+        for note in p.notes:
+            click.echo(f"note: {note}", err=True)
     added = len(lut) - before
     if added:
         lut.save(lut_path)
@@ -86,7 +89,8 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
     if not summary:
         for p in preds:
             rows = [[o.label, o.choice, o.key, o.ms, 100 * o.ms / p.total_ms if p.total_ms else 0.0,
-                     o.flops / 1e6, "noisy" if o.flagged else ""] for o in p.ops]
+                     o.flops / 1e6, ", ".join(x for x in ("noisy" if o.flagged else "", o.note) if x)]
+                    for o in p.ops]
             click.echo(f"{p.arch}: {p.total_ms:.3f} ms")
             click.echo(table(rows, ["layer" if archs else "op", "choice" if archs else "kind", "key", "ms", "%",
                                     "MMACs", "note"]))
