@@ -134,7 +134,7 @@ def torch_graph(model: nn.Module, input_shape: tuple[int, ...]) -> list[Node]:
     except Exception as e:
         raise ModelError(
             f"model {name} fails on an input of shape {tuple(input_shape)}: {type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}"
+            f"{str(e).splitlines()[0] if str(e) else ''}; give the model's input shape with --input-shape N,C,H,W"
         ) from None
     finally:
         model.train(training)
@@ -190,7 +190,12 @@ class _Converter:
                 self.consts.add(n.name)
                 continue
             meta = n.meta.get("tensor_meta")
-            if isinstance(meta, (tuple, list)) and self.split(n):
+            if isinstance(meta, (tuple, list)) and not isinstance(meta, TensorMetadata) and self.split(n):
+                continue
+            if isinstance(meta, (tuple, list)) and not isinstance(meta, TensorMetadata) and \
+                    n.op == "call_function" and n.target is operator.getitem and \
+                    getattr(n.args[0], "name", None) in self.tuples:
+                self.tuples.add(n.name)  # a part of a reported op's nested outputs (an LSTM's (h, c))
                 continue
             if isinstance(meta, (tuple, list)) and any(isinstance(m, TensorMetadata) for m in meta):
                 # An op with several tensor outputs (chunk, split, unbind): none has a LUT kind. Report the op

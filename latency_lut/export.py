@@ -163,6 +163,13 @@ def _export_onnx(module: Any, sample: Any, out: Path) -> None:
         torch.onnx.export(module, (sample,), str(out), dynamo=False, **kwargs)
     except TypeError:  # a torch without the dynamo switch
         torch.onnx.export(module, (sample,), str(out), **kwargs)
+    except Exception as first:
+        # What TorchScript cannot export (a custom autograd Function, as in geffnet's memory-efficient
+        # activations), torch.export traces through; its failure is reported as the first one.
+        try:
+            torch.onnx.export(module, (sample,), str(out), dynamo=True, **{**kwargs, "opset_version": 18})
+        except Exception:
+            raise first from None
 
 
 def _export_tflite(module: Any, sample: Any, out: Path) -> None:

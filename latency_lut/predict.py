@@ -258,17 +258,18 @@ def predict_module(lut: LUT, model: Any, input_shape: Sequence[int] | None = Non
                    store: str | Path | None = None, name: str | None = None) -> Prediction:
     """Predicted latency of a torch ``nn.Module``: its layers decomposed into LUT ops, summed.
 
-    ``input_shape`` is NCHW with batch 1; default ``(1, 3, R, R)`` with R the LUT space's resolution. Blocks of
+    ``input_shape`` is NCHW with batch 1; default ``(1, C, R, R)`` with C the input channels of the model's first
+    conv and R the LUT space's resolution. Blocks of
     the search space are priced as whole blocks (their inner convs are not counted again); see
     ``latency_lut.decompose`` for what else is recognized. Ops the LUT lacks raise :class:`UnknownOpError` listing
     them, unless ``measure_missing`` -- then they are measured on the LUT's device, added to the store and to
     ``lut`` (in memory; save it with ``lut.save()``), and the prediction completes.
     """
     from latency_lut.decompose import decompose_module
+    from latency_lut.models import infer_input_shape
 
     if input_shape is None:
-        r = space_of(lut).resolution
-        input_shape = (1, 3, r, r)
+        input_shape = infer_input_shape(model, space_of(lut).resolution)
     notes: list[str] = []
     ops = decompose_module(model, tuple(input_shape), known=lut.__contains__, notes=notes)
     return _price(lut, ops, name or type(model).__name__, measure_missing, store, notes)
