@@ -27,10 +27,25 @@ class ConvBNReLU(nn.Sequential):
         super().__init__(*layers)
 
 
+class ArithHardSigmoid(nn.Module):
+    """relu6(x + 3) / 6 written as arithmetic, as many model zoos do (exported as add, clip, div)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.relu6(x + 3.0) / 6.0
+
+
+class ArithHardSwish(nn.Module):
+    """x * relu6(x + 3) / 6 written as arithmetic (exported as add, clip, div, mul)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.nn.functional.relu6(x + 3.0) / 6.0
+
+
 def activation(name: str) -> nn.Module:
     """The torch module of an activation name of the key grammar (``linear`` = none)."""
     return {"relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish, "hsigmoid": nn.Hardsigmoid,
-            "sigmoid": nn.Sigmoid, "swish": nn.SiLU, "linear": nn.Identity}[name]()
+            "sigmoid": nn.Sigmoid, "swish": nn.SiLU, "linear": nn.Identity, "hswish_arith": ArithHardSwish,
+            "hsigmoid_arith": ArithHardSigmoid}[name]()
 
 
 def _padded(spec: OpSpec, layer: nn.Module) -> nn.Module:

@@ -69,7 +69,8 @@ class DecomposedOp:
     note: str = ""  # "fallback: primitive" for an op that a block pattern did not absorb
 
 
-ACT_NAMES = ("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish")
+ACT_NAMES = ("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "hswish_arith", "hsigmoid_arith")
+_ARITH_FORM = {"hswish": "hswish_arith", "hsigmoid": "hsigmoid_arith"}
 
 
 # ---- graph normalization: arithmetic activations, explicit pads ---------------------------------------------
@@ -82,8 +83,10 @@ def _np_acts() -> dict[str, Callable[[Any], Any]]:
     def sig(x: Any) -> Any:
         return 1.0 / (1.0 + np.exp(-x))
 
-    return {"relu": lambda x: np.maximum(x, 0.0), "relu6": lambda x: np.clip(x, 0.0, 6.0), "hsigmoid": hsig,
+    acts = {"relu": lambda x: np.maximum(x, 0.0), "relu6": lambda x: np.clip(x, 0.0, 6.0), "hsigmoid": hsig,
             "hswish": lambda x: x * hsig(x), "sigmoid": sig, "swish": lambda x: x * sig(x), "linear": lambda x: x}
+    acts.update({arith: acts[native] for native, arith in _ARITH_FORM.items()})
+    return acts
 
 
 _EW = ("act", "ew", "add", "mul")
@@ -139,6 +142,9 @@ def fold_elementwise(nodes: Sequence[Node]) -> list[Node]:
         name = next((a for a, f in acts.items() if np.allclose(y, f(probe), atol=1e-4, rtol=1e-4)), None)
         if name is None:
             continue
+        if len(region) > 1 and name in _ARITH_FORM:
+            # written as arithmetic: the runtime runs every op of it, not one fused activation
+            name = _ARITH_FORM[name]
         absorbed |= region
         shape_x = nodes[producer[x]].out_shape if x in producer else n.in_shapes[0]
         label = _common_label([nodes[k].name for k in sorted(region)])
@@ -381,7 +387,7 @@ def _find_se(nodes: Sequence[Node], consumers: dict[str, list[int]], producer: d
             if len(xs) != 4:
                 continue
             gate, inner = (acts[-1], acts[:-1]) if acts else ("", [])
-            if gate not in ("sigmoid", "hsigmoid") or len(inner) > 1:
+            if gate not in ("sigmoid", "hsigmoid", "hsigmoid_arith") or len(inner) > 1:
                 bad.append(f"{n.name} (squeeze-excite with activations {acts}; supported: one activation inside, "
                            "sigmoid or hardsigmoid gate)")
                 used.update(members)

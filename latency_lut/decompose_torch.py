@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
-from latency_lut.blocks import ChannelShuffle, GlobalAvgPool, InvertedResidual, SqueezeExcite
+from latency_lut.blocks import ArithHardSigmoid, ChannelShuffle, GlobalAvgPool, InvertedResidual, SqueezeExcite
 from latency_lut.decompose import ModelError, Node, TraceError
 from latency_lut.ops import OpSpec
 
@@ -102,14 +102,27 @@ def _custom_layer(m: nn.Module) -> bool:
 
 
 def _probe_all(model: nn.Module) -> dict[str, str]:
-    # Probed before tracing: running a module while fx traces would re-enter the tracer.
+    """Parameter-free custom modules that fx cannot look into (an autograd Function, say), by what they compute.
+
+    Probed before tracing: running a module while fx traces would re-enter the tracer. A module fx can trace is
+    traced instead, so that an activation written as arithmetic is priced as the ops it runs.
+    """
     acts: dict[str, str] = {}
     for qualname, m in model.named_modules():
         if qualname and not type(m).__module__.startswith("torch.nn") and not list(m.children()):
             act = probe_activation(m)
-            if act is not None:
+            if act is not None and not _traceable(m):
                 acts[qualname] = act
     return acts
+
+
+def _traceable(m: nn.Module) -> bool:
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            g = fx.Tracer().trace(m)
+    except Exception:
+        return False
+    return not any(n.op == "call_function" and "apply" in getattr(n.target, "__name__", "") for n in g.nodes)
 
 
 def torch_graph(model: nn.Module, input_shape: tuple[int, ...]) -> list[Node]:
@@ -130,7 +143,7 @@ def torch_graph(model: nn.Module, input_shape: tuple[int, ...]) -> list[Node]:
     try:
         # A failing op makes fx print the generated code's traceback on stderr; the error below names it instead.
         with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
-            ShapeProp(gm).propagate(torch.randn(*input_shape))
+            _propagate(gm, input_shape)
     except Exception as e:
         raise ModelError(
             f"model {name} fails on an input of shape {tuple(input_shape)}: {type(e).__name__}: "
@@ -139,6 +152,18 @@ def torch_graph(model: nn.Module, input_shape: tuple[int, ...]) -> list[Node]:
     finally:
         model.train(training)
     return _Converter(gm, tracer.acts).run()
+
+
+def _propagate(gm: fx.GraphModule, input_shape: tuple[int, ...]) -> None:
+    """Shapes of every node. On fake tensors first (no arithmetic: a 224x224 zoo model takes ~0.1 s instead of
+    seconds of real convolutions); on a real tensor when a module does something fake tensors cannot."""
+    try:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        mode = FakeTensorMode(allow_non_fake_inputs=True)
+        ShapeProp(gm, fake_mode=mode).propagate(mode.from_tensor(torch.empty(*input_shape)))
+    except Exception:
+        ShapeProp(gm).propagate(torch.randn(*input_shape))
 
 
 def _meta(n: Any) -> TensorMetadata | None:
@@ -261,7 +286,8 @@ class _Converter:
             return self.emit(n, "block", [x], spec=spec)
         if isinstance(m, SqueezeExcite):
             _, c, h, w = self.shape_of(x)
-            gate = "sigmoid" if isinstance(m.gate, nn.Sigmoid) else "hsigmoid"
+            gate = "sigmoid" if isinstance(m.gate, nn.Sigmoid) else "hsigmoid_arith" \
+                if isinstance(m.gate, ArithHardSigmoid) else "hsigmoid"
             return self.emit(n, "block", [x], spec=OpSpec("se", c, h, w, hidden=m.reduce.out_channels, act=gate))
         if isinstance(m, ChannelShuffle):
             return self.emit(n, "shuffle", [x], groups=m.groups)

@@ -36,7 +36,9 @@ Convs and pools may also carry ``-d{D}`` (dilation) and ``-tf`` (TensorFlow "sam
 split low = total // 2, high = the rest, as an explicit pad before the op in TF ports); ``-tf`` appears only where
 it differs from a symmetric padding.
 
-``{act}`` is one of relu, relu6, hswish, hsigmoid, sigmoid, swish, linear (no activation). Padding defaults to
+``{act}`` is one of relu, relu6, hswish, hsigmoid, sigmoid, swish, linear (no activation), hswish_arith and
+hsigmoid_arith (the same functions written as arithmetic, ``x * relu6(x + 3) / 6``: a model that writes them so
+runs several ops where the native form runs one, so they are priced as what they are). Padding defaults to
 K//2; ``-p{P}`` appears only for other paddings. A depthwise conv is ``conv`` with G = C = C'.
 A dtype other than fp32 is appended as ``-{dtype}`` (for example ``-int8``).
 """
@@ -50,7 +52,8 @@ from typing import Any
 KINDS = ("conv", "ir", "skip", "gap", "fc", "se", "add", "shuffle", "maxpool", "avgpool", "bn", "act", "concat",
          "slice", "mb")
 DTYPES = ("fp32", "fp16", "int8")
-ACTS = ("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "linear")
+ACTS = ("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "linear", "hswish_arith", "hsigmoid_arith")
+GATES = ("sigmoid", "hsigmoid", "hsigmoid_arith")
 
 # The activation a kind has when its key names none; printing only deviations keeps the original keys unchanged.
 DEFAULT_ACT = {"conv": "relu", "ir": "relu", "skip": "relu", "fc": "linear", "bn": "linear", "add": "linear",
@@ -65,7 +68,7 @@ _MIX_RE = re.compile(r"^k(?P<ks>\d+(?:_\d+)+)$")
 _IN_RE = re.compile(r"^in(?:(?P<h>\d+)x(?P<w>\d+)x)?(?P<cin>\d+)$")
 _TOKEN_FIELD = {"out": "cout", "k": "kernel", "e": "expansion", "g": "groups", "s": "stride", "p": "padding",
                 "m": "hidden", "se": "hidden", "x": "expand", "d": "dilation", "pg": "proj_groups"}
-_SE_ACT_RE = re.compile(r"^(?P<name>sei|seg)_(?P<act>[a-z0-9]+)$")
+_SE_ACT_RE = re.compile(r"^(?P<name>sei|seg)_(?P<act>[a-z0-9_]+)$")
 
 
 def conv_out(size: int, kernel: int, stride: int, padding: int = -1, dilation: int = 1, tf: bool = False,
@@ -160,7 +163,7 @@ class OpSpec:
             raise ValueError(f"op kind {self.kind} takes no activation (got {act!r})")
         if self.kind in ("ir", "skip") and act != "relu":
             raise ValueError(f"op kind {self.kind} always uses relu (got {act!r})")
-        if self.kind == "se" and act not in ("sigmoid", "hsigmoid"):
+        if self.kind == "se" and act not in GATES:
             raise ValueError(f"a squeeze-excite gate is sigmoid or hsigmoid (got {act!r})")
         object.__setattr__(self, "act", "" if act == DEFAULT_ACT.get(self.kind) else act)
         if self.kind in _PAD_KINDS and self.padding == (self.kernel // 2) * self.dilation:
@@ -221,7 +224,7 @@ class OpSpec:
                 raise ValueError(f"unknown activation {v!r}; expected one of {', '.join(ACTS)}")
         if (self.se_act or self.gate) and not self.hidden:
             raise ValueError("mb squeeze-excite activations need its hidden channels (se{M})")
-        if self.gate and self.gate not in ("sigmoid", "hsigmoid"):
+        if self.gate and self.gate not in GATES:
             raise ValueError(f"a squeeze-excite gate is sigmoid or hsigmoid (got {self.gate!r})")
         object.__setattr__(self, "se_act", "" if self.se_act == "relu" else self.se_act)
         object.__setattr__(self, "gate", "" if self.gate == "sigmoid" else self.gate)

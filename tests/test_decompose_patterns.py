@@ -1,0 +1,216 @@
+"""Patterns a decomposition must recognize in models written by others, in several styles, torch and ONNX."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latency_lut.decompose import UnsupportedLayerError, decompose_module, decompose_onnx
+from latency_lut.export import export_module
+from latency_lut.ops import OpSpec
+
+
+def keys(model: nn.Module, shape=(1, 8, 16, 16)) -> list[str]:
+    return [o.spec.key for o in decompose_module(model.eval(), shape)]
+
+
+def onnx_keys(model: nn.Module, tmp_path, shape=(1, 8, 16, 16)) -> list[str]:
+    path = export_module(model.eval(), shape, "onnx", tmp_path / "m.onnx")
+    return [o.spec.key for o in decompose_onnx(path)]
+
+
+class ConvAct(nn.Module):
+    """A conv + BN followed by an activation written as ``act(x)``."""
+
+    def __init__(self, act, cin: int = 8, cout: int = 8):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.act = act
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class HSwishModule(nn.Module):
+    def forward(self, x):
+        return x * F.relu6(x + 3.0) / 6.0
+
+
+class HSwishInplace(nn.Module):  # geffnet's hard_swish: a clone, in-place add, clamp and divide
+    def forward(self, x):
+        return x * x.add(3.0).clamp_(0.0, 6.0).div_(6.0)
+
+
+# Written as arithmetic, hard-swish and hard-sigmoid run as several ops (add, clip, div, mul), not one: they are
+# recognized, and priced as the arithmetic form they are.
+ACTIVATION_STYLES = [
+    (HSwishModule(), "hswish_arith"),
+    (HSwishInplace(), "hswish_arith"),
+    (lambda x: x * F.hardtanh(x + 3, 0.0, 6.0) / 6, "hswish_arith"),
+    (lambda x: x * (F.relu6(x + 3) * (1 / 6)), "hswish_arith"),
+    (lambda x: F.relu6(x + 3.0) / 6.0, "hsigmoid_arith"),
+    (lambda x: torch.clamp(x + 3, min=0, max=6) / 6, "hsigmoid_arith"),
+    (nn.Hardswish(), "hswish"),
+    (F.hardsigmoid, "hsigmoid"),
+    (lambda x: x * torch.sigmoid(x), "swish"),
+    (lambda x: x.sigmoid() * x, "swish"),
+    (lambda x: torch.clamp(x, 0, 6), "relu6"),
+    (nn.Hardtanh(0.0, 6.0), "relu6"),
+    (lambda x: x.clamp(min=0), "relu"),
+]
+
+
+class Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+@pytest.mark.parametrize("act,name", ACTIVATION_STYLES, ids=[f"{n}-{i}" for i, (_, n) in enumerate(ACTIVATION_STYLES)])
+def test_activations_written_as_arithmetic(act, name, tmp_path):
+    model = ConvAct(act if isinstance(act, nn.Module) else Fn(act))
+    want = [OpSpec("conv", 8, 16, 16, 8, 3, 1, act=name).key]
+    assert keys(model) == want
+    assert onnx_keys(model, tmp_path) == want
+
+
+def test_arithmetic_that_is_no_activation_is_named():
+    with pytest.raises(UnsupportedLayerError, match=r"add 1 \(arithmetic with a constant\)"):
+        decompose_module(ConvAct(Fn(lambda x: torch.relu(x) + 1.0)).eval(), (1, 8, 16, 16))
+
+
+class SE(nn.Module):
+    def __init__(self, c: int, m: int, pool: str, inner: nn.Module, gate):
+        super().__init__()
+        self.pool = pool
+        self.reduce, self.expand = nn.Conv2d(c, m, 1), nn.Conv2d(m, c, 1)
+        self.inner, self.gate = inner, gate
+        self.avg = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        s = x.mean((2, 3), keepdim=True) if self.pool == "mean" else self.avg(x)
+        return x * self.gate(self.expand(self.inner(self.reduce(s))))
+
+
+class MBConv(nn.Module):
+    """An EfficientNet/MobileNetV3-style block written independently of this project."""
+
+    def __init__(self, cin, cout, k, s, e, act, se=None, split_dw=False):
+        super().__init__()
+        mid = cin * e
+        self.pw = nn.Sequential(nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), act())
+        self.split_dw = split_dw
+        if split_dw:  # MixNet's mixed-kernel depthwise: split, one kernel per part, concat
+            self.dws = nn.ModuleList([nn.Conv2d(mid // 2, mid // 2, kk, s, kk // 2, groups=mid // 2, bias=False)
+                                      for kk in (3, 5)])
+        else:
+            self.dw = nn.Conv2d(mid, mid, k, s, k // 2, groups=mid, bias=False)
+        self.bn = nn.BatchNorm2d(mid)
+        self.act = act()
+        self.se = se(mid) if se else nn.Identity()
+        self.pwl = nn.Sequential(nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.res = s == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.pw(x)
+        if self.split_dw:
+            parts = torch.split(y, y.shape[1] // 2, dim=1)
+            y = torch.cat([c(p) for c, p in zip(self.dws, parts)], 1)
+        else:
+            y = self.dw(y)
+        y = self.pwl(self.se(self.act(self.bn(y))))
+        return x + y if self.res else y
+
+
+@pytest.mark.parametrize("pool", ["mean", "adaptive"])
+def test_mbconv_with_se_swish_inside_and_hsigmoid_gate_is_one_unit(pool, tmp_path):
+    def se(c):
+        return SE(c, 8, pool, nn.SiLU(), lambda v: F.relu6(v + 3) / 6)
+
+    model = nn.Sequential(MBConv(8, 8, 5, 1, 4, nn.Hardswish, se), nn.Dropout(0.2))
+    want = ["mb-in16x16x8-out8-k5-s1-x32-se8-hswish-sei_swish-seg_hsigmoid_arith"]
+    assert keys(model) == want and onnx_keys(model, tmp_path) == want
+    spec = OpSpec.from_key(want[0])
+    # the unit's module is the block it recognized: same parameters as the foreign model, residual included
+    assert spec.has_residual
+    assert sum(p.numel() for p in spec.build_module().parameters()) == spec.params == \
+        sum(p.numel() for p in model.parameters())
+
+
+def test_mixed_kernel_depthwise_and_stride_2_without_residual(tmp_path):
+    model = MBConv(8, 16, 0, 2, 4, nn.ReLU, split_dw=True)
+    want = ["mb-in16x16x8-out16-k3_5-s2-x32"]
+    assert keys(model) == want and onnx_keys(model, tmp_path) == want
+    assert OpSpec.from_key(want[0]).out_hw == (8, 8)
+
+
+def test_mbconv_without_residual_is_marked():
+    class NoSkip(MBConv):
+        def forward(self, x):
+            return self.pwl(self.act(self.bn(self.dw(self.pw(x)))))
+
+    assert keys(NoSkip(8, 8, 3, 1, 3, nn.ReLU6)) == ["mb-in16x16x8-out8-k3-s1-x24-relu6-nores"]
+
+
+class TFSame(nn.Module):
+    """A TF port: explicit F.pad (asymmetric "same" padding) before a stride-2 conv and a max pool."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 16, 3, 2, 0, bias=False)
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.dil = nn.Conv2d(16, 16, 3, 1, 2, dilation=2, bias=False)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(F.pad(x, (0, 1, 0, 1))))
+        y = F.relu6(self.dil(y))
+        return self.pool(y)
+
+
+def test_tf_same_pad_dilation_and_ceil_mode(tmp_path):
+    want = ["conv-in16x16x8-out16-k3-s2-tf", "conv-in8x8x16-out16-k3-s1-d2-relu6", "maxpool-in8x8x16-k3-s2-p0-ceil"]
+    assert keys(TFSame()) == want and onnx_keys(TFSame(), tmp_path) == want
+    for k in want:
+        spec = OpSpec.from_key(k)
+        with torch.no_grad():
+            assert tuple(spec.build_module()(torch.randn(*spec.input_shape)).shape) == spec.output_shape
+
+
+def test_symmetric_pad_becomes_padding():
+    class Padded(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(8, 8, 3, 1, 0)
+
+        def forward(self, x):
+            return self.conv(F.pad(x, (2, 2, 2, 2)))
+
+    assert keys(Padded()) == ["conv-in16x16x8-out8-k3-s1-p2-linear"]
+
+
+def test_hswish_classifier_and_dropout():
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 32), nn.Hardswish(), nn.Dropout(0.2),
+                          nn.Linear(32, 10))
+    assert keys(model) == ["gap-in16x16x8", "fc-in8-out32-hswish", "fc-in32-out10"]
+
+
+def test_chunk_and_concat_are_priced_not_zero():
+    class Chunk(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            a, b = x.chunk(2, dim=1)
+            return torch.cat([a, self.conv(b)], dim=1)
+
+    ops = decompose_module(Chunk(), (1, 8, 16, 16))
+    assert [o.spec.key for o in ops] == ["slice-in16x16x8-out4", "slice-in16x16x8-out4",
+                                        "conv-in16x16x4-out4-k1-s1-linear", "concat-in16x16x4-out8"]
+    assert all(o.note == "fallback: primitive" for o in ops)
