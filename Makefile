@@ -18,7 +18,10 @@ setup-test:
 	# pymobiledevice3 (iOS automation tests) is installed on its own: resolved together with litert-torch, pip
 	# backtracks endlessly over typing-extensions pins; installed afterwards it only prints a warning.
 	$(PIP) install --quiet 'pymobiledevice3>=11,<12'
-	$(PYTHON) -c "import pymobiledevice3, litert_torch, onnxruntime, ai_edge_litert"
+	# geffnet (gen-efficientnet-pytorch: the public model zoo of the zoo tests and benchmark) declares torchvision,
+	# which would replace the pinned torch and does not load with it; geffnet never imports it: --no-deps.
+	$(PIP) install --quiet --no-deps 'geffnet==1.0.2'
+	$(PYTHON) -c "import pymobiledevice3, litert_torch, onnxruntime, ai_edge_litert, geffnet"
 
 # `$(PYTHON) -m latency_lut` is the `fbnet-lut` command, found even where the scripts folder is not on PATH.
 quickstart: setup

@@ -100,11 +100,21 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
     if archs:
         space = get_space("fbnet", shape[2] if shape else 224, 1.0)
         units += [NetworkSpec(space, space.parse_arch(a), a) for a in archs]
-    if dev.kind == "ios":
-        from latency_lut.ios.models import ios_models_flow
+    if dev.kind == "ios":  # the phone runs the models itself: a bundle out, its log back in with 'ingest'
+        from latency_lut.ios.flow import build_models_bundle, ingest_command
 
-        return ios_models_flow(dev, units, threads=threads, overrides=overrides, bundle_path=bundle_path,
-                               store_path=store, quiet=quiet, as_json=as_json)
+        if runtime not in (None, dev.runtime):
+            raise click.UsageError(f"device {dev.name!r} runs {dev.runtime} in the iOS benchmark app; drop --runtime")
+        b = build_models_bundle(units, dev, threads=threads, protocol_overrides=overrides, bundle_path=bundle_path)
+        cmd = ingest_command(dev, b.path)
+        if as_json:
+            echo_json({"device": dev.name, "bundle": str(b.path), "bundle_id": b.manifest.bundle_id,
+                       "models": [{"model": u.name, "key": u.key} for u in units], "ingest_command": cmd})
+            return
+        click.echo(table([[u.name, u.key] for u in units], ["model", "key"]))
+        click.echo(f"\nBundle of {len(units)} model(s): {b.path}. Run it in the benchmark app (steps in "
+                   f"{b.path / 'README.md'}), save the console output, then:\n  {cmd}")
+        return
     try:
         protocol = Protocol(**overrides)
     except ValueError as e:

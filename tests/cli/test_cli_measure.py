@@ -117,3 +117,22 @@ def test_bad_input_is_one_error_line(cli, work, args, msg):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and msg in lines[0], proc.stderr
+
+
+def test_measure_on_iphone_bundles_whole_models_and_ingest_stores_them(cli, work):
+    from ios_applog import console_log, time_bundle
+
+    res = json.loads(cli("measure", "-d", "iphonex", "-m", "mymodels:block", "--input-shape", "1,3,32,32",
+                         *QUICK, "--json", check=True).stdout)
+    key = res["models"][0]["key"]
+    bundle = work / res["bundle"]
+    assert key.startswith("model-") and res["ingest_command"].startswith("fbnet-lut ingest --device iphonex")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert [m["key"] for m in manifest["models"]] == [key]
+    # the phone is replaced by this machine running the bundle's own .tflite under its own parameters
+    (work / "console.log").write_text(console_log(time_bundle(bundle)))
+    rep = json.loads(cli("ingest", "--device", "iphonex", "--bundle", str(bundle), "console.log", "--json",
+                         check=True).stdout)
+    assert rep["added"] == [key] and rep["missing"] == []
+    with sqlite3.connect(work / "store.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM measurements WHERE key = ?", (key,)).fetchone()[0] == 1
