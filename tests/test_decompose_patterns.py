@@ -214,3 +214,30 @@ def test_chunk_and_concat_are_priced_not_zero():
     assert [o.spec.key for o in ops] == ["slice-in16x16x8-out4", "slice-in16x16x8-out4",
                                         "conv-in16x16x4-out4-k1-s1-linear", "concat-in16x16x4-out8"]
     assert all(o.note == "fallback: primitive" for o in ops)
+
+
+NEW_KEYS = ["mb-in56x56x24-out40-k3_5_7-s2-x144-g2-pg2-tf-se12-swish-sei_swish", "mb-in28x28x40-out40-k5-s1-x120-"
+            "se32-hswish_arith-seg_hsigmoid_arith", "mb-in8x8x16-out16-k3-s1-x0-nores", "conv-in16x16x8-out16-k3-s2-tf",
+            "conv-in14x14x32-out32-k3-s1-p1-d2", "conv-in28x28x120-out120-k3_5_7_9-s1-g120", "slice-in7x7x32-out16",
+            "maxpool-in112x112x4-k3-s2-p0-ceil", "se-in7x7x4-m2-sei_swish", "conv-in8x8x3-out8-k3-s1-hswish_arith"]
+
+
+def test_new_keys_parse_back_build_and_survive_a_lut_file(tmp_path):
+    from latency_lut.lut import load
+    from latency_lut.spaces import get_space
+    from latency_lut.synthetic import synthetic_lut
+
+    specs = [OpSpec.from_key(k) for k in NEW_KEYS]
+    assert [s.key for s in specs] == NEW_KEYS
+    for s in specs:
+        with torch.no_grad():
+            assert tuple(s.build_module()(torch.randn(*s.input_shape)).shape) == s.output_shape, s.key
+        assert sum(p.numel() for p in s.build_module().parameters()) == s.params, s.key
+    lut = synthetic_lut(get_space("fbnet", 32, 0.25), extra=specs)
+    lut.save(tmp_path / "l.json")
+    back = load(tmp_path / "l.json")
+    assert all(back[k].spec == s for k, s in zip(NEW_KEYS, specs))
+    for bad in ["mb-in8x8x16-out16-k3-s1-x0-p1", "conv-in8x8x8-out8-k3_5-s1-g2", "maxpool-in8x8x4-k3-s2-x4",
+                "mb-in8x8x16-out16-k3-s1-x0-g2", "se-in7x7x4-m2-seg_relu"]:
+        with pytest.raises(ValueError, match="not an op key"):
+            OpSpec.from_key(bad)
