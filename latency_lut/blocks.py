@@ -122,6 +122,32 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
+class ShuffleV2Unit(nn.Module):
+    """The ``shufflev2`` unit (ShuffleNetV2): split or two branches, concat, channel shuffle."""
+
+    def __init__(self, spec: OpSpec):
+        super().__init__()
+        b, k, s, c = spec.cout // 2, spec.kernel, spec.stride, spec.cin
+        cin2 = b if s == 1 else c
+        self.branch1 = nn.Sequential(
+            nn.Conv2d(c, c, k, s, k // 2, groups=c, bias=False), nn.BatchNorm2d(c),
+            nn.Conv2d(c, b, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)) if s > 1 else nn.Identity()
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(cin2, b, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True),
+            nn.Conv2d(b, b, k, s, k // 2, groups=b, bias=False), nn.BatchNorm2d(b),
+            nn.Conv2d(b, b, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True))
+        self.stride = s
+        self.shuffle = ChannelShuffle(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return self.shuffle(out)
+
+
 class Slice(nn.Module):
     """The first ``cout`` channels of the input: one part of a chunk/split."""
 
@@ -244,6 +270,8 @@ def _build_op(spec: OpSpec) -> nn.Module:
         m = InvertedResidual(spec)
     elif spec.kind == "mb":
         m = MBConv(spec)
+    elif spec.kind == "shufflev2":
+        m = ShuffleV2Unit(spec)
     elif spec.kind == "skip":
         m = nn.Identity() if spec.is_identity else ConvBNReLU(spec.cin, spec.cout, 1, spec.stride)
     elif spec.kind == "gap":

@@ -522,7 +522,7 @@ class _PrimChain:
     """The lowering's primitive ops as the :class:`latency_lut.units.Chain` that block patterns read."""
 
     def __init__(self, prims: list[_Prim], users: dict[str, list[int]]) -> None:
-        self.prims, self.users = prims, users
+        self.prims, self.users_of = prims, users
 
     def __len__(self) -> int:
         return len(self.prims)
@@ -531,8 +531,20 @@ class _PrimChain:
         return self.prims[j].spec
 
     def next(self, j: int) -> int | None:
-        u = self.users.get(self.prims[j].output, [])
+        u = self.users_of.get(self.prims[j].output, [])
         return u[0] if len(u) == 1 and u[0] == j + 1 else None
+
+    def inputs(self, j: int) -> list[str]:
+        return self.prims[j].inputs
+
+    def output(self, j: int) -> str:
+        return self.prims[j].output
+
+    def start(self, j: int) -> int:
+        return self.prims[j].start
+
+    def users(self, j: int) -> list[int]:
+        return self.users_of.get(self.prims[j].output, [])
 
     def adds(self, j: int, start: int, last: int) -> bool:
         p = self.prims[j]

@@ -28,6 +28,11 @@ brackets are printed only when they differ from the default, so every key of the
         # sigmoid)], 1x1 X->C' + BN, residual add when S = 1 and C = C' (unless -nores); act default relu.
         # MixNet's forms: K may be mixed (k3_5_7), the 1x1 convs split into G / P parts (g2, pg2)
 
+    shufflev2-in{H}x{W}x{C}-out{C'}-k{K}-s{S}
+        # ShuffleNetV2 unit, one unit: S = 1 splits the channels in halves, one half through 1x1 + BN + ReLU, KxK
+        # depthwise + BN, 1x1 + BN + ReLU, concatenated with the other half; S = 2 runs two such branches on the
+        # whole input (KxK depthwise s2 + BN, 1x1 + BN + ReLU / the three-conv branch); then a channel shuffle (2)
+
 A conv's kernel may be *mixed*, ``-k3_5_7``: the input channels are split into one part per kernel (equal parts,
 the remainder to the first, as MixNet does), each part convolved with its kernel (depthwise when G = C = C'),
 the outputs concatenated.
@@ -50,7 +55,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 KINDS = ("conv", "ir", "skip", "gap", "fc", "se", "add", "shuffle", "maxpool", "avgpool", "bn", "act", "concat",
-         "slice", "mb")
+         "slice", "mb", "shufflev2")
 DTYPES = ("fp32", "fp16", "int8")
 ACTS = ("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "linear", "hswish_arith", "hsigmoid_arith")
 GATES = ("sigmoid", "hsigmoid", "hsigmoid_arith")
@@ -62,7 +67,7 @@ _ACT_KINDS = (*DEFAULT_ACT, "act")
 _PAD_KINDS = ("conv", "maxpool", "avgpool")
 _DIL_KINDS = ("conv", "mb")
 _TF_KINDS = ("conv", "maxpool", "avgpool", "mb")
-_SPATIAL_OUT = ("conv", "ir", "skip", "maxpool", "avgpool", "mb")
+_SPATIAL_OUT = ("conv", "ir", "skip", "maxpool", "avgpool", "mb", "shufflev2")
 _TOKEN_RE = re.compile(r"^(?P<name>out|k|e|g|se|s|pg|p|m|x|d)(?P<val>\d+(?:\.\d+)?)$")
 _MIX_RE = re.compile(r"^k(?P<ks>\d+(?:_\d+)+)$")
 _IN_RE = re.compile(r"^in(?:(?P<h>\d+)x(?P<w>\d+)x)?(?P<cin>\d+)$")
@@ -150,6 +155,8 @@ class OpSpec:
             raise ValueError("a mixed-kernel conv is depthwise (groups = channels) or dense per part (groups 1)")
         if self.mix and self.kind == "conv" and self.groups > 1 and self.cin != self.cout:
             raise ValueError("a mixed-kernel depthwise conv keeps its channels")
+        if self.kind == "shufflev2" and (self.cout % 2 or (self.stride == 1 and self.cin != self.cout)):
+            raise ValueError("a ShuffleNetV2 unit has even output channels, and keeps its channels at stride 1")
         if self.kind == "slice" and self.cout > self.cin:
             raise ValueError(f"a slice takes at most its input's {self.cin} channels, not {self.cout}")
 
@@ -246,7 +253,7 @@ class OpSpec:
             base = f"fc-in{self.cin}-out{self.cout}"
         else:
             base = f"{k}-in{self.h}x{self.w}x{self.cin}"
-        if k in ("conv", "ir", "skip", "concat", "slice", "mb"):
+        if k in ("conv", "ir", "skip", "concat", "slice", "mb", "shufflev2"):
             base += f"-out{self.cout}"
         if k == "conv":
             base += f"-{self._k_token()}-s{self.stride}" + self._pad_token() + (f"-g{self.groups}" if self.groups > 1
@@ -261,6 +268,8 @@ class OpSpec:
             base += f"-m{self.hidden}"
         elif k == "shuffle":
             base += f"-g{self.groups}"
+        elif k == "shufflev2":
+            base += f"-k{self.kernel}-s{self.stride}"
         elif k == "mb":
             base += f"-{self._k_token()}-s{self.stride}-x{self.expand}"
             base += (f"-g{self.groups}" if self.groups > 1 else "") + (f"-pg{self.proj_groups}"
@@ -388,6 +397,11 @@ class OpSpec:
             pw1 = self.h * self.w * self.cin * self.expand // self.groups
             se = ho * wo * mid + 2 * mid * self.hidden if self.hidden else 0
             return pw1 + ho * wo * self._dw_taps() + se + ho * wo * mid * self.cout // self.proj_groups
+        if self.kind == "shufflev2":
+            b, k2 = self.cout // 2, self.kernel**2
+            if self.stride == 1:
+                return self.h * self.w * b * b + ho * wo * b * (k2 + b)
+            return ho * wo * self.cin * (k2 + b) + self.h * self.w * self.cin * b + ho * wo * b * (k2 + b)
         if self.kind == "skip":
             return 0 if self.is_identity else ho * wo * self.cin * self.cout
         if self.kind == "gap":
@@ -418,6 +432,10 @@ class OpSpec:
             se = 2 * mid * self.hidden + mid + self.hidden if self.hidden else 0
             return (self.cin * x // self.groups + 2 * x) + (self._dw_taps() + 2 * mid) + se + \
                 mid * self.cout // self.proj_groups + 2 * self.cout
+        if self.kind == "shufflev2":
+            b, k2, c = self.cout // 2, self.kernel**2, self.cin
+            branch = (c if self.stride > 1 else b) * b + 2 * b + b * k2 + 2 * b + b * b + 2 * b
+            return branch + (c * k2 + 2 * c + c * b + 2 * b if self.stride > 1 else 0)
         if self.kind == "skip":
             return 0 if self.is_identity else self.cin * self.cout + 2 * self.cout
         if self.kind == "fc":

@@ -24,6 +24,11 @@ class Chain(Protocol):
         """``j + 1`` when op j's output feeds op j + 1 and nothing else; else None."""
     def adds(self, j: int, start: int, last: int) -> bool:
         """Op j is a plain add of op ``last``'s output and op ``start``'s input (a residual)."""
+    def inputs(self, j: int) -> list[str]: ...
+    def output(self, j: int) -> str: ...
+    def start(self, j: int) -> int:
+        """The first channel a slice op takes."""
+    def users(self, j: int) -> list[int]: ...
 
 
 Match = tuple[OpSpec, int]  # the unit's spec, and the index just past its last op
@@ -85,7 +90,50 @@ def match_mb(ch: Chain, i: int) -> Match | None:
     return spec, end + (1 if residual else 0)
 
 
-PATTERNS: Sequence[Callable[[Chain, int], Match | None]] = (match_mb,)
+def match_shufflev2(ch: Chain, i: int) -> Match | None:
+    """A ShuffleNetV2 unit: split in halves, one half through 1x1 + ReLU, depthwise, 1x1 + ReLU, concat, shuffle 2
+    (stride 1); or two branches on the whole input, depthwise s2 -> 1x1 + ReLU and 1x1 + ReLU -> depthwise s2 ->
+    1x1 + ReLU, concat, shuffle 2 (stride 2)."""
+    if i + 6 >= len(ch):
+        return None
+    s = [ch.spec(j) for j in range(i, i + 7)]
+
+    def pw_relu(t: OpSpec) -> bool:
+        return _pointwise(t) and t.activation == "relu"
+
+    def feeds(a: int, b: int) -> bool:  # op i+a's output goes to op i+b only
+        return ch.users(i + a) == [i + b]
+
+    def branch(a: int, k: int, stride: int) -> bool:  # 1x1 + ReLU -> dw (linear) -> 1x1 + ReLU at i+a
+        return pw_relu(s[a]) and _depthwise(s[a + 1], s[a].cout) and s[a + 1].activation == "linear" and \
+            s[a + 1].kernel == k and s[a + 1].stride == stride and pw_relu(s[a + 2]) and \
+            feeds(a, a + 1) and feeds(a + 1, a + 2)
+
+    cat, shuf = s[5], s[6]
+    if cat.kind != "concat" or shuf.kind != "shuffle" or shuf.groups != 2 or not feeds(5, 6):
+        return None
+    if s[0].kind == "slice" and s[1].kind == "slice":  # stride 1
+        x, c = ch.inputs(i)[0], s[0].cin
+        half = c // 2
+        if ch.inputs(i + 1)[0] != x or s[0].cout != half or s[1].cout != c - half or ch.start(i) != 0 or \
+                ch.start(i + 1) != half or ch.inputs(i + 2) != [ch.output(i + 1)] or not branch(2, s[3].kernel, 1):
+            return None
+        if ch.inputs(i + 5) != [ch.output(i), ch.output(i + 4)] or not (feeds(0, 5) and feeds(4, 5)):
+            return None
+        spec = OpSpec("shufflev2", c, s[0].h, s[0].w, c, s[3].kernel, 1)
+    else:  # stride 2
+        d, p = s[0], s[1]
+        x = ch.inputs(i)[0]
+        if not (_depthwise(d) and d.activation == "linear" and d.stride == 2 and pw_relu(p) and feeds(0, 1)):
+            return None
+        if ch.inputs(i + 2) != [x] or not branch(2, d.kernel, 2) or not (feeds(1, 5) and feeds(4, 5)) or \
+                ch.inputs(i + 5) != [ch.output(i + 1), ch.output(i + 4)] or p.cout != s[4].cout:
+            return None
+        spec = OpSpec("shufflev2", d.cin, d.h, d.w, 2 * p.cout, d.kernel, 2)
+    return spec, i + 7
+
+
+PATTERNS: Sequence[Callable[[Chain, int], Match | None]] = (match_mb, match_shufflev2)
 
 
 def fallback_note(spec: OpSpec) -> str:

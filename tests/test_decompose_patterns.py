@@ -241,3 +241,46 @@ def test_new_keys_parse_back_build_and_survive_a_lut_file(tmp_path):
                 "mb-in8x8x16-out16-k3-s1-x0-g2", "se-in7x7x4-m2-seg_relu"]:
         with pytest.raises(ValueError, match="not an op key"):
             OpSpec.from_key(bad)
+
+
+# ---- ShuffleNetV2 (the torchvision unit, written independently) ---------------------------------------------
+def channel_shuffle_v2(x, groups):
+    b, c, h, w = x.size()
+    x = x.view(b, groups, c // groups, h, w)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(b, -1, h, w)
+class ShuffleV2Block(nn.Module):  # torchvision's ShuffleNetV2 unit, written independently
+    def __init__(self, inp, oup, stride):
+        super().__init__()
+        self.stride = stride
+        bf = oup // 2
+        if stride > 1:
+            self.branch1 = nn.Sequential(
+                nn.Conv2d(inp, inp, 3, stride, 1, groups=inp, bias=False), nn.BatchNorm2d(inp),
+                nn.Conv2d(inp, bf, 1, 1, 0, bias=False), nn.BatchNorm2d(bf), nn.ReLU(inplace=True))
+        else:
+            self.branch1 = nn.Sequential()
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(inp if stride > 1 else bf, bf, 1, 1, 0, bias=False), nn.BatchNorm2d(bf), nn.ReLU(inplace=True),
+            nn.Conv2d(bf, bf, 3, stride, 1, groups=bf, bias=False), nn.BatchNorm2d(bf),
+            nn.Conv2d(bf, bf, 1, 1, 0, bias=False), nn.BatchNorm2d(bf), nn.ReLU(inplace=True))
+    def forward(self, x):
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle_v2(out, 2)
+def shufflenet_v2():
+    return nn.Sequential(nn.Conv2d(3, 24, 3, 2, 1, bias=False), nn.BatchNorm2d(24), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
+                         ShuffleV2Block(24, 116, 2), ShuffleV2Block(116, 116, 1), ShuffleV2Block(116, 116, 1))
+
+
+def test_shufflenet_v2_units(tmp_path):
+    model = shufflenet_v2()
+    want = ["conv-in64x64x3-out24-k3-s2", "maxpool-in32x32x24-k3-s2", "shufflev2-in16x16x24-out116-k3-s2",
+            "shufflev2-in8x8x116-out116-k3-s1", "shufflev2-in8x8x116-out116-k3-s1"]
+    assert keys(model, (1, 3, 64, 64)) == want and onnx_keys(model, tmp_path, (1, 3, 64, 64)) == want
+    units = [m for m in model.modules() if isinstance(m, ShuffleV2Block)]
+    for k, unit in zip(want[2:], units):
+        assert OpSpec.from_key(k).params == sum(p.numel() for p in unit.parameters())
