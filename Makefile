@@ -13,6 +13,9 @@ setup:
 # Debian's real adb client cross-checks the test ADB daemon (tests/android); installed when missing.
 setup-test:
 	command -v adb >/dev/null || { apt-get update -qq && apt-get install -y -qq adb; }
+	# The SSH board tests (tests/ssh) start Debian's real OpenSSH server on loopback and log in with its client.
+	[ -x /usr/sbin/sshd ] && command -v ssh >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq openssh-server openssh-client; }
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[test]'
 	# pymobiledevice3 (iOS automation tests) is installed on its own: resolved together with litert-torch, pip
@@ -22,6 +25,8 @@ setup-test:
 	# which would replace the pinned torch and does not load with it; geffnet never imports it: --no-deps.
 	$(PIP) install --quiet --no-deps 'geffnet==1.0.2'
 	$(PYTHON) -c "import pymobiledevice3, litert_torch, onnxruntime, ai_edge_litert, geffnet"
+	# The second board Python of the SSH tests: a venv with only numpy and tflite-runtime 2.14.
+	$(PYTHON) tests/ssh/board_venv.py
 
 # `$(PYTHON) -m latency_lut` is the `fbnet-lut` command, found even where the scripts folder is not on PATH.
 quickstart: setup

@@ -103,12 +103,14 @@ def build_lut(
     t1 = time.perf_counter()
 
     flagged: list[str] = []
+    measured = 0
     if todo:
         env = backend.device_info()
         session = store.start_session(config, env, __version__)
         if progress:
             progress.start(f"measure {backend.runtime}", len(todo))
-        for spec in todo:
+        for spec in store.claim_each(config, todo, key=lambda s: s.key):  # a concurrent build takes the rest
+            measured += 1
             result = measure_gated(partial(backend.measure, spec, artifacts.get(spec.key), protocol), protocol)
             store.add(session, spec.key, result)
             if result.flagged:
@@ -120,7 +122,7 @@ def build_lut(
     t2 = time.perf_counter()
 
     lut = aggregate(store, config, space, device, backend, specs)
-    return BuildResult(lut, len(todo), len(specs) - len(todo), flagged, t1 - t0, t2 - t1)
+    return BuildResult(lut, measured, len(specs) - measured, flagged, t1 - t0, t2 - t1)
 
 
 def aggregate(store: Store, config: Config, space: SearchSpace, device: Device, backend: Backend,

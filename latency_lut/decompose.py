@@ -26,7 +26,7 @@ from typing import Any
 
 from latency_lut.errors import LatencyLutError
 from latency_lut.ops import OpSpec, mix_splits
-from latency_lut.units import PATTERNS, fallback_note
+from latency_lut.units import fallback_note, match_unit
 
 
 class UnsupportedLayerError(LatencyLutError):
@@ -505,7 +505,7 @@ def _fuse_blocks(prims: list[_Prim], known: Callable[[str], bool]) -> list[_Prim
             out.append(fused[0])
             i = fused[1]
             continue
-        unit = next((m for m in (p(chain, i) for p in PATTERNS) if m is not None), None)
+        unit = match_unit(chain, i)
         if unit is not None:
             spec, end = unit
             members = [m for p in prims[i:end] for m in p.members]
@@ -628,15 +628,11 @@ def describe(spec: OpSpec) -> str:
         kk = "+".join(f"{v}x{v}" for v in spec.mix) if spec.mix else f"{spec.kernel}x{spec.kernel}"
         d = f" d{spec.dilation}" if spec.dilation > 1 else ""
         return f"{kind}{kk}/{spec.stride}{g}{d} {spec.activation}"
-    if k == "mb":
+    if k == "ir":
         kk = "_".join(str(v) for v in spec.mix) if spec.mix else str(spec.kernel)
         e = f" x{spec.mid / spec.cin:.3g}" if spec.expand else " dw-sep"
-        se = " se" if spec.hidden else ""
-        return f"mb k{kk}/{spec.stride}{e}{se} {spec.activation}"
-    if k == "slice":
-        return "slice"
-    if k == "ir":
-        return f"ir k{spec.kernel} e{spec.expansion:g}" + (f" g{spec.groups}" if spec.groups > 1 else "")
+        g = f" g{spec.groups}" if spec.groups > 1 else ""
+        return f"ir k{kk}/{spec.stride}{e}{g}{' se' if spec.hidden else ''} {spec.activation}"
     if k == "fc":
         return "linear" + (f" {spec.act}" if spec.act else "")
     if k == "se":
@@ -664,8 +660,13 @@ def decompose_module(model: Any, input_shape: tuple[int, ...], known: Callable[[
         graph = torch_graph(model, input_shape)
     except TraceError as e:
         graph = _onnx_fallback(model, input_shape, e)
+        try:
+            ops = lower(graph, known)
+        except UnsupportedLayerError as err:  # say why the ONNX graph was read at all
+            raise UnsupportedLayerError(f"{e}; in its ONNX export instead: {err}", err.layers) from None
         if notes is not None:
             notes.append(f"{e}; decomposed its ONNX export instead")
+        return ops
     return lower(graph, known)
 
 

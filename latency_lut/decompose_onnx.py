@@ -33,6 +33,8 @@ def onnx_graph(path: Path) -> list[Node]:
     import onnx
     from onnx import numpy_helper
 
+    if Path(path).exists() and not Path(path).is_file():  # a pipe would block the read forever
+        raise ModelError(f"ONNX file {path} is not a regular file (a folder, pipe or device); give an .onnx file")
     try:
         model = onnx.load(str(path))
     except FileNotFoundError:
@@ -41,6 +43,14 @@ def onnx_graph(path: Path) -> list[Node]:
         raise ModelError(f"cannot read ONNX file {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     g = model.graph
     inits = {t.name: t for t in g.initializer}
+    defined = {*inits, *(i.name for i in g.input), ""}  # "" marks an optional input left out
+    for idx, nd in enumerate(g.node):
+        for x in nd.input:
+            if x not in defined:  # skipping such a node would price it at 0 ms
+                raise ModelError(f"ONNX file {path}: node {nd.name or idx} ({nd.op_type}) reads tensor {x!r}, which "
+                                 "no graph input, initializer or earlier node defines; the graph is broken or not "
+                                 "topologically sorted (check it with onnx.checker.check_model)")
+        defined.update(nd.output)
     inputs = [i for i in g.input if i.name not in inits]
     if len(inputs) != 1:
         raise ModelError(f"ONNX file {path} has {len(inputs)} data inputs; only single-input models are supported")

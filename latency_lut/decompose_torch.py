@@ -9,6 +9,7 @@ compared with every activation the key grammar knows.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import operator
 from typing import Any
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
-from latency_lut.blocks import ArithHardSigmoid, ChannelShuffle, GlobalAvgPool, InvertedResidual, SqueezeExcite
+from latency_lut.blocks.layers import ArithHardSigmoid, ChannelShuffle, GlobalAvgPool, SqueezeExcite
+from latency_lut.blocks.mbconv import InvertedResidual
 from latency_lut.decompose import ModelError, Node, TraceError
 from latency_lut.ops import OpSpec
 
@@ -145,9 +147,11 @@ def torch_graph(model: nn.Module, input_shape: tuple[int, ...]) -> list[Node]:
         with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             _propagate(gm, input_shape)
     except Exception as e:
+        cause = e.__cause__ or e
         raise ModelError(
-            f"model {name} fails on an input of shape {tuple(input_shape)}: {type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}; give the model's input shape with --input-shape N,C,H,W"
+            f"model {name} fails on an input of shape {tuple(input_shape)}: {type(cause).__name__}: "
+            f"{str(cause).splitlines()[0] if str(cause) else ''}; "
+            "give the model's input shape with --input-shape N,C,H,W"
         ) from None
     finally:
         model.train(training)
@@ -275,15 +279,11 @@ class _Converter:
             act = self.acts[str(n.target)]
             return self.free(n, x) if act == "linear" else self.emit(n, "act", [x], act=act)
         if isinstance(m, InvertedResidual):
+            # The block carries its spec; it is priced at the shape it runs at here.
             _, c, h, w = self.shape_of(x)
-            pw, dw, pwl = m.pw[0], m.dw[0], m.pwl[0]
-            mid = pw.out_channels
-            e = mid / c
-            spec = OpSpec("ir", c, h, w, pwl.out_channels, kernel=dw.kernel_size[0], stride=dw.stride[0],
-                          expansion=int(e) if e.is_integer() else round(e, 4), groups=pw.groups)
-            if spec.mid != mid:
-                return self.emit(n, "unsupported", [x], what=f"InvertedResidual with {mid} hidden channels")
-            return self.emit(n, "block", [x], spec=spec)
+            if c != m.spec.cin:
+                return self.emit(n, "unsupported", [x], what=f"InvertedResidual for {m.spec.cin} channels run on {c}")
+            return self.emit(n, "block", [x], spec=dataclasses.replace(m.spec, h=h, w=w))
         if isinstance(m, SqueezeExcite):
             _, c, h, w = self.shape_of(x)
             gate = "sigmoid" if isinstance(m.gate, nn.Sigmoid) else "hsigmoid_arith" \

@@ -14,11 +14,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from latency_lut.errors import DeviceError
+from latency_lut.safe_yaml import load_yaml
 
-KINDS = ("local", "android", "ios")
+KINDS = ("local", "android", "ios", "ssh")
+MAX_THREADS = 256  # runtime threads of one benchmark; also the CLI's bound on --threads
 
 # Fields every descriptor may have, then the fields each kind adds. A key in neither is a typo and is rejected.
 COMMON_FIELDS = {"name": str, "kind": str, "description": str, "runtime": str, "runtimes": list, "threads": int}
@@ -47,6 +47,16 @@ KIND_FIELDS["android"] = {
     "reconnect_delay_seconds": _NUMBER,
 }
 REQUIRED_FIELDS["android"] = ("transport", "cpu_mask", "benchmark_binary")
+
+# Linux boards over SSH (docs/ssh.md describes every field; latency_lut/ssh/config.py checks the values).
+KIND_FIELDS["ssh"] = {
+    "host": str, "port": int, "user": str, "ssh_config": str, "identity_file": str, "ssh_options": list,
+    "python": str, "litert_module": str, "cpu_mask": (str, int), "governor": str, "thermal_zones": list,
+    "cooldown_celsius": _NUMBER, "cooldown_timeout_seconds": _NUMBER, "cooldown_poll_seconds": _NUMBER,
+    "remote_dir": str, "keep_files": bool, "xnnpack": bool, "optimization": str,
+    "connect_timeout_seconds": _NUMBER, "reconnect_attempts": int, "reconnect_delay_seconds": _NUMBER,
+}
+REQUIRED_FIELDS["ssh"] = ("host",)
 
 
 @dataclass(frozen=True)
@@ -104,12 +114,7 @@ def get_device(name_or_path: str | Path) -> Device:
 
 
 def load_descriptor(path: Path) -> Device:
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise DeviceError(f"device descriptor {path} does not exist") from None
-    except (OSError, yaml.YAMLError) as e:
-        raise DeviceError(f"device descriptor {path} cannot be read: {str(e).splitlines()[0]}") from None
+    doc = load_yaml(path, what="device descriptor", error=DeviceError, max_bytes=64 * 1024)
     return parse_descriptor(doc, str(path))
 
 
@@ -128,13 +133,16 @@ def parse_descriptor(doc: Any, source: str = "<descriptor>") -> Device:
         typ = allowed[key]
         if value is not None and not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             raise DeviceError(f"device descriptor {source}: field {key!r} has the wrong type ({type(value).__name__})")
+    doc = {k: v for k, v in doc.items() if v is not None}  # "field: ~" is the field left out
     for key in ("name", "runtime", *REQUIRED_FIELDS[kind]):
         if doc.get(key) in (None, ""):
             raise DeviceError(f"device descriptor {source}: required field {key!r} is missing")
     threads = int(doc.get("threads", 1))
-    if threads < 1:
-        raise DeviceError(f"device descriptor {source}: field 'threads' must be >= 1")
+    if not 1 <= threads <= MAX_THREADS:
+        raise DeviceError(f"device descriptor {source}: field 'threads' must be between 1 and {MAX_THREADS}")
     runtimes = tuple(doc.get("runtimes") or (doc["runtime"],))
+    if not all(isinstance(r, str) for r in runtimes):
+        raise DeviceError(f"device descriptor {source}: field 'runtimes' must list runtime names (strings)")
     if doc["runtime"] not in runtimes:
         raise DeviceError(f"device descriptor {source}: runtime {doc['runtime']!r} is not in its 'runtimes'")
     options = {k: v for k, v in doc.items() if k not in COMMON_FIELDS}

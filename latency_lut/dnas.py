@@ -12,7 +12,10 @@ parameters theta) is ``sum_l sum_i m[l, i] * T[l, i] + fixed``: linear in ``m``,
     m = gumbel_softmax(theta, GumbelSchedule().tau(epoch))
     loss = fbnet_loss(ce, lat.expected(m))
 
-Identity skips are zeros that are known structurally (``identity`` mask), not measured. Missing ops raise
+Identity skips and zero ops are zeros that are known structurally (``identity`` mask), not measured. In spaces
+whose layers offer candidate lists of different lengths the table is as wide as the longest list and ``mask``
+marks the real entries: use :meth:`LatencyTable.logits` (or :meth:`LatencyTable.sample`) so that masked entries get
+no probability, and :meth:`LatencyTable.derive` never picks one. Missing ops raise
 :class:`UnknownOpError` listing them. The searched architecture's head is the space's default width: FBNet-A's
 1504-wide head is a property of that one published model, not a searchable choice, so it is not in the fixed cost.
 This module imports torch; ``import latency_lut`` does not import it.
@@ -49,7 +52,13 @@ class LatencyTable:
     table: torch.Tensor  # float64 [layers, candidates], CPU master copy
     fixed: float  # stem + head + pool + classifier, ms
     identity: torch.Tensor  # bool [layers, candidates]
+    mask: torch.Tensor | None = None  # bool [layers, candidates]: True where the layer has that candidate
     _cache: dict[tuple[Any, Any], torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mask is None:
+            self.mask = torch.ones(self.table.shape, dtype=torch.bool)
+        self.ragged = not bool(self.mask.all())
 
     @classmethod
     def from_lut(cls, lut: LUT, space: SearchSpace | None = None) -> LatencyTable:
@@ -58,7 +67,8 @@ class LatencyTable:
 
     @classmethod
     def from_arch_table(cls, t: ArchTable) -> LatencyTable:
-        return cls(t.space, torch.from_numpy(t.table.copy()), float(t.fixed), torch.from_numpy(t.identity.copy()))
+        return cls(t.space, torch.from_numpy(t.table.copy()), float(t.fixed), torch.from_numpy(t.identity.copy()),
+                   torch.from_numpy(t.valid.copy()))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -78,14 +88,41 @@ class LatencyTable:
         ``weights`` are per-layer distributions (softmax or Gumbel-softmax outputs); leading batch dimensions are
         kept. The result follows the device and dtype of ``weights``.
         """
-        self._check(weights)
-        t = self.to(weights.device, weights.dtype)
-        return (weights * t).sum(dim=(-2, -1)) + self.fixed
+        return self.per_layer(weights).sum(dim=-1) + self.fixed
 
     def per_layer(self, weights: torch.Tensor) -> torch.Tensor:
-        """Expected latency of each layer ``[..., layers]`` (ms), without the fixed cost."""
+        """Expected latency of each layer ``[..., layers]`` (ms), without the fixed cost.
+
+        Where layers have candidate lists of different lengths, weight on a masked entry is not a free choice:
+        each layer's weights are renormalized over its real candidates, so mass moved to a masked entry costs
+        the layer's average, never less.
+        """
         self._check(weights)
-        return (weights * self.to(weights.device, weights.dtype)).sum(dim=-1)
+        t = self.to(weights.device, weights.dtype)
+        if self.ragged:
+            m = self._mask_on(weights.device).to(weights.dtype)
+            w = weights * m
+            return (w * t).sum(dim=-1) / w.sum(dim=-1).clamp_min(torch.finfo(weights.dtype).tiny)
+        return (weights * t).sum(dim=-1)
+
+    def _mask_on(self, device: Any) -> torch.Tensor:
+        key = (torch.device(device or "cpu"), torch.bool)
+        m = self._cache.get(key)
+        if m is None:
+            m = self._cache[key] = self.mask.to(device=key[0])
+        return m
+
+    def logits(self, theta: torch.Tensor) -> torch.Tensor:
+        """Architecture parameters with masked entries at -inf, for softmax or Gumbel-softmax."""
+        self._check(theta)
+        if not self.ragged:
+            return theta
+        return theta.masked_fill(~self._mask_on(theta.device), float("-inf"))
+
+    def sample(self, theta: torch.Tensor, tau: float, *, hard: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Gumbel-softmax weights over each layer's real candidates (masked entries get exactly 0)."""
+        return gumbel_softmax(self.logits(theta), tau, hard=hard, generator=generator)
 
     def latency_of(self, choices: torch.Tensor) -> torch.Tensor:
         """Latency (ms) of discrete architectures: integer tensor ``[..., layers]`` of candidate indices."""
@@ -97,6 +134,12 @@ class LatencyTable:
         idx = choices.long()
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.shape[1]):
             raise ArchitectureError(f"architecture tensor has candidate indices outside 0-{self.shape[1] - 1}")
+        if self.ragged and idx.numel():
+            counts = self._mask_on(choices.device).sum(-1)
+            if bool((idx >= counts).any()):
+                layer = int((idx >= counts).reshape(-1, self.shape[0]).any(0).nonzero()[0]) + 1
+                raise ArchitectureError(f"architecture tensor picks a candidate layer {layer} does not offer (it has "
+                                        f"{int(counts[layer - 1])})")
         t = self.to(choices.device, torch.float64)
         return t[torch.arange(self.shape[0], device=choices.device), idx].sum(-1) + self.fixed
 
@@ -106,7 +149,7 @@ class LatencyTable:
         if theta.dim() != 2:
             raise ArchitectureError(f"derive needs one [{self.shape[0]}, {self.shape[1]}] theta, got "
                                     f"{tuple(theta.shape)}")
-        return [int(i) for i in theta.detach().argmax(dim=-1).tolist()]
+        return [int(i) for i in self.logits(theta.detach()).argmax(dim=-1).tolist()]
 
     def _check(self, w: torch.Tensor) -> None:
         if not isinstance(w, torch.Tensor):

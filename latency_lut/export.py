@@ -14,10 +14,13 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latency_lut.errors import ExportError
 from latency_lut.ops import OpSpec
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
 ONNX_OPSET = 17
@@ -236,6 +239,16 @@ def _init_worker(parent: int) -> None:
         os._exit(1)
 
 
+def export_pool(jobs: int) -> ProcessPoolExecutor:
+    """The one pool of export processes (op specs here, whole networks in ``networks``): spawned, so no torch
+    state is forked; silent; and each worker ends with the process that started it (see ``_init_worker``)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(os.getpid(),))
+
+
 def _export_worker(args: tuple[str, str, str | None]) -> str:
     key, fmt, root = args
     return str(export_spec(OpSpec.from_key(key), fmt, Path(root) if root else None))
@@ -265,11 +278,9 @@ def export_many(
             if on_done:
                 on_done(s)
         return out
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                             initializer=_init_worker, initargs=(os.getpid(),)) as pool:
+    with export_pool(jobs) as pool:
         futs = {pool.submit(_export_worker, (s.key, fmt, str(root) if root else None)): s for s in todo}
         for fut in as_completed(futs):
             fut.result()

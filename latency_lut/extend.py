@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from latency_lut.errors import LUTFormatError
+from latency_lut.errors import DeviceError, LUTFormatError
 from latency_lut.lut import LUT
 from latency_lut.ops import OpSpec
 
@@ -31,6 +31,12 @@ def measure_into(lut: LUT, specs: Sequence[OpSpec], store: str | Path | None = N
     from latency_lut.store import Store
 
     h = lut.header
+    if isinstance(h.get("imported"), dict):
+        raise DeviceError(
+            f"{lut.name} was imported from {h['imported'].get('format')} ({h['device']}); there is no device to "
+            f"measure its {len(specs)} missing op(s) on: {', '.join(s.key for s in specs[:4])}"
+            f"{' ...' if len(specs) > 4 else ''}"
+        )
     device = get_device(h["device"])
     backend = create_backend(device, h["runtime"], threads=int(h["threads"]))
     try:

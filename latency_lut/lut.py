@@ -21,16 +21,16 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from latency_lut.blocks.base import FIELD_DEFAULTS
 from latency_lut.errors import LUTFormatError, OutputPathError
-from latency_lut.measure import Stats
+from latency_lut.measure import Stats, implausible_ms
 from latency_lut.ops import OpSpec
+from latency_lut.outputs import check_kind, check_writable, write_atomic
 
 FORMAT = "fbnet-lut"
 SCHEMA_VERSION = 1
@@ -54,8 +54,7 @@ STAT_FIELDS = ("median", "p10", "p25", "p75", "p90", "mean", "std", "cv", "min",
 SPEC_FIELDS = ("kind", "cin", "h", "w", "cout", "kernel", "stride", "expansion", "groups", "dtype")
 # Spec fields added with the generic op kinds: written only when not at their default, so the entries of the
 # FBNet ops (and every LUT file written before them) are unchanged.
-OPTIONAL_SPEC_FIELDS = {"act": "", "padding": -1, "hidden": 0, "expand": 0, "dilation": 1, "tf": False, "se_act": "",
-                        "gate": "", "nores": False, "ceil": False, "mix": (), "proj_groups": 1}
+OPTIONAL_SPEC_FIELDS = {f: d for f, d in FIELD_DEFAULTS.items() if f not in SPEC_FIELDS}
 
 
 @dataclass
@@ -128,23 +127,20 @@ class LUT:
 
     def to_csv(self, path: str | Path) -> Path:
         path = Path(path)
-        _check_writable(path)
-        self.to_dataframe().to_csv(path, index=False)
-        return path
+        check_writable(path)
+        return write_atomic(path, self.to_dataframe().to_csv(index=False), "CSV")
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write atomically (temp file + rename), so an interrupted save never leaves a truncated LUT."""
         path = Path(path or self.path or "")
         if not str(path):
             raise OutputPathError("no output path given for the LUT")
-        _check_writable(path)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        check_writable(path)
         try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
-            os.replace(tmp, path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise OutputPathError(f"cannot write LUT {path}: {e.strerror}") from e
+            text = json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
+        except ValueError as e:  # NaN or Infinity: strict JSON has no such numbers, so no reader could load it
+            raise LUTFormatError(f"LUT {path} would hold a non-finite number ({e}); nothing was written") from None
+        write_atomic(path, text, "LUT")
         self.path = path
         return path
 
@@ -158,7 +154,7 @@ class LUT:
             if rec is not None:
                 entries[spec.key] = Entry(spec, rec.stats, rec.flagged, _lut_extra(rec.extra))
         hdr = dict(header)
-        hdr.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+        hdr.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
         return cls(hdr, entries)
 
 
@@ -167,33 +163,10 @@ def _lut_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in extra.items() if k in ("op_profile", "temperature_c")}
 
 
-def _check_writable(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OutputPathError(f"output path {path} is a directory; give a file name such as {path / 'lut.json'}")
-    for anc in (parent, *parent.parents):
-        if anc.exists() and not anc.is_dir():
-            raise OutputPathError(f"output path {path}: {anc} is a file, not a folder; choose another -o path")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputPathError(f"cannot create output folder {parent}: {e.strerror}; choose another -o path") from e
-    # Probe by creating a file: os.access says yes to root even on read-only mounts.
-    try:
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
-        os.close(fd)
-        os.unlink(probe)
-        if path.exists():
-            with open(path, "a"):
-                pass
-    except OSError as e:
-        raise OutputPathError(f"output path {path} is not writable ({e.strerror}); choose another -o path") from None
-
-
 def check_output_path(path: str | Path) -> Path:
     """Fail early, before any measurement, if ``path`` cannot be written."""
     p = Path(path)
-    _check_writable(p)
+    check_writable(p)
     return p
 
 
@@ -202,13 +175,22 @@ def load(path: str | Path) -> LUT:
     """Load and validate a LUT file; every problem is a :class:`LUTFormatError` naming the file and field."""
     path = Path(path)
     try:
+        check_kind(path, "LUT file", "give the path of a LUT .json file")
+    except OutputPathError as e:  # a pipe would block the read forever, a device node never ends
+        raise LUTFormatError(str(e)) from None
+    try:
         text = path.read_text()
     except FileNotFoundError:
         raise LUTFormatError(f"LUT file {path} does not exist; build one with 'fbnet-lut build'") from None
     except (OSError, UnicodeDecodeError) as e:
         raise LUTFormatError(f"cannot read LUT file {path}: {e}") from None
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:
+        raise LUTFormatError(f"LUT file {path} has key {e.args[0]!r} twice; a LUT names each field and entry once "
+                             "(rebuild it, or delete one copy)") from None
+    except RecursionError:
+        raise LUTFormatError(f"LUT file {path} is nested too deeply to be a LUT") from None
     except json.JSONDecodeError as e:
         hint = "truncated" if e.pos >= len(text.rstrip()) - 1 else "corrupt"
         raise LUTFormatError(
@@ -218,6 +200,37 @@ def load(path: str | Path) -> LUT:
     lut = from_dict(doc, source=str(path))
     lut.path = path
     return lut
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def _non_finite(obj: Any, where: str) -> str | None:
+    """The first place in ``obj`` holding NaN or Infinity (which strict JSON has no number for)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        if (found := _non_finite(v, f"{where}.{k}")) is not None:
+            return found
+    return None
+
+
+# Types of the spec fields an entry carries (strict: a quoted "16" is an error naming its field, not a crash).
+_SPEC_TYPES: dict[str, type | tuple[type, ...]] = {
+    "kind": str, "dtype": str, "act": str, "expansion": (int, float),
+    **{f: int for f in ("cin", "h", "w", "cout", "kernel", "stride", "groups", "padding", "hidden")},
+}
 
 
 def from_dict(doc: Any, source: str = "<LUT>") -> LUT:
@@ -239,6 +252,8 @@ def from_dict(doc: Any, source: str = "<LUT>") -> LUT:
             raise LUTFormatError(f"{source}: header field '{name}' is missing")
         if not isinstance(header[name], typ) or (typ is int and isinstance(header[name], bool)):
             raise LUTFormatError(f"{source}: header field '{name}' has the wrong type")
+    if (bad := _non_finite(header, "header")) is not None:
+        raise LUTFormatError(f"{source}: {bad} is not a finite number (NaN or Infinity); fix or rebuild the LUT")
     raw = doc.get("entries")
     if not isinstance(raw, dict):
         raise LUTFormatError(f"{source}: field 'entries' is missing or not an object")
@@ -252,23 +267,40 @@ def _entry_from_dict(key: str, e: Any, source: str) -> Entry:
     where = f"{source}: entry {key!r}"
     if not isinstance(e, dict):
         raise LUTFormatError(f"{where} is not an object")
+    fields = {**{f: e.get(f, d) for f, d in OPTIONAL_SPEC_FIELDS.items()}}
+    for f in SPEC_FIELDS:
+        if f not in e:
+            raise LUTFormatError(f"{where}: field {f!r} is missing")
+        fields[f] = e[f]
+    for f, typ in _SPEC_TYPES.items():
+        v = fields[f]
+        if not isinstance(v, typ) or isinstance(v, bool) or (isinstance(v, float) and not math.isfinite(v)):
+            want = "a string" if typ is str else "an integer" if typ is int else "a number"
+            raise LUTFormatError(f"{where}: field {f!r} is {v!r}, not {want}")
     try:
-        spec = OpSpec(**{f: e[f] for f in SPEC_FIELDS}, **{f: e.get(f, d) for f, d in OPTIONAL_SPEC_FIELDS.items()})
-    except KeyError as ex:
-        raise LUTFormatError(f"{where}: field {ex.args[0]!r} is missing") from None
-    except (TypeError, ValueError) as ex:
+        spec = OpSpec(**fields)
+    except (TypeError, ValueError, OverflowError) as ex:
         raise LUTFormatError(f"{where}: {ex}") from None
-    if spec.key != key:
-        raise LUTFormatError(f"{where}: its spec fields give key {spec.key!r}; the file is inconsistent")
+    if spec.key != key or OpSpec.from_key(key) != spec:  # a field the key does not carry (a conv's expansion)
+        raise LUTFormatError(f"{where}: its spec fields give key {spec.key!r} / {OpSpec.from_key(spec.key)}; the "
+                             "file is inconsistent")
     vals: dict[str, Any] = {}
     for f in (*STAT_FIELDS, "count"):
         v = e.get(f)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise LUTFormatError(f"{where}: field {f!r} is missing or not a number")
-        if not math.isfinite(v) or v < 0:
-            raise LUTFormatError(f"{where}: field {f!r} is {v}; latencies must be finite and non-negative")
+        why = implausible_ms(v) if f not in ("count", "cv") else None
+        if why:
+            raise LUTFormatError(f"{where}: field {f!r} is {v}: {why}")
+        if not math.isfinite(v) or v < 0 or (f == "count" and (v < 1 or v != int(v))):
+            raise LUTFormatError(f"{where}: field {f!r} is {v}; it must be finite and non-negative"
+                                 f"{' (a whole number of runs, >= 1)' if f == 'count' else ''}")
         vals[f] = v
     if not vals["min"] <= vals["p10"] <= vals["p25"] <= vals["median"] <= vals["p75"] <= vals["p90"] <= vals["max"]:
         raise LUTFormatError(f"{where}: percentiles are out of order (need min <= p10 <= ... <= p90 <= max)")
     stats = Stats(count=int(vals["count"]), **{f: float(vals[f]) for f in STAT_FIELDS})
-    return Entry(spec, stats, bool(e.get("flagged", False)), dict(e.get("extra") or {}))
+    flagged, extra = e.get("flagged", False), e.get("extra") or {}
+    if not isinstance(flagged, bool) or not isinstance(extra, dict):
+        raise LUTFormatError(f"{where}: field {'flagged' if not isinstance(flagged, bool) else 'extra'!r} has the "
+                             "wrong type (flagged is true/false, extra an object)")
+    return Entry(spec, stats, flagged, dict(extra))

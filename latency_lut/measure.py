@@ -21,6 +21,37 @@ _IQR_SIGMAS = 1.3489795003921634
 _Z05, _Z10, _Z25 = 1.6448536269514722, 1.2815515655446004, 0.6744897501960817
 
 
+# The plausibility rule every reader of measured values applies (the LUT loader, ingest of phone results, the
+# device backends): a latency is a finite number of milliseconds, >= 0 and at most MAX_PLAUSIBLE_MS. One
+# inference of one model taking over 10 minutes is no latency a LUT can use; it is a unit mix-up (ns read as us),
+# a corrupt file or a hand edit, and summing it would overflow a prediction to Infinity.
+MAX_PLAUSIBLE_MS = 600_000.0
+
+
+def implausible_ms(value: object) -> str | None:
+    """Why ``value`` is not a plausible latency in ms (to follow "X is VALUE: "), or None when it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "not a number"
+    if not math.isfinite(value):
+        return "not a finite number"
+    if value < 0:
+        return "latencies are non-negative"
+    if value > MAX_PLAUSIBLE_MS:
+        return (f"over {MAX_PLAUSIBLE_MS:.0f} ms (10 minutes) for one run, no plausible latency; check the unit "
+                "(us vs ms) or re-measure")
+    return None
+
+
+def check_plausible_stats(stats: Stats, where: str, error: type[Exception] = ValueError) -> Stats:
+    """Raise ``error`` naming ``where`` and the field when any latency of ``stats`` is implausible."""
+    for f in ("median", "p10", "p25", "p75", "p90", "mean", "min", "max", "std"):
+        v = getattr(stats, f)
+        why = implausible_ms(v)
+        if why:
+            raise error(f"{where}: {f} is {v:.6g} ms: {why}")
+    return stats
+
+
 @dataclass(frozen=True)
 class Protocol:
     """How one op is measured. Every field is recorded in the store and in the LUT header."""
@@ -44,6 +75,10 @@ class Protocol:
             raise ValueError("protocol runs must be at least 3")
         if self.warmup < 0 or self.min_seconds < 0 or self.retries < 0:
             raise ValueError("protocol warmup, min_seconds and retries must be non-negative")
+        for name in ("min_seconds", "max_seconds", "noise_threshold", "cooldown_seconds"):
+            v = getattr(self, name)  # NaN would pass every comparison above and poison the store's settings
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"protocol {name} must be a finite number >= 0, got {v!r}")
         if self.clock not in CLOCKS:
             raise ValueError(f"protocol clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
 

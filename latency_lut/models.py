@@ -57,7 +57,7 @@ def load_model(target: str) -> Any:
         raise
     except ImportError as e:
         raise ModuleSpecError(f"--module: cannot import {mod_name!r} ({e}); check the name and PYTHONPATH") from None
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a module that calls sys.exit() on import is the user's to fix too
         raise ModuleSpecError(f"--module: importing {mod_name!r} failed: {type(e).__name__}: {e}") from None
     if not hasattr(mod, attr):
         raise ModuleSpecError(f"--module: {mod_name!r} has no attribute {attr!r}")

@@ -12,6 +12,7 @@ those round medians is its measurement noise.
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from latency_lut.errors import LatencyLutError
 from latency_lut.measure import Protocol, RunResult, compute_stats
 from latency_lut.metrics import robust_cv, spread
 from latency_lut.ops import OpSpec
-from latency_lut.spaces import Architecture, SearchSpace, get_space
+from latency_lut.spaces import Architecture, SearchSpace, from_description
 
 NET_PREFIX = "net-"
 
@@ -69,14 +70,14 @@ class NetworkSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkSpec:
-        sp = d["space"]
-        space = get_space(sp["name"], int(sp["resolution"]), float(sp["width"]))
+        space = from_description(d["space"])
         arch = Architecture(d["name"], tuple(int(c) for c in d["choices"]), d.get("head"))
         return cls(space, space.parse_arch(arch), d.get("label", ""))
 
 
 def sample_archs(space: SearchSpace, n: int, seed: int, named: bool = True) -> list[NetworkSpec]:
-    """``n`` architectures drawn uniformly (every layer's candidate independently), then the space's named ones.
+    """``n`` architectures drawn uniformly (every layer's candidate independently, from that layer's own list), then
+    the space's named ones.
 
     Duplicates are re-drawn (they would count one model twice); the named architectures come last and keep their
     names, the random ones are labelled ``rand-{seed}-{i}``.
@@ -84,9 +85,11 @@ def sample_archs(space: SearchSpace, n: int, seed: int, named: bool = True) -> l
     rng = random.Random(seed)
     nets: list[NetworkSpec] = []
     seen: set[tuple[int, ...]] = set()
+    counts = [len(layer.candidates) for layer in space.layers()]
+    total = math.prod(counts)
     while len(nets) < n:
-        choices = tuple(rng.randrange(space.num_candidates) for _ in range(space.num_layers))
-        if choices in seen and len(seen) < space.num_candidates ** space.num_layers:
+        choices = tuple(rng.randrange(c) for c in counts)
+        if choices in seen and len(seen) < total:
             continue
         seen.add(choices)
         nets.append(NetworkSpec(space, Architecture("custom", choices), f"rand-{seed}-{len(nets):03d}"))
@@ -108,7 +111,7 @@ def export_networks(
     nets: Sequence[NetworkSpec], fmt: str, *, jobs: int = 1, on_done: Callable[[NetworkSpec], None] | None = None,
 ) -> dict[str, Path | LatencyLutError]:
     """Export each network (cached by key like any op); a failure is returned for that model, not raised."""
-    from latency_lut.export import artifact_path, export_spec
+    from latency_lut.export import artifact_path, export_pool, export_spec
 
     out: dict[str, Path | LatencyLutError] = {}
     todo = []
@@ -126,10 +129,9 @@ def export_networks(
             if on_done:
                 on_done(net)
         return out
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+    with export_pool(jobs) as pool:
         futs = {pool.submit(_export_worker, (n.to_dict(), fmt)): n for n in todo}
         for fut in as_completed(futs):
             net = futs[fut]

@@ -9,7 +9,8 @@ Four entry points, one pricing rule (the sum of LUT medians):
 
 An op the LUT does not hold is an error that lists every missing key; it is never counted as zero. With
 ``measure_missing=True`` the missing ops are measured on the LUT's device instead (``latency_lut.extend``). An
-identity skip is the one op that costs nothing by construction, and it is shown as such in the breakdown.
+identity skip is the one op that costs nothing by construction, and it is shown as such in the breakdown (unless
+the LUT holds a price for it: imported tables whose source timed identities, as HW-NAS-Bench's did).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from latency_lut.calibration import calibrated_total, from_header
 from latency_lut.errors import ArchitectureError, LUTFormatError, UnknownOpError
 from latency_lut.lut import LUT
 from latency_lut.ops import OpSpec
-from latency_lut.spaces import Architecture, SearchSpace, get_space
+from latency_lut.spaces import Architecture, SearchSpace, from_description, get_space
 
 if TYPE_CHECKING:  # numpy is imported where used, so that ``import latency_lut`` stays fast
     import numpy as np
@@ -71,21 +72,41 @@ class Prediction:
 
 
 def space_of(lut: LUT) -> SearchSpace:
-    """The search space a LUT was built for, from its header."""
+    """The search space a LUT was built for, from its header (the embedded definition, else the space's name)."""
     sp = lut.header.get("space") or {}
     try:
-        return get_space(sp["name"], int(sp["resolution"]), float(sp["width"]))
+        return from_description(sp, source=f"{lut.name} (header field 'space')")
     except (KeyError, TypeError, ValueError):
         raise LUTFormatError(f"{lut.name}: header field 'space' does not name a search space") from None
 
 
 def check_space(lut: LUT, space: SearchSpace) -> None:
+    """A LUT serves ``space`` only if it was built for the same definition at the same resolution and width."""
     lsp = space_of(lut)
     if lsp.id != space.id:
         raise LUTFormatError(
             f"{lut.name} was built for {lsp.id}, not {space.id}; build a LUT for that space with "
-            f"'fbnet-lut build --resolution {space.resolution} --width {space.width:g}'"
+            f"'fbnet-lut build --space {space.source or space.name} --resolution {space.resolution} "
+            f"--width {space.width:g}'"
         )
+    embedded = (lut.header.get("space") or {}).get("definition")
+    if embedded and lsp.fingerprint != space.fingerprint:
+        raise LUTFormatError(
+            f"{lut.name} embeds a definition of space {lsp.name} that differs from {space.source or space.name}; "
+            "use the LUT's own space (omit --space) or rebuild the LUT for this definition"
+        )
+
+
+def resolve_space(lut: LUT, space: str | Path | SearchSpace | None = None) -> SearchSpace:
+    """The space to use with ``lut``: its own (embedded in its header), or ``space`` -- a name, a space file or a
+    :class:`SearchSpace` -- which must be the one the LUT was built for (else an error naming both)."""
+    own = space_of(lut)
+    if space is None:
+        return own
+    if not isinstance(space, SearchSpace):
+        space = get_space(space, own.resolution, own.width)
+    check_space(lut, space)
+    return space
 
 
 def predict(lut: LUT, arch: str | Architecture | Sequence[int | str], space: SearchSpace | None = None) -> Prediction:
@@ -108,7 +129,8 @@ def predict(lut: LUT, arch: str | Architecture | Sequence[int | str], space: Sea
 
 
 def _op_cost(lut: LUT, label: str, choice: str, spec: OpSpec, note: str = "") -> OpCost:
-    if spec.is_identity:
+    # An identity costs nothing unless the LUT prices it (an imported table whose source timed its identities).
+    if spec.is_identity and spec.key not in lut:
         return OpCost(label, choice, spec.key, 0.0, 0.0, 0.0, 0)
     e = lut[spec.key]
     return OpCost(label, choice, spec.key, e.stats.median, e.stats.p10, e.stats.p90, spec.flops, e.flagged, note)
@@ -146,6 +168,13 @@ class ArchTable:
     fixed: float
     identity: np.ndarray  # bool [layers, candidates]: structurally zero, not measured
     head: int
+    valid: np.ndarray | None = None  # bool [layers, candidates]: False past the end of a layer's shorter list
+
+    def __post_init__(self) -> None:
+        if self.valid is None:
+            import numpy as np
+
+            object.__setattr__(self, "valid", np.ones(self.table.shape, dtype=bool))
 
     def predict(self, archs: np.ndarray) -> np.ndarray:
         """Latency (ms) of each row of an integer array ``[n, layers]`` (or one ``[layers]`` architecture)."""
@@ -159,7 +188,7 @@ class ArchTable:
         # index over the whole [n, layers] array, which is memory-bound.
         for start in range(0, a.shape[0], _CHUNK):
             chunk = a[start:start + _CHUNK]
-            _check_range(chunk, self.table.shape[1], start)
+            _check_range(chunk, self.table.shape[1], start, self.valid)
             cols = np.ascontiguousarray(chunk.T)
             acc = np.full(chunk.shape[0], self.fixed)
             for l in range(self.table.shape[0]):
@@ -182,7 +211,7 @@ def _check_shape(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return a
 
 
-def _check_range(a: np.ndarray, cands: int, offset: int) -> None:
+def _check_range(a: np.ndarray, cands: int, offset: int, valid: np.ndarray | None = None) -> None:
     import numpy as np
 
     if a.size and (a.min() < 0 or a.max() >= cands):
@@ -191,6 +220,15 @@ def _check_range(a: np.ndarray, cands: int, offset: int) -> None:
             f"architecture row {offset + bad[0]}, layer {bad[1] + 1}: candidate index {a[bad[0], bad[1]]} is out "
             f"of range 0-{cands - 1}"
         )
+    if valid is not None and a.size and not valid.all():
+        counts = valid.sum(axis=1)
+        over = a >= counts[None, :]
+        if over.any():
+            r, l = np.argwhere(over)[0]
+            raise ArchitectureError(
+                f"architecture row {offset + r}, layer {l + 1}: candidate index {a[r, l]} is out of range "
+                f"0-{counts[l] - 1} (that layer offers {counts[l]} candidates)"
+            )
 
 
 def arch_table(lut: LUT, space: SearchSpace | None = None, head: int | None = None) -> ArchTable:
@@ -206,8 +244,8 @@ def arch_table(lut: LUT, space: SearchSpace | None = None, head: int | None = No
     import numpy as np
 
     layers = space.layers()
-    specs = [[space.candidate_spec(l, c) for c in range(space.num_candidates)] for l in layers]
-    tail = [space.stem_spec(), *space.tail_specs(head)]
+    specs = [[space.candidate_spec(l, c) for c in range(len(l.candidates))] for l in layers]
+    tail = [*space.stem_specs(), *space.tail_specs(head)]
     needed = [s for row in specs for s in row if not s.is_identity] + tail
     missing = sorted({s.key for s in needed if s.key not in lut})
     if missing:
@@ -218,19 +256,21 @@ def arch_table(lut: LUT, space: SearchSpace | None = None, head: int | None = No
     cal = from_header(lut.header, lut.name)
 
     def cost(spec: OpSpec) -> float:
-        if spec.is_identity:
+        if spec.is_identity and spec.key not in lut:
             return 0.0
         ms = _checked_ms(lut, spec.key)
         return ms if cal is None else cal.op_ms(spec, ms)
 
     table = np.zeros((len(layers), space.num_candidates))
     identity = np.zeros(table.shape, dtype=bool)
+    valid = np.zeros(table.shape, dtype=bool)
     for i, row in enumerate(specs):
         for j, spec in enumerate(row):
             identity[i, j] = spec.is_identity
+            valid[i, j] = True
             table[i, j] = cost(spec)
     fixed = sum(cost(s) for s in tail) + (cal.const_ms if cal is not None else 0.0)
-    return ArchTable(space, table, fixed, identity, head or space.head)
+    return ArchTable(space, table, fixed, identity, head or space.head, valid)
 
 
 def _checked_ms(lut: LUT, key: str) -> float:
@@ -295,7 +335,8 @@ def _price(lut: LUT, ops: Sequence[DecomposedOp], name: str, measure_missing: bo
     if missing:
         raise UnknownOpError(
             f"{lut.name} lacks {len(missing)} op(s) of {name}: {', '.join(missing)}; measure them on the LUT's "
-            "device with --measure-missing (predict_module(..., measure_missing=True))", missing,
+            "device with --measure-missing (predict_module(..., measure_missing=True))"
+            + "".join(f" [{n}]" for n in notes), missing,
         )
     pred = _prediction(lut, name, (), [o.spec for o in ops],
                        [_op_cost(lut, o.label, o.desc, o.spec, o.note) for o in ops])

@@ -8,19 +8,28 @@ op is committed in its own transaction as soon as it is measured, so a kill lose
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from latency_lut.errors import StoreError
+from latency_lut.errors import OutputPathError, StoreError
 from latency_lut.measure import GatedResult, Stats
+from latency_lut.outputs import check_store_path
 
 SCHEMA_VERSION = 1
+# A claim older than this is taken over even when its process cannot be checked (another host).
+CLAIM_SECONDS = 3600.0
+_HOST = socket.gethostname()
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,7 +58,36 @@ CREATE TABLE IF NOT EXISTS measurements (
 );
 CREATE INDEX IF NOT EXISTS measurements_key ON measurements(key, accepted);
 CREATE INDEX IF NOT EXISTS sessions_config ON sessions(fingerprint, runtime, settings_hash);
+CREATE TABLE IF NOT EXISTS claims (
+    config TEXT NOT NULL,
+    key TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (config, key)
+);
 """
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _fix(e: sqlite3.DatabaseError) -> str:
+    msg = str(e).lower()
+    if "readonly" in msg or "read-only" in msg:
+        return ("the file (or its folder) is read-only or immutable: make it writable, or pass another --store file "
+                "(a copy of it keeps its measurements)")
+    if "locked" in msg or "busy" in msg:
+        return "another process holds it locked; wait for it to finish or pass another --store file"
+    return "pass another --store file"
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
@@ -89,21 +127,35 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
+            check_store_path(self.path)
+        except OutputPathError as e:
+            raise StoreError(str(e)) from None
+        # A store this process may not write (read-only or immutable) is opened as an immutable file: reads work,
+        # SQLite leaves no -wal/-shm beside it, and the first write is a StoreError saying so.
+        self.read_only = self.path.exists() and not os.access(self.path, os.W_OK)
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                self._db.commit()
-            elif int(row[0]) != SCHEMA_VERSION:
+            if self.read_only:
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True, timeout=30)
+            else:
+                self._db = sqlite3.connect(str(self.path), timeout=30)
+            # The version is checked before anything is written: a store of another version stays untouched.
+            has_meta = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+            row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() if has_meta \
+                else None
+            if row is not None and row[0] != str(SCHEMA_VERSION):
                 raise StoreError(
                     f"store {self.path} has schema version {row[0]}, this tool reads {SCHEMA_VERSION}; "
                     "use a new --store file"
                 )
+            if not self.read_only:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.executescript(_SCHEMA)
+            if row is None:
+                with self._writing():
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"cannot open measurement store {self.path}: {e}; pass another --store file") from e
+            raise StoreError(f"cannot open measurement store {self.path}: {e}; {_fix(e)}") from e
         except OSError as e:
             raise StoreError(f"cannot create measurement store {self.path}: {e.strerror}") from e
 
@@ -117,8 +169,20 @@ class Store:
         self._db.close()
 
     # ---- writing -------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write transaction; a read-only or immutable file, a full disk or a locked store is a StoreError."""
+        if self.read_only:
+            raise StoreError(f"cannot write to measurement store {self.path}: "
+                             f"{_fix(sqlite3.OperationalError('read-only'))}")
+        try:
+            with self._db:
+                yield
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot write to measurement store {self.path}: {e}; {_fix(e)}") from e
+
     def start_session(self, config: Config, env: dict[str, Any], tool_version: str) -> int:
-        with self._db:
+        with self._writing():
             cur = self._db.execute(
                 "INSERT INTO sessions (device, fingerprint, runtime, settings_hash, settings, env, tool_version,"
                 " started) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -139,15 +203,81 @@ class Store:
                 json.dumps([round(x, 6) for x in att.samples_ms]), json.dumps(st.to_dict()),
                 json.dumps(att.extra, default=str), now,
             ))
+        with self._writing():
+            self._db.executemany(
+                "INSERT INTO measurements (session_id, key, attempt, accepted, flagged, samples, stats, extra,"
+                " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    # ---- claims: builds sharing one store split the work ----------------------------------------------------
+    def claim_each(self, config: Config, items: Iterable[T], key: Callable[[T], str], *, ttl: float = CLAIM_SECONDS,
+                   poll: float = 0.5) -> Iterator[T]:
+        """Yield the items whose key this process has claimed for ``config``, one at a time.
+
+        A key another live process has claimed is skipped at first and waited for at the end; a key that got an
+        accepted measurement meanwhile is dropped. The caller measures and :meth:`add` each item it receives;
+        the claim is released when it asks for the next one (or when the generator is closed, on any exception).
+        A claim is stale, and taken over, when its process is gone (same host) or it is older than ``ttl``
+        seconds, so a killed build never blocks another; two builds on one store both finish, and each op is
+        measured by one of them.
+        """
+        owner = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        pending = list(items)
         try:
-            with self._db:
-                self._db.executemany(
-                    "INSERT INTO measurements (session_id, key, attempt, accepted, flagged, samples, stats, extra,"
-                    " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"cannot write to measurement store {self.path}: {e}") from e
+            while pending:
+                busy = []
+                for item in pending:
+                    state = self._claim(config, key(item), owner, ttl)
+                    if state == "mine":
+                        yield item
+                        self._release(owner, key(item))
+                    elif state == "busy":
+                        busy.append(item)
+                pending = busy
+                if pending:
+                    time.sleep(poll)
+        finally:
+            self._release(owner)
+
+    def _claim(self, config: Config, key: str, owner: str, ttl: float) -> str:
+        """"done" (an accepted measurement exists), "mine" (claimed now) or "busy" (a live claim of another)."""
+        cfg = f"{config.fingerprint}|{config.runtime}|{config.hash}"
+        if self._has_accepted(config, key):
+            return "done"
+        now = time.time()
+        with self._writing():
+            row = self._db.execute("SELECT owner, host, pid FROM claims WHERE config = ? AND key = ?",
+                                   (cfg, key)).fetchone()
+            if row and row[1] == _HOST and not _alive(int(row[2])):
+                self._db.execute("DELETE FROM claims WHERE config = ? AND key = ? AND owner = ?", (cfg, key, row[0]))
+            self._db.execute(
+                "INSERT INTO claims (config, key, owner, host, pid, expires) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(config, key) DO UPDATE SET owner = excluded.owner, host = excluded.host, "
+                "pid = excluded.pid, expires = excluded.expires WHERE claims.expires < ?",
+                (cfg, key, owner, _HOST, os.getpid(), now + ttl, now),
+            )
+            got = self._db.execute("SELECT owner FROM claims WHERE config = ? AND key = ?", (cfg, key)).fetchone()
+        if not got or got[0] != owner:
+            return "busy"
+        if self._has_accepted(config, key):  # finished by another between the check and the claim
+            self._release(owner, key)
+            return "done"
+        return "mine"
+
+    def _release(self, owner: str, key: str | None = None) -> None:
+        with contextlib.suppress(sqlite3.DatabaseError), self._db:
+            if key is None:
+                self._db.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+            else:
+                self._db.execute("DELETE FROM claims WHERE owner = ? AND key = ?", (owner, key))
+
+    def _has_accepted(self, config: Config, key: str) -> bool:
+        where, args = self._config_where(config)
+        return self._db.execute(
+            f"SELECT 1 FROM measurements m JOIN sessions s ON m.session_id = s.id "
+            f"WHERE m.key = ? AND m.accepted = 1 AND {where} LIMIT 1", (key, *args),
+        ).fetchone() is not None
 
     # ---- reading -------------------------------------------------------------------------------------------
     def _config_where(self, config: Config) -> tuple[str, tuple[Any, ...]]:

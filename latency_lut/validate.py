@@ -25,12 +25,13 @@ from typing import Protocol as _Protocol
 
 from latency_lut import __version__
 from latency_lut.calibration import Calibration, features, fit, from_header
-from latency_lut.errors import LatencyLutError, LUTFormatError, ValidationError
+from latency_lut.errors import LatencyLutError, LUTFormatError, OutputPathError, ValidationError
 from latency_lut.lut import LUT, check_output_path
 from latency_lut.measure import Protocol
 from latency_lut.metrics import accuracy, kendall_tau
 from latency_lut.models import store_rounds
 from latency_lut.networks import NetMeasurement, NetworkSpec, export_networks, measure_networks, sample_archs
+from latency_lut.outputs import check_kind
 from latency_lut.predict import predict, space_of
 
 MIN_MODELS = 2
@@ -297,7 +298,7 @@ def run_validation(
         # False when the runtime version, threads, exporter or protocol differ from the LUT's build: the models
         # were then not measured the way the LUT was, and the comparison is suspect.
         "settings_match": settings_hash == lut.header.get("settings_hash"),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "tool_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "tool_version": __version__,
         "seed": seed, "n": n, "rounds": rounds, "named": named,
         "predictor": "calibrated" if from_header(lut.header) else "plain_sum",
         "runtime": backend.runtime, "threads": backend.threads,
@@ -469,6 +470,10 @@ def read_model_list(path: str | Path) -> list[tuple[str, tuple[int, ...] | None,
     followed by an input shape ``1,3,224,224``; ``#`` starts a comment. Relative paths are relative to the file.
     """
     p = Path(path)
+    try:
+        check_kind(p, "--models file", "give the path of a text file listing models")
+    except OutputPathError as e:  # a pipe would block the read forever, a device node never ends
+        raise ValidationError(str(e)) from None
     try:
         text = p.read_text()
     except FileNotFoundError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,17 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
     if check and proc.returncode != 0:
         raise AssertionError(f"fbnet-lut {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def accepted_ops(store: Path) -> int:
+    """Ops committed to a store that another process is writing (0 before its tables exist)."""
+    if not store.exists():
+        return 0
+    with sqlite3.connect(store) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM measurements WHERE accepted = 1").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
 
 
 @pytest.fixture(scope="session")

@@ -56,11 +56,11 @@ def test_skip_projection_uses_the_skip_entry(lut):
 def test_mobilenet_v2(lut):
     ops = decompose_module(MobileNetV2(), SHAPE)
     # 17 blocks, each one mb unit: the first without expansion conv, 4 of stride 2, the residual adds inside
-    assert kinds(ops) == {"conv3x3/2 relu6": 1, "mb k3/1 dw-sep relu6": 1, "mb k3/2 x6 relu6": 4,
-                          "mb k3/1 x6 relu6": 12, "conv1x1/1 relu6": 1, "gap": 1, "linear": 1}
+    assert kinds(ops) == {"conv3x3/2 relu6": 1, "ir k3/1 dw-sep relu6": 1, "ir k3/2 x6 relu6": 4,
+                          "ir k3/1 x6 relu6": 12, "conv1x1/1 relu6": 1, "gap": 1, "linear": 1}
     keys = [o.spec.key for o in ops]
-    assert keys[:3] == ["conv-in64x64x3-out8-k3-s2-relu6", "mb-in32x32x8-out8-k3-s1-x0-relu6",
-                        "mb-in32x32x8-out8-k3-s2-x48-relu6"]
+    assert keys[:3] == ["conv-in64x64x3-out8-k3-s2-relu6", "ir-in32x32x8-out8-k3-e1-g1-s1-noexp-relu6",
+                        "ir-in32x32x8-out8-k3-e6-g1-s2-relu6"]
     assert keys[-2:] == ["gap-in2x2x1280", "fc-in1280-out10"]
     assert sum(o.spec.has_residual for o in ops) == 11 and not any(o.note for o in ops)
     # a unit's members are its convs, BNs, activations and its residual add: nothing is priced twice
@@ -71,12 +71,12 @@ def test_mobilenet_v3_with_handwritten_hswish_and_linear_se():
     ops = decompose_module(MobileNetV3Small(), SHAPE)
     # its h-swish and h-sigmoid are written as arithmetic, and priced as such (see ops.ACTS)
     hs = "hswish_arith"
-    assert kinds(ops) == {f"conv3x3/2 {hs}": 1, "mb k3/2 dw-sep se relu": 1, "mb k3/2 x4.5 relu": 1,
-                          "mb k3/1 x3.67 relu": 1, f"mb k5/2 x4 se {hs}": 1, f"mb k5/1 x6 se {hs}": 4,
-                          f"mb k5/1 x3 se {hs}": 2, f"mb k5/2 x6 se {hs}": 1, f"conv1x1/1 {hs}": 1, "gap": 1,
+    assert kinds(ops) == {f"conv3x3/2 {hs}": 1, "ir k3/2 dw-sep se relu": 1, "ir k3/2 x4.5 relu": 1,
+                          "ir k3/1 x3.67 relu": 1, f"ir k5/2 x4 se {hs}": 1, f"ir k5/1 x6 se {hs}": 4,
+                          f"ir k5/1 x3 se {hs}": 2, f"ir k5/2 x6 se {hs}": 1, f"conv1x1/1 {hs}": 1, "gap": 1,
                           f"linear {hs}": 1, "linear": 1}
-    mb = [o for o in ops if o.spec.kind == "mb"]
-    assert mb[0].spec.key == "mb-in32x32x16-out16-k3-s2-x0-se4-seg_hsigmoid_arith"
+    mb = [o for o in ops if o.spec.kind == "ir"]
+    assert mb[0].spec.key == "ir-in32x32x16-out16-k3-e1-g1-s2-se4-gatehsigmoid_arith-noexp"
     assert [o.spec.key for o in ops if o.spec.kind == "fc"] == [f"fc-in576-out1024-{hs}", "fc-in1024-out10"]
 
 
@@ -103,8 +103,8 @@ def test_onnx_and_torch_decompositions_agree(model, tmp_path):
 def test_independent_block_code_uses_block_entries_when_the_lut_has_them():
     model = TinyMnasNet()
     units = decompose_module(model, SHAPE)
-    assert [o.spec.key for o in units if o.spec.kind == "mb"] == [
-        "mb-in32x32x16-out24-k3-s2-x48", "mb-in16x16x24-out24-k3-s1-x72", "mb-in16x16x24-out40-k5-s2-x144"]
+    assert [o.spec.key for o in units if o.spec.kind == "ir"] == [
+        "ir-in32x32x16-out24-k3-e3-g1-s2", "ir-in16x16x24-out24-k3-e3-g1-s1", "ir-in16x16x24-out40-k5-e6-g1-s2"]
     assert len(units) == 7 and "add" not in kinds(units)  # each block's 3 convs and its add: one unit
     irs = [OpSpec("ir", 16, 32, 32, 24, 3, 2, 3), OpSpec("ir", 24, 16, 16, 24, 3, 1, 3),
            OpSpec("ir", 24, 16, 16, 40, 5, 2, 6)]

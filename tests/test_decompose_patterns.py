@@ -134,7 +134,7 @@ def test_mbconv_with_se_swish_inside_and_hsigmoid_gate_is_one_unit(pool, tmp_pat
         return SE(c, 8, pool, nn.SiLU(), lambda v: F.relu6(v + 3) / 6)
 
     model = nn.Sequential(MBConv(8, 8, 5, 1, 4, nn.Hardswish, se), nn.Dropout(0.2))
-    want = ["mb-in16x16x8-out8-k5-s1-x32-se8-hswish-sei_swish-seg_hsigmoid_arith"]
+    want = ["ir-in16x16x8-out8-k5-e4-g1-s1-se8-gatehsigmoid_arith-seactswish-hswish"]
     assert keys(model) == want and onnx_keys(model, tmp_path) == want
     spec = OpSpec.from_key(want[0])
     # the unit's module is the block it recognized: same parameters as the foreign model, residual included
@@ -145,7 +145,7 @@ def test_mbconv_with_se_swish_inside_and_hsigmoid_gate_is_one_unit(pool, tmp_pat
 
 def test_mixed_kernel_depthwise_and_stride_2_without_residual(tmp_path):
     model = MBConv(8, 16, 0, 2, 4, nn.ReLU, split_dw=True)
-    want = ["mb-in16x16x8-out16-k3_5-s2-x32"]
+    want = ["ir-in16x16x8-out16-k3_5-e4-g1-s2"]
     assert keys(model) == want and onnx_keys(model, tmp_path) == want
     assert OpSpec.from_key(want[0]).out_hw == (8, 8)
 
@@ -155,7 +155,7 @@ def test_mbconv_without_residual_is_marked():
         def forward(self, x):
             return self.pwl(self.act(self.bn(self.dw(self.pw(x)))))
 
-    assert keys(NoSkip(8, 8, 3, 1, 3, nn.ReLU6)) == ["mb-in16x16x8-out8-k3-s1-x24-relu6-nores"]
+    assert keys(NoSkip(8, 8, 3, 1, 3, nn.ReLU6)) == ["ir-in16x16x8-out8-k3-e3-g1-s1-nores-relu6"]
 
 
 class TFSame(nn.Module):
@@ -216,10 +216,12 @@ def test_chunk_and_concat_are_priced_not_zero():
     assert all(o.note == "fallback: primitive" for o in ops)
 
 
-NEW_KEYS = ["mb-in56x56x24-out40-k3_5_7-s2-x144-g2-pg2-tf-se12-swish-sei_swish", "mb-in28x28x40-out40-k5-s1-x120-"
-            "se32-hswish_arith-seg_hsigmoid_arith", "mb-in8x8x16-out16-k3-s1-x0-nores", "conv-in16x16x8-out16-k3-s2-tf",
+NEW_KEYS = ["ir-in56x56x24-out40-k3_5_7-e6-g1-xg2-pg2-s2-tf-se12-seactswish-swish",
+            "ir-in28x28x40-out40-k5-e3-g1-s1-se32-gatehsigmoid_arith-hswish_arith",
+            "ir-in8x8x16-out16-k3-e1-g1-s1-noexp-nores", "conv-in16x16x8-out16-k3-s2-tf",
             "conv-in14x14x32-out32-k3-s1-p1-d2", "conv-in28x28x120-out120-k3_5_7_9-s1-g120", "slice-in7x7x32-out16",
-            "maxpool-in112x112x4-k3-s2-p0-ceil", "se-in7x7x4-m2-sei_swish", "conv-in8x8x3-out8-k3-s1-hswish_arith"]
+            "maxpool-in112x112x4-k3-s2-p0-ceil", "se-in7x7x4-m2-seactswish", "conv-in8x8x3-out8-k3-s1-hswish_arith",
+            "shufflev2-in14x14x116-out116-k3-s1"]
 
 
 def test_new_keys_parse_back_build_and_survive_a_lut_file(tmp_path):
@@ -237,8 +239,9 @@ def test_new_keys_parse_back_build_and_survive_a_lut_file(tmp_path):
     lut.save(tmp_path / "l.json")
     back = load(tmp_path / "l.json")
     assert all(back[k].spec == s for k, s in zip(NEW_KEYS, specs))
-    for bad in ["mb-in8x8x16-out16-k3-s1-x0-p1", "conv-in8x8x8-out8-k3_5-s1-g2", "maxpool-in8x8x4-k3-s2-x4",
-                "mb-in8x8x16-out16-k3-s1-x0-g2", "se-in7x7x4-m2-seg_relu"]:
+    for bad in ["ir-in8x8x16-out16-k3-e1-g1-s1-noexp-p1", "conv-in8x8x8-out8-k3_5-s1-g2", "maxpool-in8x8x4-k3-s2-d2",
+                "ir-in8x8x16-out16-k3-e1-g1-xg2-s1-noexp", "se-in7x7x4-m2-seactsigmoid",
+                "ir-in8x8x16-out16-k3-e6-g2-xg2-s1"]:
         with pytest.raises(ValueError, match="not an op key"):
             OpSpec.from_key(bad)
 

@@ -68,19 +68,14 @@ def test_tflite_is_nhwc_and_the_shuffle_is_its_only_transpose(artifact_cache):
     np.testing.assert_allclose(it.get_tensor(out["index"]), want, rtol=1e-3, atol=1e-3)
 
 
-def test_parallel_export_workers_die_with_a_killed_build(tmp_path):
+def _workers_die_with(cmd: list[str], cwd, env) -> None:
+    """Start ``cmd``, SIGKILL it once its export pool runs, and check that no worker outlives it."""
     import os
     import signal
     import subprocess
-    import sys
     import time
 
-    from conftest import cli_env
-
-    env = cli_env(FBNET_LUT_CACHE=str(tmp_path / "cache"), FBNET_LUT_STORE=str(tmp_path / "s.sqlite"))
-    proc = subprocess.Popen([sys.executable, "-m", "latency_lut", "build", "--runtime", "litert", "--jobs", "2",
-                             "--resolution", "32", "--width", "0.25", "-q", "-o", "l.json"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def children() -> list[int]:
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
@@ -100,3 +95,25 @@ def test_parallel_export_workers_die_with_a_killed_build(tmp_path):
         alive = [w for w in workers if os.path.exists(f"/proc/{w}") and
                  "Z" not in open(f"/proc/{w}/stat").read().split(")")[-1].split()[0]]
     assert not alive, f"export workers {alive} outlived the killed build"
+
+
+def test_parallel_export_workers_die_with_a_killed_build(tmp_path):
+    import sys
+
+    from conftest import cli_env
+
+    env = cli_env(FBNET_LUT_CACHE=str(tmp_path / "cache"), FBNET_LUT_STORE=str(tmp_path / "s.sqlite"))
+    _workers_die_with([sys.executable, "-m", "latency_lut", "build", "--runtime", "litert", "--jobs", "2",
+                       "--resolution", "32", "--width", "0.25", "-q", "-o", "l.json"], tmp_path, env)
+
+
+def test_network_export_workers_die_with_a_killed_validation(tmp_path):
+    """Whole networks (validate) go through the same pool as ops, with the same guard (issue 13)."""
+    import sys
+
+    from conftest import cli_env
+
+    script = ("from latency_lut.networks import export_networks, sample_archs\n"
+              "from latency_lut.spaces import get_space\n"
+              "export_networks(sample_archs(get_space('fbnet', 32, 0.25), 8, 0, named=False), 'tflite', jobs=2)\n")
+    _workers_die_with([sys.executable, "-c", script], tmp_path, cli_env(FBNET_LUT_CACHE=str(tmp_path / "cache")))

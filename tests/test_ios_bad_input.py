@@ -14,8 +14,8 @@ import pytest
 from conftest import cli_env, run_cli
 from ios_applog import console_log, time_bundle
 
+from latency_lut.backends.tflite_benchmark import parse as parse_log
 from latency_lut.ios.errors import ResultsFormatError, TruncatedLogError, UnitMismatchError
-from latency_lut.ios.log import parse_log
 from latency_lut.measure import stats_from_aggregates as stats_from_aggregate
 
 SPACE = ["--resolution", "32", "--width", "0.25"]
@@ -154,15 +154,15 @@ def _block(stat: str, name: str = "fbnet-lut/abc/ir-in8x8x8-out8-k3-e1-g1-s1", e
 
 def test_parser_variants():
     log = parse_log(_block("count=50 curr=1200(all same)"))
-    inf = log.blocks[0].inference
+    inf = log.runs[0].timed
     assert inf is not None and inf.avg == inf.min == inf.max == 1200 and inf.std == 0
     log = parse_log(_block("count=50 first=1.5e+06 curr=1.2e+06 min=1.1e+06 max=1.6e+06 avg=1.23457e+06 std=20000 "
                            "p5=1.15e+06 median=1.2e+06 p95=1.5e+06"))
-    inf = log.blocks[0].inference
+    inf = log.runs[0].timed
     assert inf is not None and inf.avg == 1234570 and inf.median == 1.2e6 and inf.p95 == 1.5e6
     old = _block("count=3 first=10 curr=11 min=10 max=12 avg=11 std=1",
                  extra="Average inference timings in us: Warmup: 850, Init: 3000, Inference: 11\n")
-    assert parse_log(old).blocks[0].timings == {"warmup_avg": 850, "init": 3000, "inference_avg": 11}
+    assert parse_log(old).runs[0].timings == {"warmup_avg": 850, "init": 3000, "inference_avg": 11}
     with pytest.raises(TruncatedLogError):
         parse_log(_block("count=50 curr=1200"))  # lost its "(all same)" or its other fields
     with pytest.raises(TruncatedLogError):
@@ -174,7 +174,7 @@ def test_parser_splits_models_without_the_verbose_line():
         "INFO: Log parameter values verbosely: [0]\n", "")
     two = one.replace("k3-e1", "k5-e1")
     log = parse_log(one + two)
-    assert [b.name.rsplit("/", 1)[1] for b in log.blocks] == ["ir-in8x8x8-out8-k3-e1-g1-s1",
+    assert [b.name.rsplit("/", 1)[1] for b in log.runs] == ["ir-in8x8x8-out8-k3-e1-g1-s1",
                                                               "ir-in8x8x8-out8-k5-e1-g1-s1"]
 
 

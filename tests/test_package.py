@@ -30,3 +30,8 @@ def test_non_editable_install_ships_the_descriptors(tmp_path):
     shipped = sorted(p.stem for p in (REPO / "devices").glob("*.yaml"))
     assert sorted(d["name"] for d in devices) == shipped and "local" in shipped
     assert all(d["source"].startswith(str(target)) for d in devices)
+    # the built-in search spaces are package data too
+    code = "from latency_lut.spaces import get_space, space_names; print(space_names(), get_space('ofa_mbv3').id)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert "mobilenetv3" in out and "proxylessnas" in out and "ofa_mbv3-224" in out

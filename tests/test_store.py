@@ -1,4 +1,5 @@
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,129 @@ def test_foreign_schema_version_is_refused(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="schema version 99"):
         Store(path)
+
+
+# ---- claims: builds sharing one store split the work (issue 13) ------------------------------------------------
+_BUILDER = """
+import json, sys, time
+from pathlib import Path
+from latency_lut.backends import create_backend
+from latency_lut.build import build_lut
+from latency_lut.devices import get_device
+from latency_lut.export import export_many
+from latency_lut.measure import Protocol
+from latency_lut.spaces import get_space
+from latency_lut.store import Store
+
+space = get_space("fbnet", 32, 0.25)
+specs = [s for s in space.unique_specs() if not s.is_identity][:16]
+device = get_device("local")
+backend = create_backend(device, "onnxruntime", threads=1)
+export_many(specs, "onnx")
+Path(sys.argv[2]).touch()  # ready: imports and exports done
+while not Path(sys.argv[3]).exists():
+    time.sleep(0.02)
+with Store(sys.argv[1]) as st:
+    res = build_lut(space, device, backend, st, Protocol(warmup=1, runs=3, min_seconds=0.15, retries=0), specs=specs)
+print(json.dumps({"measured": res.measured, "entries": len(res.lut)}))
+"""
+
+
+def test_two_builds_on_one_store_split_the_work(tmp_path, artifact_cache):
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from conftest import cli_env
+
+    env = cli_env(FBNET_LUT_CACHE=str(artifact_cache))
+    store, go = tmp_path / "shared.sqlite", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILDER, str(store), str(tmp_path / f"ready{i}"), str(go)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    deadline = time.time() + 300
+    while not all((tmp_path / f"ready{i}").exists() for i in range(2)) and time.time() < deadline:
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        time.sleep(0.05)
+    go.touch()
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert [o["entries"] for o in outs] == [16, 16]  # both finish, each with the whole LUT
+    assert sum(o["measured"] for o in outs) == 16 and min(o["measured"] for o in outs) > 0, outs  # split, not doubled
+    with sqlite3.connect(store) as db:
+        per_key = db.execute("SELECT key, COUNT(*) FROM measurements WHERE accepted = 1 GROUP BY key").fetchall()
+        assert len(per_key) == 16 and {n for _, n in per_key} == {1}
+        assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0  # every claim released
+
+
+def test_a_dead_builds_claim_is_taken_over_and_a_live_one_waited_for(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import threading
+    import time
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with Store(tmp_path / "s.sqlite") as st:
+        cfg = f"{_cfg().fingerprint}|{_cfg().runtime}|{_cfg().hash}"
+        with st._db:
+            st._db.execute("INSERT INTO claims VALUES (?, 'k1', 'gone', ?, ?, ?)",
+                           (cfg, socket.gethostname(), dead.pid, time.time() + 3600))
+            st._db.execute("INSERT INTO claims VALUES (?, 'k2', 'busy', ?, ?, ?)",
+                           (cfg, socket.gethostname(), os.getpid(), time.time() + 3600))
+        got: list[str] = []
+
+        def finish_k2() -> None:  # the live claimer stores its measurement a moment later
+            time.sleep(0.5)
+            with Store(tmp_path / "s.sqlite") as other:
+                other.add(other.start_session(_cfg(), {}, "0.1"), "k2", GatedResult([RunResult([1.0] * 3)], 0, False))
+
+        t = threading.Thread(target=finish_k2)
+        t.start()
+        t0 = time.time()
+        for key in st.claim_each(_cfg(), ["k1", "k2", "k3"], key=str, poll=0.05):
+            got.append(key)
+        t.join()
+        assert got == ["k1", "k3"]  # k1: its process is gone; k2: measured by the live claimer meanwhile
+        assert time.time() - t0 >= 0.4  # it waited for k2 instead of measuring it twice
+
+
+def test_a_read_only_store_reads_and_refuses_writes_cleanly(tmp_path):
+    import subprocess
+
+    path = tmp_path / "ro.sqlite"
+    with Store(path) as st:
+        st.add(st.start_session(_cfg(), {}, "0.1"), "k", GatedResult([RunResult([1.0] * 3)], 0, False))
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("this filesystem has no immutable attribute (chattr +i)")
+    try:
+        before = sorted(p.name for p in tmp_path.iterdir())
+        with Store(path) as st:
+            assert st.completed_keys(_cfg()) == {"k"}
+            with pytest.raises(StoreError, match="read-only or immutable"):
+                st.start_session(_cfg(), {}, "0.1")
+        assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -wal/-shm left beside it
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+
+
+@pytest.mark.parametrize("make", ["fifo", "device"])
+def test_a_store_path_that_is_no_regular_file_is_refused(tmp_path, make):
+    import os
+    import stat
+
+    path = tmp_path / "x.sqlite"
+    if make == "fifo":
+        os.mkfifo(path)
+    else:
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            path = Path("/dev/null")
+    with pytest.raises(StoreError, match="not a regular file"):
+        Store(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([path.name] if path.parent == tmp_path else [])

@@ -43,7 +43,7 @@ def test_zoo_models_are_block_units_in_torch_and_onnx(name, tmp_path):
     model = zoo(name)
     ops = decompose_module(model, SHAPE)
     assert not [o.label for o in ops if o.note], "every layer is part of a unit"
-    assert {o.spec.kind for o in ops} == {"conv", "mb", "gap", "fc"}
+    assert {o.spec.kind for o in ops} == {"conv", "ir", "gap", "fc"}
     # the units' multiply-adds are the model's convs and linears (plus their pools): nothing lost, nothing twice
     macs = []
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from latency_lut.android.adb import Target
+from latency_lut.device_fields import cpu_mask, numbers, thermal
+from latency_lut.device_fields import expand as _expand
 from latency_lut.errors import DeviceError
 
 DEFAULT_KEY = "~/.android/adbkey"  # the key `adb` itself uses, so a phone that trusts adb trusts this tool too
@@ -63,22 +65,8 @@ class AndroidConfig:
         else:
             raise bad("transport", f"must be 'usb' or 'tcp', got {opts.get('transport')!r}")
 
-        mask = opts.get("cpu_mask")
-        if isinstance(mask, int) and not isinstance(mask, bool):
-            raise bad("cpu_mask", f"must be a quoted hex string such as \"f0\" (YAML read {mask} as a number)")
-        mask_text = str(mask).lower().removeprefix("0x")
-        if not re.fullmatch(r"[0-9a-f]+", mask_text) or int(mask_text, 16) == 0:
-            raise bad("cpu_mask", f"must be a non-zero hex CPU mask such as \"f0\" (CPUs 4-7), got {mask!r}")
-
-        zones = tuple(opts.get("thermal_zones") or ())
-        for z in zones:
-            if isinstance(z, bool) or not isinstance(z, (int, str)):
-                raise bad("thermal_zones", f"lists zone numbers or type patterns, got {z!r}")
-        cool = opts.get("cooldown_celsius")
-        if cool is not None and not 20 <= float(cool) <= 110:
-            raise bad("cooldown_celsius", f"must be between 20 and 110 degrees C, got {cool}")
-        if cool is not None and not zones:
-            raise bad("cooldown_celsius", "needs thermal_zones to read (e.g. [\"cpu*\"])")
+        mask_text = cpu_mask(opts.get("cpu_mask"), bad)
+        zones, cool = thermal(opts, bad, "cpu*")
 
         remote = str(opts.get("remote_dir") or DEFAULT_REMOTE_DIR).rstrip("/")
         if not remote.startswith("/") or remote in ("", "/data/local/tmp", "/sdcard", "/data"):
@@ -88,14 +76,9 @@ class AndroidConfig:
         if not binary:
             raise bad("benchmark_binary", "is missing: give the host path of TFLite's benchmark_model for the phone")
 
-        numbers = {}
-        for key, default, lo in (("cooldown_timeout_seconds", 600.0, 0), ("cooldown_poll_seconds", 5.0, 0),
-                                 ("connect_timeout_seconds", 10.0, 0.1), ("auth_timeout_seconds", 30.0, 0.1),
-                                 ("reconnect_delay_seconds", 2.0, 0)):
-            value = float(opts.get(key, default))
-            if value < lo:
-                raise bad(key, f"must be >= {lo}")
-            numbers[key] = value
+        nums = numbers(opts, bad, (("cooldown_timeout_seconds", 600.0, 0), ("cooldown_poll_seconds", 5.0, 0),
+                                   ("connect_timeout_seconds", 10.0, 0.1), ("auth_timeout_seconds", 30.0, 0.1),
+                                   ("reconnect_delay_seconds", 2.0, 0)))
         attempts = int(opts.get("reconnect_attempts", 3))
         if attempts < 0:
             raise bad("reconnect_attempts", "must be >= 0")
@@ -103,19 +86,12 @@ class AndroidConfig:
         return cls(
             name=name, source=source, target=target, adb_key=Path(_expand(opts.get("adb_key")) or DEFAULT_KEY),
             cpu_mask=mask_text, threads=threads, benchmark_binary=Path(binary), remote_dir=remote,
-            thermal_zones=zones, cooldown_celsius=float(cool) if cool is not None else None,
+            thermal_zones=zones, cooldown_celsius=cool,
             xnnpack=bool(opts.get("xnnpack", True)), gpu=bool(opts.get("gpu", False)),
             nnapi=bool(opts.get("nnapi", False)), op_profiling=bool(opts.get("op_profiling", False)),
             fixed_performance_mode=bool(opts.get("fixed_performance_mode", False)),
-            keep_files=bool(opts.get("keep_files", False)), reconnect_attempts=attempts, **numbers,
+            keep_files=bool(opts.get("keep_files", False)), reconnect_attempts=attempts, **nums,
         )
-
-
-def _expand(value: Any) -> str | None:
-    """``~`` and ``$VARS`` expanded, so one descriptor serves several machines (``address: ${PHONE}:5555``)."""
-    if value in (None, ""):
-        return None
-    return os.path.expanduser(os.path.expandvars(str(value)))
 
 
 def elf_abi(path: Path, source: str = "the device descriptor") -> str | None:

@@ -68,13 +68,15 @@ class ThermalGuard:
 
     def __init__(self, read: Callable[[], str], patterns: Sequence[int | str], threshold_c: float | None,
                  *, poll_seconds: float = 5.0, timeout_seconds: float = 600.0, source: str = "the descriptor",
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+                 what: str = "the phone", sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.read_text = read
         self.patterns = list(patterns)
         self.threshold_c = threshold_c
         self.poll_seconds = poll_seconds
         self.timeout_seconds = timeout_seconds
         self.source = source
+        self.what = what  # the device, as messages name it
         self.sleep = sleep
         self.clock = clock
 
@@ -88,7 +90,7 @@ class ThermalGuard:
         if not chosen:
             have = ", ".join(sorted({z.type or z.name for z in zones})) or "none readable"
             raise DeviceError(
-                f"thermal_zones {self.patterns} in {self.source} match none of the phone's zones ({have}); "
+                f"thermal_zones {self.patterns} in {self.source} match none of {self.what}'s zones ({have}); "
                 "list zone numbers or type patterns that exist")
         return ThermalReading(max(z.celsius for z in chosen), {f"{z.name}:{z.type}": z.celsius for z in chosen})
 
@@ -99,8 +101,8 @@ class ThermalGuard:
             waited = self.clock() - start
             if waited >= self.timeout_seconds:
                 raise DeviceError(
-                    f"the phone stayed above {self.threshold_c:g} C ({reading.celsius:.1f} C) for "
-                    f"{waited:.0f} s; let it cool (off the charger, out of the sun) or raise cooldown_celsius "
+                    f"{self.what} stayed above {self.threshold_c:g} C ({reading.celsius:.1f} C) for "
+                    f"{waited:.0f} s; let it cool (off the charger, out of the sun, a fan) or raise cooldown_celsius "
                     f"in {self.source}")
             self.sleep(self.poll_seconds)
             reading = self.read()

@@ -17,6 +17,8 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("local", "litert"): "latency_lut.backends.local_litert:LiteRTBackend",
     ("local", "torch"): "latency_lut.backends.local_torch:TorchBackend",
     ("android", "litert"): "latency_lut.backends.android:AndroidBackend",
+    ("ssh", "litert"): "latency_lut.backends.ssh:SshLiteRTBackend",
+    ("ssh", "onnxruntime"): "latency_lut.backends.ssh:SshOnnxRuntimeBackend",
 }
 
 

@@ -9,7 +9,8 @@ restores the phone's performance mode.
 
 benchmark_model prints aggregates, not per-run times, so a RunResult carries ``stats`` and no samples: count, mean,
 std, min and max as printed; the median as printed when the build prints one, else the mean; p10/p25/p75/p90
-estimated as described in :meth:`BenchmarkOutput.to_stats` (the method used is kept in ``extra.stats_source``).
+estimated as described in :meth:`tflite_benchmark.RunStats.to_stats` (the method used is kept in
+``extra.stats_source``, the fields the tool printed in ``extra.printed``).
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from latency_lut.android.adb import AdbSession, quote
-from latency_lut.android.benchmark_output import parse_benchmark_output
 from latency_lut.android.config import AndroidConfig, elf_abi
 from latency_lut.android.thermal import READ_ZONES, ThermalGuard, ThermalReading
 from latency_lut.backends.base import Backend
-from latency_lut.checksums import sha256_file
+from latency_lut.backends.tflite_benchmark import OutputFormatError, parse_one
+from latency_lut.checksums import ChecksumCache, sha256_file
 from latency_lut.errors import DeviceError
-from latency_lut.measure import Protocol, RunResult
+from latency_lut.measure import Protocol, RunResult, Stats, check_plausible_stats
 from latency_lut.ops import OpSpec
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,44 @@ _EXEC_FAILURE = re.compile(r"exec format error|not executable|cannot execute|per
 
 def _bool(v: bool) -> str:
     return "true" if v else "false"
+
+
+def benchmark_flags(c: AndroidConfig, threads: int, protocol: Protocol) -> list[str]:
+    """benchmark_model's flags after ``--graph`` for this descriptor and protocol (live and offline runs alike)."""
+    args = [
+        f"--num_threads={threads}", f"--warmup_runs={protocol.warmup}", "--warmup_min_secs=0",
+        f"--num_runs={protocol.runs}", f"--min_secs={protocol.min_seconds:g}", f"--max_secs={protocol.max_seconds:g}",
+        f"--use_xnnpack={_bool(c.xnnpack)}", f"--use_gpu={_bool(c.gpu)}",
+    ]
+    if c.nnapi:
+        args.append("--use_nnapi=true")
+    if c.op_profiling:
+        args.append("--enable_op_profiling=true")
+    return args
+
+
+def _error_text(errors: list[str], limit: int = 400) -> str:
+    """The tool's own error lines on one line (for a user-facing message)."""
+    text = " | ".join(errors)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_output(text: str, ok: bool, key: str, exit_code: int | None = None,
+                device: str = "") -> tuple[Any, Stats, str]:
+    """benchmark_model's output -> (parsed run, stats, how the percentiles were had); anything unusable,
+    including numbers no run can take (the shared plausibility rule), is a DeviceError naming the op."""
+    where = f"benchmark_model on {device}, {key}" if device else f"benchmark_model on {key}"
+    try:
+        out = parse_one(text, where)
+        if not ok or out.timed is None or out.timed.count < 1:
+            detail = _error_text(out.errors) or " | ".join(text.strip().splitlines()[-3:]) or "no output"
+            why = f" ({out.no_timed_reason})" if ok and out.no_timed_reason else ""
+            raise DeviceError(f"benchmark_model failed on {key} (exit {exit_code}){why}: {detail}")
+        stats, source = out.to_stats()
+    except (ValueError, OverflowError, KeyError, IndexError, OutputFormatError) as e:  # a garbled line
+        raise DeviceError(f"{where}: unreadable output ({e})") from None
+    check_plausible_stats(stats, where, DeviceError)
+    return out, stats, source
 
 
 class AndroidBackend(Backend):
@@ -60,7 +99,7 @@ class AndroidBackend(Backend):
         self._prepared = False
         self._pushed: list[str] = []  # remote files this build pushed or used, removed by close()
         self._remote_models: dict[str, str] = {}  # sha256 -> remote path of models already on the phone
-        self._host_sha: dict[tuple[str, float, int], str] = {}
+        self._host_sha = ChecksumCache()
         self._perf_mode_before: bool | None = None
         self._perf_mode_set = False
 
@@ -224,16 +263,9 @@ class AndroidBackend(Backend):
     def _read_zones(self) -> str:
         return self.adb.shell(READ_ZONES, what="reading thermal zones").output
 
-    def _host_checksum(self, path: Path) -> str:
-        st = path.stat()
-        key = (str(path), st.st_mtime, st.st_size)
-        if key not in self._host_sha:
-            self._host_sha[key] = sha256_file(path)
-        return self._host_sha[key]
-
     def ensure_model(self, artifact: Path) -> str:
         """The model's path on the phone; pushed only if no file there has the same checksum."""
-        sha = self._host_checksum(artifact)
+        sha = self._host_sha(artifact)
         if sha in self._remote_models:
             self._pushed.append(self._remote_models[sha])  # used by this build: cleaned up with the rest
             return self._remote_models[sha]
@@ -248,18 +280,8 @@ class AndroidBackend(Backend):
 
     def command(self, remote_model: str, protocol: Protocol) -> str:
         """The benchmark command line, every word quoted."""
-        c = self.config
-        args = [
-            "taskset", c.cpu_mask, self.remote_binary, f"--graph={remote_model}", f"--num_threads={self.threads}",
-            f"--warmup_runs={protocol.warmup}", "--warmup_min_secs=0", f"--num_runs={protocol.runs}",
-            f"--min_secs={protocol.min_seconds:g}", f"--max_secs={protocol.max_seconds:g}",
-            f"--use_xnnpack={_bool(c.xnnpack)}", f"--use_gpu={_bool(c.gpu)}",
-        ]
-        if c.nnapi:
-            args.append("--use_nnapi=true")
-        if c.op_profiling:
-            args.append("--enable_op_profiling=true")
-        return quote(*args)
+        return quote("taskset", self.config.cpu_mask, self.remote_binary, f"--graph={remote_model}",
+                     *benchmark_flags(self.config, self.threads, protocol))
 
     def measure(self, spec: OpSpec, artifact: Path | None, protocol: Protocol) -> RunResult:
         if artifact is None:
@@ -270,14 +292,10 @@ class AndroidBackend(Backend):
         # Warmup and timed runs are each capped at max_secs by the tool; load and init come on top.
         timeout = 2 * protocol.max_seconds + 120
         res = self.adb.shell(self.command(remote, protocol), timeout=timeout, what=f"benchmark of {spec.key}")
-        out = parse_benchmark_output(res.output)
-        if not res.ok or out.runs is None or out.runs.count < 1:
-            detail = out.error_text() or " | ".join(res.output.strip().splitlines()[-3:]) or "no output"
-            raise DeviceError(f"benchmark_model failed on {spec.key} (exit {res.exit_code}): {detail}")
-        stats, source = out.to_stats()
+        out, stats, source = read_output(res.output, res.ok, spec.key, res.exit_code, self.config.name)
         after = self.guard.read() if self.guard.enabled else None
-        extra: dict[str, Any] = {"stats_source": source, "timings_us": out.timings_us,
-                                 "reconnects": self.adb.reconnects}
+        extra: dict[str, Any] = {"stats_source": source, "printed": list(out.timed.printed),
+                                 "timings_us": out.timings, "reconnects": self.adb.reconnects}
         if before is not None and after is not None:
             extra.update(temperature_c=round(before.celsius, 2), temperature_after_c=round(after.celsius, 2),
                          thermal_wait_seconds=before.waited_seconds, zones_c=before.zones)

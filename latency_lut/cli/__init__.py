@@ -12,8 +12,10 @@ import click
 
 from latency_lut import __version__
 from latency_lut.cli.build import build
+from latency_lut.cli.compare import compare
 from latency_lut.cli.info import devices, show
 from latency_lut.cli.ingest import ingest
+from latency_lut.cli.interop import export_cmd, import_cmd
 from latency_lut.cli.measure import measure
 from latency_lut.cli.predict import predict
 from latency_lut.cli.validate import validate
@@ -35,7 +37,7 @@ def cli() -> None:
     """
 
 
-for _cmd in (build, devices, show, predict, measure, ingest, validate):
+for _cmd in (build, devices, show, predict, measure, ingest, validate, import_cmd, export_cmd, compare):
     cli.add_command(_cmd)
 
 

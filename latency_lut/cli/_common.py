@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from latency_lut.devices import MAX_THREADS
 
 DEFAULT_PROFILES = Path("profiles")
 
@@ -23,6 +26,41 @@ store_option = click.option(
     "--store", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="SQLite file holding every raw sample [default: $FBNET_LUT_STORE or profiles/store.sqlite].",
 )
+space_option = click.option(
+    "--space", default=None, metavar="NAME|FILE.yaml",
+    help="Search space: a built-in name (fbnet, proxylessnas, ofa_mbv3, mobilenetv3) or a space .yaml file.",
+)
+
+
+def lut_space(lut, space: str | None):  # noqa: ANN001 - a lut.LUT
+    """The space to use with a LUT: its own embedded one, or --space, which must agree with it."""
+    from latency_lut.predict import resolve_space
+
+    return resolve_space(lut, space)
+
+
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option in a range that also refuses nan and inf (a plain FloatRange lets nan through)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return v
+
+
+# Bounds of the numeric options, defined once for every command.
+THREADS = click.IntRange(1, MAX_THREADS)
+JOBS = click.IntRange(1, 64)
+RESOLUTION = click.IntRange(32, 1024)
+WIDTH = FiniteFloat(0, 4, min_open=True)
+SECONDS = FiniteFloat(0, 3600)
+COUNT = click.IntRange(0, 100_000)
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
 
 
@@ -50,7 +88,13 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], right: Sequence
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
+    """Strict JSON (RFC 8259): a NaN or Infinity is a bug to report, never a bare token a parser rejects."""
+    try:
+        text = json.dumps(obj, indent=2, default=str, allow_nan=False)
+    except ValueError as e:
+        raise click.ClickException(f"the result holds a non-finite number ({e}); nothing printed. Check the LUT for "
+                                   "implausible entries with 'fbnet-lut show'") from None
+    click.echo(text)
 
 
 class ClickProgress:
@@ -86,4 +130,7 @@ def parse_shape(text: str, param: str = "--input-shape") -> tuple[int, ...]:
         raise click.BadParameter(f"{text!r} is not a shape such as 1,3,224,224", param_hint=param) from None
     if len(shape) != 4 or shape[0] != 1 or min(shape) < 1:
         raise click.BadParameter(f"{text!r}: give N,C,H,W with N = 1", param_hint=param)
+    if max(shape) > 16384 or shape[1] * shape[2] * shape[3] > 1 << 26:
+        raise click.BadParameter(f"{text!r} is larger than any mobile model's input (at most 16384 per dimension "
+                                 "and 2^26 values)", param_hint=param)
     return shape

@@ -31,14 +31,16 @@ def devices(as_json: bool) -> None:
 @click.argument("lut_path", metavar="LUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--sort", "sort_by", type=click.Choice(["key", "median", "noise", "flops"]), default="key",
               show_default=True, help="Order of the entry table.")
-@click.option("--top", type=int, default=None, help="Show only the first N entries.")
+@click.option("--top", type=click.IntRange(1), default=None, help="Show only the first N entries.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the entries as CSV.")
 @json_option
 def show(lut_path: Path, sort_by: str, top: int | None, csv_path: Path | None, as_json: bool) -> None:
     """Summarize a LUT file: its header and a table of its entries (ms)."""
     from latency_lut.lut import load
+    from latency_lut.outputs import check_outputs
 
+    check_outputs({"--csv": csv_path}, inputs={"LUT": lut_path})
     lut = load(lut_path)
     if csv_path:
         lut.to_csv(csv_path)
@@ -53,7 +55,7 @@ def show(lut_path: Path, sort_by: str, top: int | None, csv_path: Path | None, a
     h = lut.header
     info = h.get("device_info", {})
     rows = [
-        ["device", f"{h['device']} ({info.get('cpu_model') or info.get('model') or ''})"],
+        ["device", f"{h['device']} ({info.get('cpu_model') or info.get('model') or info.get('name') or ''})"],
         ["runtime", f"{h['runtime']} {h['runtime_version']}, {h['threads']} thread(s), {h['dtype']}"],
         ["space", h["space"].get("id", h["space"])],
         ["entries", f"{len(lut)} ({'complete' if h['complete'] else 'INCOMPLETE'}), "
@@ -62,6 +64,12 @@ def show(lut_path: Path, sort_by: str, top: int | None, csv_path: Path | None, a
         ["protocol", ", ".join(f"{k}={v}" for k, v in h["protocol"].items())],
         ["created", f"{h['created']} by fbnet-lut {h['tool_version']}"],
     ]
+    imp = h.get("imported")
+    if isinstance(imp, dict):  # a public table (fbnet-lut import): where it came from, and what it lacks
+        rows.insert(1, ["imported", f"{imp.get('format')}: {imp.get('source')}; license {imp.get('license')}; "
+                                    f"{'ESTIMATE, ' if imp.get('estimate') else ''}no raw samples"])
+        if imp.get("missing"):
+            rows.insert(5, ["missing", ", ".join(imp["missing"])])
     click.echo(table(rows, ["LUT", str(lut_path)], right=[False, False]))
     click.echo()
     body = [[r["key"], r["median"], r["p10"], r["p90"], r["noise"], int(r["count"]), int(r["flops"]),

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import click
 
-from latency_lut.cli._common import ClickProgress, default_store, echo_json, parse_shape, store_option, table
+from latency_lut.cli._common import (
+    COUNT,
+    SECONDS,
+    THREADS,
+    ClickProgress,
+    default_store,
+    echo_json,
+    parse_shape,
+    store_option,
+    table,
+)
 
 
 def model_units(modules: tuple[str, ...], onnx_files: tuple[Path, ...], shape: tuple[int, ...] | None,
@@ -54,10 +65,11 @@ def _onnx_shape(path: Path) -> tuple[int, ...]:
               help="Input shape [default: 1,C,224,224 with C the first conv's input channels; an ONNX file's own].")
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 1000),
               help="Interleaved rounds; a model's latency is the median of its round medians.")
-@click.option("--threads", "-t", default=None, type=int, help="Runtime threads [default: the device's].")
-@click.option("--warmup", default=None, type=int, help="Warmup runs per round [default: 5].")
-@click.option("--runs", default=None, type=int, help="Minimum timed runs per round [default: 30].")
-@click.option("--min-seconds", default=None, type=float, help="Minimum timed seconds per round [default: 0.1].")
+@click.option("--threads", "-t", default=None, type=THREADS, help="Runtime threads [default: the device's].")
+@click.option("--warmup", default=None, type=COUNT, help="Warmup runs per round [default: 5].")
+@click.option("--runs", default=None, type=click.IntRange(3, COUNT.max),
+              help="Minimum timed runs per round [default: 30].")
+@click.option("--min-seconds", default=None, type=SECONDS, help="Minimum timed seconds per round [default: 0.1].")
 @store_option
 @click.option("--bundle", "bundle_path", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="iOS devices: bundle folder to write [default: profiles/bundles/DEVICE-models-ID].")
@@ -88,12 +100,16 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
     from latency_lut.measure import Protocol
     from latency_lut.models import export_units, measure_units, store_rounds
     from latency_lut.networks import NetworkSpec
+    from latency_lut.outputs import check_outputs
     from latency_lut.spaces import get_space
     from latency_lut.store import Store
 
     if not (modules or onnx_files or archs):
         raise click.UsageError("give at least one model: --module, --onnx or --arch")
     shape = parse_shape(input_shape) if input_shape else None
+    st_path = store or default_store()
+    # the store (and an iPhone's bundle) are written; neither may be one of the models read
+    check_outputs({"--bundle": bundle_path}, inputs={f"--onnx {p}": p for p in onnx_files}, store=st_path)
     dev = get_device(device)
     overrides = {k: v for k, v in dict(warmup=warmup, runs=runs, min_seconds=min_seconds).items() if v is not None}
     units = model_units(modules, onnx_files, shape)
@@ -130,7 +146,6 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
                             progress.advance(u.name))
         progress.finish()
         config = config_for(dev, backend, protocol)
-        st_path = store or default_store()
         with Store(st_path) as st:
             store_rounds(st, config, backend.device_info(), units, res, protocol, _describe)
     finally:
@@ -140,7 +155,7 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
         m = res[u.key]
         rows.append({"model": u.name, "key": u.key, "input_shape": list(u.input_shape),
                      "median_ms": m.median_ms if m.ok else None, "round_ms": m.round_medians if m.ok else [],
-                     "noise": m.noise if m.ok else None, "error": m.error})
+                     "noise": m.noise if m.ok and math.isfinite(m.noise) else None, "error": m.error})
     if as_json:
         echo_json({"device": dev.name, "runtime": backend.runtime, "threads": backend.threads,
                    "protocol": protocol.to_dict(), "rounds": rounds, "store": str(st_path), "models": rows})

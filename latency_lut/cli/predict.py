@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from latency_lut.cli._common import default_store, echo_json, parse_shape, store_option, table
+from latency_lut.cli._common import (
+    default_store,
+    echo_json,
+    lut_space,
+    parse_shape,
+    space_option,
+    store_option,
+    table,
+)
 from latency_lut.models import load_model
 
 
@@ -14,8 +22,8 @@ from latency_lut.models import load_model
 @click.option("--lut", "lut_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="LUT file to predict from.")
 @click.option("--arch", "-a", "archs", multiple=True,
-              help="fbnet_a, fbnet_b, fbnet_c, or 22 candidate names/indices separated by spaces or commas. "
-                   "Repeat for several architectures.")
+              help="A named architecture of the LUT's space (fbnet_a, mobilenetv3_large, ...) or one candidate "
+                   "name/index per layer, separated by spaces or commas. Repeat for several architectures.")
 @click.option("--module", "-m", "module", default=None, metavar="PKG.MOD:FACTORY",
               help="A torch nn.Module: a factory (called without arguments) or module object, given as "
                    "pkg.mod:name or path/to/file.py:name.")
@@ -25,11 +33,13 @@ from latency_lut.models import load_model
               help="Input shape for --module [default: 1,3,R,R with R the LUT's resolution].")
 @click.option("--measure-missing", is_flag=True,
               help="Measure ops the LUT lacks on the LUT's device, add them to the store and rewrite the LUT file.")
+@space_option
 @store_option
 @click.option("--summary", is_flag=True, help="Only the totals, no per-op breakdown.")
 @click.option("--json", "as_json", is_flag=True, help="Print predictions (with breakdown) as JSON.")
 def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_path: Path | None,
-            input_shape: str | None, measure_missing: bool, store: Path | None, summary: bool, as_json: bool) -> None:
+            input_shape: str | None, measure_missing: bool, space: str | None, store: Path | None, summary: bool,
+            as_json: bool) -> None:
     """Predict whole-model latency from a LUT: architectures of its space, a torch module, or an ONNX file.
 
     The total is the sum of the LUT medians of the model's ops, corrected by the LUT's calibration when it has one
@@ -46,6 +56,7 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
       fbnet-lut predict --lut L.json --onnx model.onnx --summary
     """
     from latency_lut.lut import load
+    from latency_lut.outputs import check_outputs
     from latency_lut.predict import predict as _predict
     from latency_lut.predict import predict_module, predict_onnx
 
@@ -54,11 +65,14 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
         raise click.UsageError("give exactly one of --arch, --module or --onnx")
     if input_shape and not module:
         raise click.UsageError("--input-shape applies to --module only")
+    st = store or default_store()
+    if measure_missing:  # the LUT is rewritten in place with what was measured
+        check_outputs({"--lut": lut_path}, inputs={"--onnx": onnx_path}, store=st)
     lut = load(lut_path)
     before = len(lut)
-    st = store or default_store()
     if archs:
-        preds = [_predict(lut, a) for a in archs]
+        sp = lut_space(lut, space)
+        preds = [_predict(lut, a, sp) for a in archs]
     elif module:
         model = load_model(module)
         shape = parse_shape(input_shape) if input_shape else None

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import click
 
-from latency_lut.cli._common import ClickProgress, default_store, echo_json, store_option, table
+from latency_lut.cli._common import (
+    JOBS,
+    ClickProgress,
+    default_store,
+    echo_json,
+    lut_space,
+    space_option,
+    store_option,
+    table,
+)
 
 _OPTIONAL_PATH = dict(is_flag=False, flag_value="-", default=None, type=click.Path(dir_okay=False, path_type=Path))
 
@@ -21,14 +30,17 @@ def _pct(v: float | None) -> str:
               help="Device the LUT was built on (name or descriptor .yaml); must match the LUT's header.")
 @click.option("--lut", "lut_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="LUT file to validate; its header receives the summary (and the calibration).")
-@click.option("--n", "n", default=50, show_default=True, type=int, help="Random architectures (plus FBNet-A/B/C).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the architecture sample.")
-@click.option("--rounds", default=5, show_default=True, type=int,
+@click.option("--n", "n", default=50, show_default=True, type=click.IntRange(2, 10_000),
+              help="Random architectures (plus FBNet-A/B/C).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1),
+              help="Seed of the architecture sample.")
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 1000),
               help="Interleaved rounds; a model's latency is the median of its round medians.")
 @click.option("--calibrate", is_flag=True,
               help="Fit a calibration on these models (k-fold cross-validated numbers are reported) and store it "
                    "in the LUT; later predictions apply it.")
-@click.option("--folds", default=5, show_default=True, type=int, help="Cross-validation folds for --calibrate.")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 100),
+              help="Cross-validation folds for --calibrate.")
 @click.option("--no-named", is_flag=True, help="Only random architectures (skip FBNet-A/B/C).")
 @click.option("--csv", "csv_path", help="Write per-model rows as CSV [default path: LUT-validation.csv].",
               **_OPTIONAL_PATH)
@@ -45,14 +57,16 @@ def _pct(v: float | None) -> str:
               help="Input shape of --module models [default: 1,C,R,R, R the LUT's resolution].")
 @click.option("--measure-missing", is_flag=True,
               help="With models: measure the units their predictions lack first (added to the store and the LUT).")
+@space_option
 @store_option
-@click.option("--jobs", "-j", default=1, show_default=True, type=int, help="Parallel export processes.")
+@click.option("--jobs", "-j", default=1, show_default=True, type=JOBS, help="Parallel export processes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows and summary as JSON.")
 def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibrate: bool, folds: int,
              no_named: bool, csv_path: Path | None, plot_path: Path | None, modules: tuple[str, ...],
              onnx_files: tuple[Path, ...], models_file: Path | None, input_shape: str | None,
-             measure_missing: bool, store: Path | None, jobs: int, quiet: bool, as_json: bool) -> None:
+             measure_missing: bool, space: str | None, store: Path | None, jobs: int, quiet: bool,
+             as_json: bool) -> None:
     """Measure whole models end to end and compare them with the LUT's predictions.
 
     N architectures are sampled uniformly (seeded) plus FBNet-A/B/C, built from the same blocks as the LUT,
@@ -73,8 +87,8 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
     """
     from latency_lut.backends import create_backend
     from latency_lut.devices import get_device
-    from latency_lut.errors import ValidationError
-    from latency_lut.lut import check_output_path, load
+    from latency_lut.lut import load
+    from latency_lut.outputs import check_outputs
     from latency_lut.store import Store
     from latency_lut.validate import (
         check_device,
@@ -87,28 +101,24 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
     )
 
     lut = load(lut_path)
+    lut_space(lut, space)  # --space must agree with the space the LUT embeds
     dev = get_device(device)
     check_device(lut, dev)
-    if n < 2 and not (modules or onnx_files or models_file):
-        raise ValidationError(f"--n must be at least 2 (a rank correlation needs two models), got {n}")
-    if rounds < 1 or folds < 2:
-        raise ValidationError("--rounds must be >= 1 and --folds >= 2")
     csv_out = default_output(lut, ".csv") if csv_path == Path("-") else csv_path
     plot_out = default_output(lut, ".png") if plot_path == Path("-") else plot_path
-    for p in (csv_out, plot_out, lut_path):
-        if p:
-            check_output_path(p)
+    store = store or default_store()
     units = _model_units(modules, onnx_files, models_file, input_shape, lut)
+    inputs = {f"--onnx {f}": f for f in onnx_files} | {"--models": models_file}
+    check_outputs({"--lut": lut_path, "--csv": csv_out, "--plot": plot_out}, inputs=inputs, store=store)
     if units and calibrate:
         raise click.UsageError("--calibrate fits on the space's architectures; run it without --module/--onnx/"
                                "--models, then validate your models against the calibrated LUT")
     backend = create_backend(dev, lut.header["runtime"], threads=int(lut.header["threads"]))
-    st_path = store or default_store()
     try:
-        with Store(st_path) as st:
+        with Store(store) as st:
             if units:
                 rep = validate_models(lut, dev, backend, units, rounds=rounds, seed=seed, store=st,
-                                      store_path=st_path, measure_missing=measure_missing,
+                                      store_path=store, measure_missing=measure_missing,
                                       progress=ClickProgress(quiet or as_json))
             else:
                 rep = run_validation(lut, dev, backend, n=n, seed=seed, rounds=rounds, jobs=jobs,

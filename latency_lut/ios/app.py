@@ -76,7 +76,10 @@ class IOSApp(Backend):
                                                       "noise_threshold") if self.device.options.get(k) is not None}
         fields.update(overrides)
         fields["retries"] = 0
-        return Protocol(**fields)
+        try:
+            return Protocol(**fields)
+        except (TypeError, ValueError) as e:
+            raise DeviceError(f"device descriptor {self.device.source}: {e}") from None
 
     def measure(self, spec: OpSpec, artifact: Path | None, protocol: Protocol) -> RunResult:
         raise DeviceError(f"{self.device.name} is measured by the iOS benchmark app: run "

@@ -25,10 +25,11 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from latency_lut import __version__
 from latency_lut.checksums import sha256_file
@@ -43,6 +44,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 PARAMS = "benchmark_params.json"
 NAME_PREFIX = "fbnet-lut"
+M = TypeVar("M", bound="Manifest")
 
 
 def default_bundle_root() -> Path:
@@ -98,6 +100,11 @@ class ModelEntry:
 
 @dataclass
 class Manifest:
+    """A bundle's manifest; other platforms' bundles (android/offline.py) subclass it with their own format."""
+
+    FORMAT: ClassVar[str] = FORMAT
+    WHAT: ClassVar[str] = "fbnet-lut iOS bundle"
+
     bundle_id: str
     device: str
     fingerprint: str
@@ -129,26 +136,26 @@ class Manifest:
         return Config(self.device, self.fingerprint, self.runtime, self.settings)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"format": FORMAT, "schema_version": SCHEMA_VERSION}
+        d = {"format": self.FORMAT, "schema_version": SCHEMA_VERSION}
         d.update({k: v for k, v in asdict(self).items() if k != "path"})
         return d
 
     @classmethod
-    def from_dict(cls, doc: Any, source: str) -> Manifest:
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise BundleError(f"{source} is not a fbnet-lut iOS bundle manifest")
+    def from_dict(cls: type[M], doc: Any, source: str) -> M:
+        if not isinstance(doc, dict) or doc.get("format") != cls.FORMAT:
+            raise BundleError(f"{source} is not a {cls.WHAT} manifest")
         if doc.get("schema_version") != SCHEMA_VERSION:
             raise BundleError(f"{source}: manifest schema_version {doc.get('schema_version')!r} is not supported "
                               f"(this tool reads {SCHEMA_VERSION}); rebuild the bundle")
         try:
             models = [ModelEntry(**m) for m in doc["models"]]
-            fields = {k: doc[k] for k in cls.__dataclass_fields__ if k not in ("models", "path")}
+            fields = {f.name: doc[f.name] for f in dataclass_fields(cls) if f.name not in ("models", "path")}
         except (KeyError, TypeError) as e:
             raise BundleError(f"{source}: manifest is incomplete or malformed ({e}); rebuild the bundle") from None
         return cls(models=models, **fields)
 
 
-def load_manifest(bundle: str | Path) -> Manifest:
+def load_manifest(bundle: str | Path, cls: type[M] = Manifest) -> M:  # type: ignore[assignment]
     """The manifest of a bundle folder (or of a manifest.json path)."""
     p = Path(bundle)
     path = p if p.name == MANIFEST else p / MANIFEST
@@ -159,7 +166,7 @@ def load_manifest(bundle: str | Path) -> Manifest:
             from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"cannot read bundle manifest {path}: {e}") from None
-    m = Manifest.from_dict(doc, str(path))
+    m = cls.from_dict(doc, str(path))
     m.path = path.parent
     return m
 
@@ -225,13 +232,30 @@ def make_bundle(
     manifest = Manifest(
         bundle_id=bundle_id, device=config.device, fingerprint=config.fingerprint, runtime=config.runtime,
         settings=settings, protocol=protocol.to_dict(), space=space, app=app, models=models,
-        whole_space=whole_space, created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        whole_space=whole_space, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     name = f"{config.device}-{space['id']}-{bundle_id[:12]}"
     target = Path(path) if path is not None else (root or default_bundle_root()) / name
+
+    def fill(tmp: Path) -> None:
+        for s, m in zip(specs, models):
+            (tmp / m.folder).mkdir(parents=True)
+            _link_or_copy(Path(artifacts[s.key]), tmp / m.file)
+            p = {**params[s.key], "benchmark_name": benchmark_name(bundle_id, s.key)}
+            (tmp / m.params).write_text(json.dumps(p, indent=2, allow_nan=False) + "\n")
+        (tmp / "run_list.txt").write_text("".join(f"{m.folder}\n" for m in models))
+        (tmp / "README.md").write_text(bundle_readme(manifest, name))
+
+    return place_bundle(target, manifest, fill)
+
+
+def place_bundle(target: Path, manifest: Manifest, fill: Callable[[Path], None]) -> BundleResult:
+    """Write a bundle at ``target``: ``fill`` writes its files into a temporary folder, the manifest goes in last
+    and the folder is renamed into place, so an interrupted build never leaves a half bundle that looks complete.
+    An up-to-date bundle of the same id is reused; a folder holding anything else is an error."""
     if target.exists():
-        if _up_to_date(target, bundle_id, models):
-            return BundleResult(target, load_manifest(target), reused=True)
+        if _up_to_date(target, manifest.bundle_id, manifest.models):
+            return BundleResult(target, load_manifest(target, type(manifest)), reused=True)
         if (target / MANIFEST).exists() or any(target.iterdir()):
             old = _peek_id(target)
             raise BundleError(
@@ -242,14 +266,9 @@ def make_bundle(
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        for s, m in zip(specs, models):
-            (tmp / m.folder).mkdir(parents=True)
-            _link_or_copy(Path(artifacts[s.key]), tmp / m.file)
-            p = {**params[s.key], "benchmark_name": benchmark_name(bundle_id, s.key)}
-            (tmp / m.params).write_text(json.dumps(p, indent=2) + "\n")
-        (tmp / "run_list.txt").write_text("".join(f"{m.folder}\n" for m in models))
-        (tmp / "README.md").write_text(bundle_readme(manifest, name))
-        (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=1) + "\n")
+        tmp.mkdir()
+        fill(tmp)
+        (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=1, allow_nan=False) + "\n")
         if target.exists():  # an empty folder the user made for --bundle
             target.rmdir()
         os.replace(tmp, target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from latency_lut.backends.tflite_benchmark import OutputFormatError, TruncatedOutputError, UnitMismatchError
 from latency_lut.errors import LatencyLutError
 
 
@@ -13,17 +14,15 @@ class BundleMismatchError(BundleError):
     """Results that were produced by another bundle (their bundle id is not the manifest's)."""
 
 
-class ResultsFormatError(LatencyLutError):
-    """A results file or console log that cannot be trusted: truncated, inconsistent, or in the wrong units."""
-
-
-class TruncatedLogError(ResultsFormatError):
-    """A line of the app's output is cut off (a log copied or streamed only in part)."""
-
-
-class UnitMismatchError(ResultsFormatError):
-    """Numbers whose units are not the ones the format declares, or that contradict each other by a unit."""
+# A results file or console log that cannot be trusted (truncated, inconsistent, in the wrong units): the errors
+# of the one benchmark_model parser, so that the log and the JSON/CSV forms fail alike.
+ResultsFormatError = OutputFormatError
+TruncatedLogError = TruncatedOutputError
 
 
 class AutomationError(LatencyLutError):
     """The phone could not be driven (pymobiledevice3 missing or incompatible, no phone, app not installed)."""
+
+
+__all__ = ["AutomationError", "BundleError", "BundleMismatchError", "ResultsFormatError", "TruncatedLogError",
+           "UnitMismatchError"]

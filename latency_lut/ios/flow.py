@@ -111,13 +111,15 @@ def ios_bundle_flow(device: Device, space: SearchSpace, *, runtime: str | None, 
     from latency_lut.cli._common import ClickProgress, default_store, echo_json, table
     from latency_lut.cli.build import default_lut_path
     from latency_lut.errors import DeviceError
-    from latency_lut.lut import check_output_path
+    from latency_lut.outputs import check_outputs
 
     if runtime not in (None, device.runtime):
         raise DeviceError(f"device {device.name!r} runs {device.runtime} in the iOS benchmark app; drop --runtime")
-    out = check_output_path(lut_path or default_lut_path(device.name, device.runtime, space.id))
+    store_path = store_path or default_store()
+    out = check_outputs({"-o": lut_path or default_lut_path(device.name, device.runtime, space.id),
+                         "--csv": csv_path}, store=store_path)["-o"]
     t0 = time.perf_counter()
-    with Store(store_path or default_store()) as st:
+    with Store(store_path) as st:
         res = build_bundle(space, device, st, threads=threads, protocol_overrides=overrides, only=only,
                            bundle_path=bundle_path, jobs=jobs, progress=ClickProgress(quiet or as_json))
     m = res.bundle.manifest

@@ -21,8 +21,8 @@ from latency_lut.ios.bundle import Manifest, default_bundle_root, find_bundle, l
 from latency_lut.ios.errors import BundleError, ResultsFormatError
 from latency_lut.ios.results import Parsed, Result, parse_results
 from latency_lut.lut import LUT
-from latency_lut.measure import GatedResult, Protocol, RunResult
-from latency_lut.spaces import SearchSpace, get_space
+from latency_lut.measure import GatedResult, Protocol, RunResult, check_plausible_stats
+from latency_lut.spaces import SearchSpace, from_description
 from latency_lut.store import Store
 
 # Device facts a log or the command line may give, under these names in the LUT header's device_info.
@@ -72,7 +72,7 @@ def resolve_manifest(sources: Sequence[Source], bundle: Path | None, roots: Sequ
 
 def manifest_space(manifest: Manifest) -> SearchSpace:
     sp = manifest.space
-    return get_space(sp["name"], int(sp["resolution"]), float(sp["width"]))
+    return from_description(sp)
 
 
 def _device_info(parsed: Sequence[Parsed], given: dict[str, Any], manifest: Manifest, device: Device) -> dict[str, Any]:
@@ -91,6 +91,20 @@ def _device_info(parsed: Sequence[Parsed], given: dict[str, Any], manifest: Mani
     return {k: v for k, v in info.items() if k not in ("product_types",)}
 
 
+def _check_found(p: Parsed, manifest: Manifest) -> None:
+    """A source without one usable result is the wrong file (or an empty one); every number must be plausible."""
+    if not p.results:
+        why = (f"; {len(p.failed)} model(s) started but gave no numbers, e.g. "
+               f"{next(iter(p.failed))}: {next(iter(p.failed.values()))}" if p.failed else
+               f"; it names only other models ({', '.join(p.unknown[:3])})" if p.unknown else "")
+        raise ResultsFormatError(
+            f"{p.source}: found no result of bundle {manifest.bundle_id} in this {p.form} file{why}. Give the app's "
+            "console log or a results .json/.csv of this bundle; nothing was stored"
+        )
+    for r in p.results:
+        check_plausible_stats(r.stats, f"{p.source}: result {r.key}", ResultsFormatError)
+
+
 def ingest(
     sources: Sequence[Source],
     manifest: Manifest,
@@ -105,6 +119,8 @@ def ingest(
                           f"not {device.name!r}")
     # 1. Read and check everything before writing anything.
     parsed = [parse_results(s.text, s.name, manifest) for s in sources]
+    for p in parsed:
+        _check_found(p, manifest)
     rep = IngestReport(manifest, [s.name for s in sources])
     latest: dict[str, Result] = {}
     for p in parsed:

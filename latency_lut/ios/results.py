@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from latency_lut.backends.tflite_benchmark import BenchmarkLog, BenchmarkRun, parse
 from latency_lut.ios.bundle import Manifest, split_benchmark_name
 from latency_lut.ios.errors import BundleMismatchError, ResultsFormatError, TruncatedLogError, UnitMismatchError
-from latency_lut.ios.log import LogBlock, ParsedLog, RunStat, parse_log
 from latency_lut.measure import Stats, compute_stats, stats_from_aggregates
 
 RESULTS_FORMAT = "fbnet-lut-ios-results"
@@ -71,12 +71,12 @@ class Parsed:
 
 
 # ---- the console log ---------------------------------------------------------------------------------------
-def results_from_log(log: ParsedLog, manifest: Manifest | None) -> Parsed:
-    """Map a parsed log's blocks to the bundle's keys."""
+def results_from_log(log: BenchmarkLog, manifest: Manifest | None) -> Parsed:
+    """Map a parsed log's runs to the bundle's keys (a key run twice: its last complete run is kept)."""
     out = Parsed(log.source, "log", set(), [], dict(log.device))
     by_key = manifest.by_key() if manifest else {}
     seen: dict[str, int] = {}
-    for b in log.blocks:
+    for b in log.runs:
         ident = split_benchmark_name(b.name) if b.name is not None else None
         if ident is None:
             if b.has_results:  # the app's default model, or a run without our parameters
@@ -95,21 +95,20 @@ def results_from_log(log: ParsedLog, manifest: Manifest | None) -> Parsed:
             continue
         if manifest is not None:
             _check_block(b, key, manifest, log.source)
-        inf = b.inference
-        if inf is None or inf.count == 0:
-            why = "; ".join(b.errors[-2:]) or ("no timed runs (the run stopped, or the log ends here)")
-            out.failed[key] = f"line {b.line}: {why}"
+        if b.timed is None or b.timed.count == 0:
+            if key not in seen:
+                out.failed[key] = f"line {b.line}: {b.no_timed_reason or 'no timed runs'}"
             continue
         if key in seen:
             out.repeated.append(key)
             out.results = [r for r in out.results if r.key != key]
         seen[key] = b.line
         out.failed.pop(key, None)
-        out.results.append(_log_result(b, inf, key, bundle_id, log.source))
+        out.results.append(_log_result(b, key, bundle_id))
     return out
 
 
-def _check_block(b: LogBlock, key: str, manifest: Manifest, source: str) -> None:
+def _check_block(b: BenchmarkRun, key: str, manifest: Manifest, source: str) -> None:
     expected = manifest.by_key()[key].graph
     graph = b.graph.replace("\\", "/").rsplit("/", 1)[-1] if b.graph else None
     if graph is not None and graph != expected:
@@ -122,15 +121,13 @@ def _check_block(b: LogBlock, key: str, manifest: Manifest, source: str) -> None
         )
 
 
-def _log_result(b: LogBlock, inf: RunStat, key: str, bundle_id: str, source: str) -> Result:
+def _log_result(b: BenchmarkRun, key: str, bundle_id: str) -> Result:
     ms = UNITS["us"]
-    stats, how = stats_from_aggregates(
-        inf.count, inf.avg * ms, inf.std * ms, inf.min * ms, inf.max * ms,
-        None if inf.median is None else inf.median * ms, None if inf.p5 is None else inf.p5 * ms,
-        None if inf.p95 is None else inf.p95 * ms,
-    )
-    extra: dict[str, Any] = {"source": "ios-log", "percentiles": how, "log_line": inf.line,
-                             "first_ms": None if inf.first is None else inf.first * ms}
+    inf = b.timed
+    assert inf is not None
+    stats, how = inf.to_stats()
+    extra: dict[str, Any] = {"source": "ios-log", "percentiles": how, "printed": list(inf.printed),
+                             "log_line": inf.line, "first_ms": None if inf.first is None else inf.first * ms}
     if b.timings:
         extra.update({f"{k}_ms": v * ms for k, v in b.timings.items() if k != "inference_avg"})
     if b.warmup is not None:
@@ -275,5 +272,9 @@ def parse_results(text: str, source: str, manifest: Manifest | None) -> Parsed:
     """Read one results source of any form; with a manifest, map and check it against that bundle."""
     form = detect_form(text)
     if form == "log":
-        return results_from_log(parse_log(text, source), manifest)
-    return results_from_table(form, text, source, manifest)
+        return results_from_log(parse(text, source, strict=True), manifest)
+    try:
+        return results_from_table(form, text, source, manifest)
+    except csv.Error as e:  # stray carriage returns, a NUL byte
+        raise ResultsFormatError(f"{source}: not a readable CSV results file ({e}); save it again as plain "
+                                 "CSV") from None

@@ -67,6 +67,8 @@ def main(argv):
     print("INFO: STARTING!")
     print("INFO: Log parameter values verbosely: [0]")
     print(f"INFO: Num threads: [{threads}]")
+    if f.get("benchmark_name"):  # the tool logs the parameters that differ from their defaults
+        print(f"INFO: Benchmark name: [{f['benchmark_name']}]")
     print(f"INFO: Graph: [{graph}]")
     if truth(f.get("use_gpu", "false")):
         print("ERROR: GPU acceleration is unsupported on this platform.")

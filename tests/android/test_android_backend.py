@@ -38,7 +38,7 @@ def test_measures_on_the_phone_and_records_the_session(phone, make_backend, tiny
         assert r.samples_ms == [] and st.count >= 3 and 0 < st.min <= st.median <= st.max
         assert r.extra["temperature_c"] == 38.0 and "thermal_zone0:cpu-big" in r.extra["zones_c"]
         assert r.extra["op_profile"][0]["node_type"] == "TfLiteXNNPackDelegate"
-        assert r.extra["timings_us"]["Inference (avg)"] == pytest.approx(st.mean * 1000, rel=1e-3)
+        assert r.extra["timings_us"]["inference_avg"] == pytest.approx(st.mean * 1000, rel=1e-3)
 
     # The command: pinned with taskset, the protocol's settings, every word quoted.
     bench = [c for c in phone.commands if "--graph=" in c and ".no-such-model" not in c]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from adb_daemon import parse_android_pubkey
-from android_fixtures import phone, phone_home  # noqa: F401
+from android_fixtures import loopback_doc, phone, phone_home  # noqa: F401
 
 ADB = shutil.which("adb") or "/usr/bin/adb"
 
@@ -34,6 +34,7 @@ def adb(tmp_path: Path):
     # Started first: a server started by `connect` may still be generating its key when the phone asks for it.
     assert run("start-server").returncode == 0
     run.home = home  # type: ignore[attr-defined]
+    run.env = env  # type: ignore[attr-defined]
     yield run
     run("kill-server")
 
@@ -70,3 +71,36 @@ def test_real_adb_connects_shells_pushes_and_pulls(adb, phone, tmp_path):
 
     missing = adb("-s", phone.address, "pull", "/data/local/tmp/nope.bin", str(tmp_path / "x"))
     assert missing.returncode != 0 and "'/data/local/tmp/nope.bin' does not exist" in missing.stdout + missing.stderr
+
+
+def test_offline_bundle_runs_through_real_adb_and_its_log_is_ingested(adb, phone, tmp_path, artifact_cache):
+    """`build --bundle` for an Android descriptor, its run_with_adb.sh driving the phone with the real adb client
+    (push, run pinned on the phone, log back), then `ingest` of that log."""
+    import json
+
+    import yaml
+    from conftest import cli_env, run_cli
+
+    keys = ["ir-in16x16x8-out8-k3-e1-g1-s1", "ir-in16x16x8-out8-k3-e3-g1-s1"]
+    (tmp_path / "lab.yaml").write_text(yaml.safe_dump(loopback_doc(name="lab")))
+    env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(tmp_path / "store.sqlite"))
+    only = [a for k in keys for a in ("--only", k)]
+    p = run_cli("build", "--device", "lab.yaml", "--resolution", "32", "--width", "0.25", "--warmup", "1", "--runs",
+                "4", "--min-seconds", "0", *only, "--bundle", "b", "--json", cwd=tmp_path, env=env, check=True)
+    bundle_id = json.loads(p.stdout)["bundle_id"]
+    assert phone.commands == []  # building the bundle never touched the phone
+
+    phone.trusted_keys.append(parse_android_pubkey((adb.home / ".android" / "adbkey.pub").read_bytes()))
+    assert "connected to" in adb("connect", phone.address).stdout
+    run = subprocess.run(["sh", str(tmp_path / "b" / "run_with_adb.sh"), "-s", phone.address], env=adb.env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    remote = f"/data/local/tmp/fbnet-lut/bundle-{bundle_id}"
+    assert (phone.data_dir / f"fbnet-lut/bundle-{bundle_id}/benchmark_model").is_file()
+    log = (tmp_path / "b" / f"fbnet-lut-{bundle_id}.log").read_text()
+    assert f"Graph: [{remote}/models/{keys[1]}.tflite]" in log and log.count(" exit 0") == 2
+
+    p = run_cli("ingest", "--device", "lab.yaml", "--bundle", "b", f"b/fbnet-lut-{bundle_id}.log", "--json",
+                cwd=tmp_path, env=env, check=True)
+    rep = json.loads(p.stdout)
+    assert sorted(rep["added"]) == keys and rep["missing"] == [] and rep["lut_entries"] == 2

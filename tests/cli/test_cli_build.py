@@ -7,22 +7,11 @@ import subprocess
 import sys
 import time
 
-from conftest import FAST, cli_env
+from conftest import FAST, accepted_ops, cli_env
 
 from latency_lut.lut import load
 
 SMALL = ["--resolution", "32", "--width", "0.25"]
-
-
-def _accepted(store) -> int:
-    """Ops committed to a store that another process is writing (0 before its tables exist)."""
-    if not store.exists():
-        return 0
-    with sqlite3.connect(store) as db:
-        try:
-            return db.execute("SELECT COUNT(*) FROM measurements WHERE accepted = 1").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
 
 
 def test_build_show_predict(cli, tmp_path):
@@ -61,12 +50,12 @@ def test_killed_build_resumes_where_it_stopped(tmp_path, artifact_cache):
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     deadline = time.time() + 300
-    while _accepted(store) < 10 and proc.poll() is None and time.time() < deadline:
+    while accepted_ops(store) < 10 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the build finished before it could be killed"
-    done = _accepted(store)
+    done = accepted_ops(store)
     assert 10 <= done < 109
     assert not (tmp_path / "lut.json").exists()
 
@@ -87,7 +76,7 @@ def test_ctrl_c_is_not_a_traceback(tmp_path, artifact_cache):
                              "-q", "-o", "lut.json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while _accepted(store) < 1 and proc.poll() is None and time.time() < deadline:
+    while accepted_ops(store) < 1 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "the build ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)

@@ -85,7 +85,7 @@ def test_unwritable_output_path(cli, tmp_path):
 def test_usage_errors_are_one_line_too(cli):
     assert_one_line_error(cli("build", "--resolution", "abc"), "--resolution")
     assert_one_line_error(cli("predict", "--arch", "fbnet_a"), "--lut")
-    assert_one_line_error(cli("build", "--runs", "1"), "runs must be at least 3")
+    assert_one_line_error(cli("build", "--runs", "1"), "--runs", "3<=x")
     assert_one_line_error(cli("frobnicate"), "No such command")
 
 

@@ -96,7 +96,7 @@ def test_validate_module_and_models_list(cli, work):
     assert res["summary"]["plain_sum"]["n"] == 2
     assert (work / "v.csv").read_text().count("\n") == 3 and (work / "v.png").stat().st_size > 1000
     lut = json.loads((work / "lut.json").read_text())
-    assert "mb-in16x16x8-out8-k3-s1-x32-relu6" in lut["entries"] and "validation_models" in lut["header"]
+    assert "ir-in16x16x8-out8-k3-e4-g1-s1-relu6" in lut["entries"] and "validation_models" in lut["header"]
     table = cli("validate", "--lut", "lut.json", "-m", "mymodels:block", "--input-shape", "1,3,32,32",
                 "--rounds", "1", check=True).stdout
     assert "mymodels:block" in table and "plain sum" in table

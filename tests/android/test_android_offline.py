@@ -1,0 +1,115 @@
+"""Offline Android: `build --bundle` writes models and a script, the script runs them with benchmark_model, and
+`ingest` reads its log back into the store and the LUT.
+
+The "phone" is this host: the bundle's own run_on_phone.sh runs under sh with the benchmark_model stand-in (which
+really times each .tflite with LiteRT), exactly as `sh run_on_phone.sh > LOG` would on a phone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from android_fixtures import install_standin
+from conftest import cli_env, run_cli
+
+SPACE = ["--resolution", "32", "--width", "0.25"]
+FAST = ["--warmup", "1", "--runs", "4", "--min-seconds", "0"]
+KEYS = ["ir-in16x16x8-out8-k3-e1-g1-s1", "ir-in16x16x8-out8-k3-e3-g1-s1"]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, artifact_cache: Path):
+    root = tmp_path_factory.mktemp("offline")
+    binary = install_standin(root / "host")
+    (root / "lab.yaml").write_text(yaml.safe_dump({
+        "name": "labphone", "kind": "android", "description": "a phone this host cannot reach", "runtime": "litert",
+        "threads": 1, "transport": "usb", "cpu_mask": "1", "thermal_zones": ["cpu*"], "cooldown_celsius": 95,
+        "benchmark_binary": str(binary)}))
+    env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(root / "store.sqlite"))
+
+    def cli(*args: str, **kw):
+        return run_cli(*args, cwd=root, env=env, **kw)
+
+    only = [a for k in KEYS for a in ("--only", k)]
+    p = cli("build", "--device", "lab.yaml", *SPACE, *FAST, *only, "--bundle", "b", "--json", check=True)
+    summary = json.loads(p.stdout)
+    log = subprocess.run(["sh", str(root / "b" / "run_on_phone.sh")], capture_output=True, text=True, check=True,
+                         timeout=300).stdout
+    return root, cli, summary, log
+
+
+def _rows(root: Path) -> int:
+    with sqlite3.connect(root / "store.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+
+
+def test_bundle_holds_models_binary_and_scripts(lab):
+    root, _, summary, log = lab
+    b = root / "b"
+    m = json.loads((b / "manifest.json").read_text())
+    assert summary["status"] == "waiting_for_results" and summary["models"] == 2
+    assert m["format"] == "fbnet-lut-android-bundle" and [x["key"] for x in m["models"]] == KEYS
+    assert (b / "benchmark_model").is_file() and (b / "run_with_adb.sh").is_file()
+    script = (b / "run_on_phone.sh").read_text()
+    assert f"--benchmark_name=\"fbnet-lut/{m['bundle_id']}/$1\"" in script and "--num_runs=4" in script
+    assert summary["ingest_command"].startswith("fbnet-lut ingest --device lab.yaml --bundle")
+    # The script ran both models (names and paths as benchmark_model echoes them).
+    assert log.count("Benchmark name: [fbnet-lut/") == 2 and log.count(" exit 0") == 2
+
+
+def test_log_goes_into_store_and_lut_once(lab):
+    root, cli, _, log = lab
+    # Noise around the runs, a second (partial) run of one model cut before its statistics: the last complete
+    # run counts, the cut one after it does not erase it.
+    first = log[: log.index("fbnet-lut: " + KEYS[0] + " exit")]
+    cut = first[: first.rindex("INFO: count=")]
+    (root / "phone.log").write_text("logcat noise\n" + log + cut)
+    p = cli("ingest", "--device", "lab.yaml", "--bundle", "b", "phone.log", "--json", check=True)
+    rep = json.loads(p.stdout)
+    assert sorted(rep["added"]) == KEYS and rep["missing"] == [] and rep["failed"] == {}
+    lut = json.loads((root / rep["lut"]).read_text())
+    entries = lut["entries"] if isinstance(lut["entries"], dict) else {e["key"]: e for e in lut["entries"]}
+    assert set(KEYS) <= set(entries) and lut["header"]["complete"] is False  # 2 ops of the whole space
+    avg = float(re.search(r"count=4 first=\d+ curr=\d+ min=\d+ max=\d+ avg=(\S+)", log)[1])
+    k0 = entries[KEYS[0]]
+    assert k0["mean"] == pytest.approx(avg / 1000, rel=1e-6)
+    n = _rows(root)
+    p = cli("ingest", "--device", "lab.yaml", "--bundle", "b", "phone.log", "--json", check=True)
+    assert sorted(json.loads(p.stdout)["already_ingested"]) == KEYS and _rows(root) == n
+
+
+def _fails(lab, text: str, pattern: str) -> None:
+    root, cli, _, _ = lab
+    n = _rows(root)
+    (root / "bad.log").write_text(text)
+    p = cli("ingest", "--device", "lab.yaml", "--bundle", "b", "bad.log")
+    assert p.returncode == 2, p.stdout + p.stderr
+    err = p.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("Error: ") and re.search(pattern, err), err
+    assert _rows(root) == n
+
+
+def test_bad_logs_are_errors_naming_file_and_line(lab):
+    log = lab[3]
+    bid = re.search(r"fbnet-lut/([0-9a-f]{16})/", log)[1]
+    _fails(lab, log.replace(bid, "0123456789abcdef"), r"bad.log, line \d+: this log is from bundle 0123456789abcdef")
+    no_names = re.sub(r"INFO: Benchmark name: .*\n", "", log)
+    _fails(lab, no_names.replace(f"{KEYS[1]}.tflite", "mobilenet.tflite"), r"bad.log, line \d+: model .*mobilenet"
+                                                                          r".tflite' matches no op")
+    _fails(lab, log.replace("Num threads: [1]", "Num threads: [4]", 1), r"line \d+: .* ran with 4 thread")
+    _fails(lab, re.sub(r"(count=4 first=\d+ curr=\d+) min=.*", r"\1", log, count=1),
+           r"bad.log, line \d+: statistics line is cut off")
+
+
+def test_log_without_names_is_keyed_by_graph_path(lab):
+    root, cli, _, log = lab
+    plain = re.sub(r"INFO: Benchmark name: .*\n", "", log)
+    (root / "plain.log").write_text(plain)
+    p = cli("ingest", "--device", "lab.yaml", "--bundle", "b", "plain.log", "--json", check=True)
+    assert sorted(json.loads(p.stdout)["already_ingested"]) == KEYS
