@@ -491,7 +491,8 @@ def _merge_mixed(prims: list[_Prim]) -> list[_Prim]:
 
 
 def _fuse_blocks(prims: list[_Prim], known: Callable[[str], bool]) -> list[_Prim]:
-    """Price chains that are whole blocks of the space with their block entry, when the LUT has it."""
+    """Price chains that are whole blocks (the registry's patterns, ``latency_lut.units``) as one unit each; an
+    FBNet block found in any code has the space's own key."""
     out: list[_Prim] = []
     users: dict[str, list[int]] = {}
     for i, p in enumerate(prims):
@@ -500,11 +501,6 @@ def _fuse_blocks(prims: list[_Prim], known: Callable[[str], bool]) -> list[_Prim
     chain = _PrimChain(prims, users)
     i = 0
     while i < len(prims):
-        fused = _match_ir(prims, i, users)
-        if fused is not None and known(fused[0].spec.key):
-            out.append(fused[0])
-            i = fused[1]
-            continue
         unit = match_unit(chain, i)
         if unit is not None:
             spec, end = unit
@@ -550,53 +546,6 @@ class _PrimChain:
         p = self.prims[j]
         return p.spec.kind == "add" and p.spec.activation == "linear" and \
             sorted(p.inputs) == sorted([self.prims[last].output, self.prims[start].inputs[0]])
-
-
-def _match_ir(prims: list[_Prim], i: int, users: dict[str, list[int]]) -> tuple[_Prim, int] | None:
-    """conv1x1(g, relu) -> [shuffle g] -> dw conv(k, s, relu) -> conv1x1(g, linear) [-> add input] at ``i``."""
-    def nxt(j: int) -> int | None:
-        u = users.get(prims[j].output, [])
-        return u[0] if len(u) == 1 and u[0] == j + 1 else None
-
-    a = prims[i].spec
-    if a.kind != "conv" or a.kernel != 1 or a.stride != 1 or a.activation != "relu" or a.padding >= 0:
-        return None
-    g, mid, j = a.groups, a.cout, nxt(i)
-    if j is not None and g > 1 and prims[j].spec.kind == "shuffle" and prims[j].spec.groups == g:
-        j = nxt(j)
-    elif g > 1:
-        return None
-    if j is None:
-        return None
-    b = prims[j].spec
-    if b.kind != "conv" or b.groups != mid or b.cin != mid or b.cout != mid or b.activation != "relu" \
-            or b.padding >= 0:
-        return None
-    k = nxt(j)
-    if k is None:
-        return None
-    c = prims[k].spec
-    if c.kind != "conv" or c.kernel != 1 or c.stride != 1 or c.groups != g or c.activation != "linear" \
-            or c.cin != mid:
-        return None
-    residual = b.stride == 1 and a.cin == c.cout
-    end = k + 1
-    if residual:
-        if end >= len(prims) or prims[end].spec.kind != "add" or prims[end].spec.activation != "linear" \
-                or sorted(prims[end].inputs) != sorted([prims[k].output, prims[i].inputs[0]]):
-            return None
-        end += 1
-    e = mid / a.cin
-    exp: float = int(e) if e.is_integer() else round(e, 4)
-    try:
-        spec = OpSpec("ir", a.cin, a.h, a.w, c.cout, kernel=b.kernel, stride=b.stride, expansion=exp, groups=g)
-    except ValueError:
-        return None
-    if spec.mid != mid:
-        return None
-    members = [m for p in prims[i:end] for m in p.members]
-    return _Prim(_common_label([p.label for p in prims[i:end]]), spec, prims[i].inputs, prims[end - 1].output,
-                 members), end
 
 
 def _skip_alias(p: _Prim, known: Callable[[str], bool]) -> _Prim:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
-from latency_lut.blocks.layers import ArithHardSigmoid, ChannelShuffle, GlobalAvgPool, SqueezeExcite
+from latency_lut.blocks.layers import ArithHardSigmoid, ArithHardSwish, ChannelShuffle, GlobalAvgPool, SqueezeExcite
 from latency_lut.blocks.mbconv import InvertedResidual
 from latency_lut.decompose import ModelError, Node, TraceError
 from latency_lut.ops import OpSpec
@@ -286,9 +286,11 @@ class _Converter:
             return self.emit(n, "block", [x], spec=dataclasses.replace(m.spec, h=h, w=w))
         if isinstance(m, SqueezeExcite):
             _, c, h, w = self.shape_of(x)
-            gate = "sigmoid" if isinstance(m.gate, nn.Sigmoid) else "hsigmoid_arith" \
-                if isinstance(m.gate, ArithHardSigmoid) else "hsigmoid"
-            return self.emit(n, "block", [x], spec=OpSpec("se", c, h, w, hidden=m.reduce.out_channels, act=gate))
+            # the registry's own module: its gate and inner activation are the modules it was built with
+            names = {**_ACT_MODULES, ArithHardSigmoid: "hsigmoid_arith", ArithHardSwish: "hswish_arith",
+                     nn.Identity: "linear"}
+            return self.emit(n, "block", [x], spec=OpSpec("se", c, h, w, hidden=m.reduce.out_channels,
+                                                          act=names[type(m.gate)], se_act=names[type(m.relu)]))
         if isinstance(m, ChannelShuffle):
             return self.emit(n, "shuffle", [x], groups=m.groups)
         if isinstance(m, GlobalAvgPool):

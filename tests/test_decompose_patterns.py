@@ -158,6 +158,29 @@ def test_mbconv_without_residual_is_marked():
     assert keys(NoSkip(8, 8, 3, 1, 3, nn.ReLU6)) == ["ir-in16x16x8-out8-k3-e3-g1-s1-nores-relu6"]
 
 
+def test_fbnet_grouped_block_written_by_hand_has_the_space_key():
+    """FBNet's _g2 block as someone else writes it (grouped 1x1s, a reshape-transpose shuffle) is the space's own
+    ``ir`` unit: one kind, one pattern, one key, whoever wrote the block."""
+    def cbr(cin, cout, k=1, groups=1, act=True):
+        layers = [nn.Conv2d(cin, cout, k, 1, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+        return nn.Sequential(*layers, *([nn.ReLU()] if act else []))
+
+    class G2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pw, self.dw, self.pwl = cbr(8, 48, groups=2), cbr(48, 48, 3, groups=48), cbr(48, 8, groups=2,
+                                                                                              act=False)
+
+        def forward(self, x):
+            y = self.pw(x)
+            n, c, h, w = y.shape
+            y = y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+            return x + self.pwl(self.dw(y))
+
+    want = OpSpec("ir", 8, 16, 16, 8, 3, 1, 6, 2)
+    assert keys(G2()) == [want.key] == ["ir-in16x16x8-out8-k3-e6-g2-s1"]
+
+
 class TFSame(nn.Module):
     """A TF port: explicit F.pad (asymmetric "same" padding) before a stride-2 conv and a max pool."""
 

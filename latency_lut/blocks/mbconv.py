@@ -46,7 +46,7 @@ from latency_lut.blocks.base import (
     set_field,
     spec_hw,
 )
-from latency_lut.blocks.conv import is_depthwise, is_pointwise, parts
+from latency_lut.blocks.conv import is_depthwise, is_plain, is_pointwise, parts
 
 BLOCK_ACTS = ("relu", "relu6", "hswish", "swish", "hswish_arith")
 SE_ACTS = (*BLOCK_ACTS, "linear")  # a squeeze-excite's inner activation (linear: none, seen in foreign models)
@@ -176,15 +176,24 @@ def __getattr__(name: str):  # ``from latency_lut.blocks.mbconv import InvertedR
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _grouped_1x1(s: Spec) -> bool:
+    return is_plain(s) and s.kernel == 1 and s.stride == 1 and s.groups > 1 and not s.mix
+
+
 def _match(ch, i: int):  # noqa: ANN001 - a ``latency_lut.units.Chain``
-    """[1x1 conv + act] -> KxK depthwise + act -> [squeeze-excite] -> 1x1 conv (linear) [-> residual add], in a
-    foreign model's primitive ops. Returns the block's spec fields and the index past its last op."""
+    """[1x1 conv + act [-> shuffle]] -> KxK depthwise + act -> [squeeze-excite] -> 1x1 conv (linear) [-> residual
+    add], in a foreign model's primitive ops; grouped 1x1 convs (FBNet's g2) come with a channel shuffle. Returns
+    the block's spec fields and the index past its last op."""
     a = ch.spec(i)
-    expand, j = 0, i
-    if is_pointwise(a) and a.activation != "linear":
+    expand, j, g = 0, i, 1
+    if (is_pointwise(a) or _grouped_1x1(a)) and a.activation != "linear":
         expand, nxt = a.cout, ch.next(i)
         if nxt is None:
             return None
+        if a.groups > 1:
+            g, shuf = a.groups, ch.spec(nxt)
+            if shuf.kind != "shuffle" or shuf.groups != g or (nxt := ch.next(nxt)) is None:
+                return None
         j = nxt
     b = ch.spec(j)
     if not is_depthwise(b, expand or None) or (expand and b.activation != a.activation):
@@ -201,15 +210,16 @@ def _match(ch, i: int):  # noqa: ANN001 - a ``latency_lut.units.Chain``
         if k is None:
             return None
         c = ch.spec(k)
-    if not (is_pointwise(c) and c.activation == "linear" and c.cin == mid):
+    if not ((is_pointwise(c) if g == 1 else _grouped_1x1(c) and c.groups == g) and c.activation == "linear"
+            and c.cin == mid):
         return None
     end = k + 1
     cin = a.cin if expand else b.cin
     residual = b.stride == 1 and cin == c.cout and end < len(ch) and ch.adds(end, i, k)
-    fields = dict(kind="ir", cin=cin, h=a.h, w=a.w, cout=c.cout, kernel=b.kernel, stride=b.stride, act=act,
+    fields = dict(kind="ir", cin=cin, h=a.h, w=a.w, cout=c.cout, kernel=b.kernel, stride=b.stride, groups=g, act=act,
                   mid_channels=mid, expand=bool(expand), hidden=hidden, gate=gate, se_act=se_act,
                   dilation=b.dilation, tf=b.tf, skip_add=residual, mix=b.mix,
-                  expand_groups=parts(a) if expand else 1, proj_groups=parts(c))
+                  expand_groups=parts(a) if expand and g == 1 else 1, proj_groups=parts(c) if g == 1 else 1)
     return fields, end + (1 if residual else 0)
 
 
