@@ -445,7 +445,7 @@ def validate_models(
             row.status = f"measurement failed: {m.error if m else 'not measured'}"
     extra: dict[str, Any] = {
         "settings_match": config.hash == lut.header.get("settings_hash"),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "tool_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "tool_version": __version__,
         "seed": seed, "rounds": rounds, "models_given": [u.name for u in units],
         "predictor": "calibrated" if cal else "plain_sum", "runtime": backend.runtime, "threads": backend.threads,
     }

@@ -138,7 +138,7 @@ def imported_lut(space: SearchSpace, entries: Mapping[str, Entry], *, fmt: str, 
         "exporter": {},
         "space": {**space.describe(), "id": space.id},
         "tool_version": __version__,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "complete": not missing,
         "calibration": None,
         "imported": {
