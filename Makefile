@@ -21,7 +21,10 @@ setup-test:
 	# pymobiledevice3 (iOS automation tests) is installed on its own: resolved together with litert-torch, pip
 	# backtracks endlessly over typing-extensions pins; installed afterwards it only prints a warning.
 	$(PIP) install --quiet 'pymobiledevice3>=11,<12'
-	$(PYTHON) -c "import pymobiledevice3, litert_torch, onnxruntime, ai_edge_litert, ray"
+	# geffnet (gen-efficientnet-pytorch: the public model zoo of the zoo tests and benchmark) declares torchvision,
+	# which would replace the pinned torch and does not load with it; geffnet never imports it: --no-deps.
+	$(PIP) install --quiet --no-deps 'geffnet==1.0.2'
+	$(PYTHON) -c "import pymobiledevice3, litert_torch, onnxruntime, ai_edge_litert, ray, geffnet"
 	# The second board Python of the SSH tests: a venv with only numpy and tflite-runtime 2.14.
 	$(PYTHON) tests/ssh/board_venv.py
 	# The Python 3.10 promise is checked on a real 3.10 where the machine has one (pyenv); the core needs PyYAML.

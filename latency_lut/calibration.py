@@ -13,8 +13,10 @@ with the features
     ``lut_ms``   the plain sum of the LUT medians (coefficient ~1: the LUT is right to first order),
     ``wparams``  millions of weights of the ops that are not identities (cold weights are re-read),
     ``ops``      the number of ops that are not identities (per-call overhead and per-op warm-up),
-    ``grouped``  the number of ops with grouped convolutions (their channel shuffle is a reshape-transpose whose
-                 input is cache-hot alone but not in a network; ~75 us per g2 block on ONNX Runtime here),
+    ``grouped``  the number of ops with a channel shuffle (FBNet's grouped blocks, shuffle units: a
+                 reshape-transpose whose input is cache-hot alone but not in a network; ~75 us per g2 block on ONNX
+                 Runtime here). Only shuffles count: a depthwise conv or MixNet's split 1x1 has groups but no
+                 shuffle, and counting them would carry the FBNet fit onto models it does not describe,
     ``const``    1 (the network's own call overhead, counted once).
 
 The coefficients are fitted by ridge-regularized least squares on *relative* error, shrunk towards the identity
@@ -39,6 +41,11 @@ FEATURES = ("lut_ms", "wparams", "ops", "grouped", "const")
 PRIOR = {"lut_ms": 1.0, "wparams": 0.0, "ops": 0.0, "grouped": 0.0, "const": 0.0}
 
 
+def shuffles(spec: OpSpec) -> bool:
+    """The op contains a channel shuffle (the ``grouped`` feature)."""
+    return (spec.kind == "ir" and spec.groups > 1) or spec.kind in ("shuffle", "shufflev2")
+
+
 def features(op_ms: Iterable[tuple[OpSpec, float]]) -> dict[str, float]:
     """Features of one architecture from its (spec, LUT median ms) pairs; identities contribute nothing."""
     f = dict.fromkeys(FEATURES, 0.0)
@@ -49,7 +56,7 @@ def features(op_ms: Iterable[tuple[OpSpec, float]]) -> dict[str, float]:
         f["lut_ms"] += float(ms)
         f["wparams"] += spec.params / 1e6
         f["ops"] += 1.0
-        f["grouped"] += float(spec.groups > 1)
+        f["grouped"] += float(shuffles(spec))
     return f
 
 
@@ -76,7 +83,7 @@ class Calibration:
             return 0.0
         c = self.coef.get
         return (c("lut_ms", 0.0) * ms + c("wparams", 0.0) * spec.params / 1e6 + c("ops", 0.0)
-                + c("grouped", 0.0) * float(spec.groups > 1))
+                + c("grouped", 0.0) * float(shuffles(spec)))
 
     @property
     def const_ms(self) -> float:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from latency_lut.errors import LatencyLutError
-from latency_lut.ops import OpSpec
+from latency_lut.ops import OpSpec, mix_splits
+from latency_lut.units import fallback_note, match_unit
 
 
 class UnsupportedLayerError(LatencyLutError):
@@ -38,6 +39,10 @@ class UnsupportedLayerError(LatencyLutError):
 
 class ModelError(LatencyLutError):
     """A model that cannot be traced, loaded or shape-inferred."""
+
+
+class TraceError(ModelError):
+    """torch.fx cannot trace a model (control flow on tensors, ...); the ONNX front end is the fallback."""
 
 
 @dataclass
@@ -61,9 +66,168 @@ class DecomposedOp:
     desc: str
     spec: OpSpec
     members: tuple[str, ...] = ()
+    note: str = ""  # "fallback: primitive" for an op that a block pattern did not absorb
 
 
-ACT_NAMES = ("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish")
+ACT_NAMES = ("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "hswish_arith", "hsigmoid_arith")
+_ARITH_FORM = {"hswish": "hswish_arith", "hsigmoid": "hsigmoid_arith"}
+
+
+# ---- graph normalization: arithmetic activations, explicit pads ---------------------------------------------
+def _np_acts() -> dict[str, Callable[[Any], Any]]:
+    import numpy as np
+
+    def hsig(x: Any) -> Any:
+        return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+    def sig(x: Any) -> Any:
+        return 1.0 / (1.0 + np.exp(-x))
+
+    acts = {"relu": lambda x: np.maximum(x, 0.0), "relu6": lambda x: np.clip(x, 0.0, 6.0), "hsigmoid": hsig,
+            "hswish": lambda x: x * hsig(x), "sigmoid": sig, "swish": lambda x: x * sig(x), "linear": lambda x: x}
+    acts.update({arith: acts[native] for native, arith in _ARITH_FORM.items()})
+    return acts
+
+
+_EW = ("act", "ew", "add", "mul")
+
+
+def fold_elementwise(nodes: Sequence[Node]) -> list[Node]:
+    """Replace every elementwise subgraph that is a function of one tensor by the activation it computes.
+
+    Activations written as arithmetic (``x * relu6(x + 3) / 6``, ``relu6(x + 3) / 6``, ``x * sigmoid(x)``,
+    ``clamp(x, 0, 6)``, ``hardtanh(x + 3, 0, 6) / 6``, in-place or not, in torch or ONNX form) are recognized
+    by *evaluating* the subgraph on a probe tensor and comparing it with every activation of the key grammar, so
+    no list of spellings is needed. A subgraph that computes none of them is left alone (its arithmetic is then
+    reported as unsupported by the lowering).
+    """
+    import numpy as np
+
+    nodes = list(nodes)
+    producer = {n.output: i for i, n in enumerate(nodes)}
+    consumers: dict[str, list[int]] = {}
+    for i, n in enumerate(nodes):
+        for t in n.inputs:
+            consumers.setdefault(t, []).append(i)
+    srcs: list[set[str]] = []
+    for n in nodes:
+        src: set[str] = set()
+        if n.op in _EW and n.attrs.get("fn", True) is not None:
+            for t in n.inputs:
+                j = producer.get(t)
+                src |= srcs[j] if j is not None and nodes[j].op in _EW and srcs[j] else {t}
+        srcs.append(src)
+    acts = _np_acts()
+    probe = np.linspace(-8.0, 8.0, 1601)
+    absorbed: set[int] = set()
+    renamed: dict[str, str] = {}
+    replaced: dict[int, Node] = {}
+    for i in range(len(nodes) - 1, -1, -1):
+        n = nodes[i]
+        if i in absorbed or n.op not in _EW or len(srcs[i]) != 1 or (n.op == "act" and len(n.inputs) == 1):
+            continue
+        (x,) = srcs[i]
+        region = _region(nodes, producer, i, x)
+        if region is None or any(c not in region for k in region if k != i
+                                 for c in consumers.get(nodes[k].output, [])):
+            continue
+        vals: dict[str, Any] = {x: probe}
+        try:
+            with np.errstate(all="ignore"):
+                for k in sorted(region):
+                    vals[nodes[k].output] = _eval(nodes[k], [vals[t] for t in nodes[k].inputs], acts)
+        except KeyError:
+            continue
+        y = vals[n.output]
+        name = next((a for a, f in acts.items() if np.allclose(y, f(probe), atol=1e-4, rtol=1e-4)), None)
+        if name is None:
+            continue
+        if len(region) > 1 and name in _ARITH_FORM:
+            # written as arithmetic: the runtime runs every op of it, not one fused activation
+            name = _ARITH_FORM[name]
+        absorbed |= region
+        shape_x = nodes[producer[x]].out_shape if x in producer else n.in_shapes[0]
+        label = _common_label([nodes[k].name for k in sorted(region)])
+        if name == "linear":
+            renamed[n.output] = x
+        else:
+            replaced[i] = Node(label, "act", [x], n.output, [shape_x], n.out_shape, {"act": name})
+    out = []
+    for i, n in enumerate(nodes):
+        if i in replaced:
+            out.append(replaced[i])
+        elif i not in absorbed:
+            if renamed and any(t in renamed for t in n.inputs):
+                n = Node(n.name, n.op, [_follow(renamed, t) for t in n.inputs], n.output, n.in_shapes, n.out_shape,
+                         n.attrs)
+            out.append(n)
+    return out
+
+
+def _follow(renamed: dict[str, str], t: str) -> str:
+    while t in renamed:
+        t = renamed[t]
+    return t
+
+
+def _region(nodes: Sequence[Node], producer: dict[str, int], i: int, x: str) -> set[int] | None:
+    region: set[int] = set()
+    stack = [i]
+    while stack:
+        k = stack.pop()
+        if k in region:
+            continue
+        if nodes[k].op not in _EW or len(region) > 16:
+            return None
+        region.add(k)
+        stack.extend(producer[t] for t in nodes[k].inputs if t != x)
+    return region
+
+
+def _eval(n: Node, args: list[Any], acts: dict[str, Callable[[Any], Any]]) -> Any:
+    if n.op == "act":
+        return acts[n.attrs["act"]](args[0])
+    if n.op == "add":
+        return args[0] + args[1]
+    if n.op == "mul":
+        return args[0] * args[1]
+    return n.attrs["fn"](*args)
+
+
+def fold_pads(nodes: Sequence[Node]) -> list[Node]:
+    """An explicit zero pad in front of a conv or pool (TF "same" ports, ``F.pad``) becomes that op's padding:
+    symmetric as its ``padding``, TF's asymmetric split as ``tf``."""
+    from latency_lut.ops import tf_same_pads
+
+    nodes = list(nodes)
+    consumers: dict[str, list[int]] = {}
+    for i, n in enumerate(nodes):
+        for t in n.inputs:
+            consumers.setdefault(t, []).append(i)
+    drop: set[int] = set()
+    for i, n in enumerate(nodes):
+        if n.op != "pad":
+            continue
+        users = consumers.get(n.output, [])
+        if len(users) != 1 or nodes[users[0]].op not in ("conv", "maxpool", "avgpool"):
+            continue
+        c = nodes[users[0]]
+        if c.attrs.get("padding", 0) != 0 or c.attrs.get("tf") or (c.op != "conv" and n.attrs["pads"] != (0,) * 4
+                                                                     and c.op == "maxpool"):
+            continue
+        top, bottom, left, right = n.attrs["pads"]
+        k, st, d = c.attrs["kernel"], c.attrs["stride"], c.attrs.get("dilation", 1)
+        h, w = n.in_shapes[0][2:]
+        attrs = dict(c.attrs)
+        if top == bottom == left == right:
+            attrs["padding"] = top
+        elif (top, bottom) == tf_same_pads(h, k, st, d) and (left, right) == tf_same_pads(w, k, st, d):
+            attrs["tf"] = True
+        else:
+            continue
+        nodes[users[0]] = Node(c.name, c.op, [n.inputs[0]], c.output, n.in_shapes, c.out_shape, attrs)
+        drop.add(i)
+    return [n for i, n in enumerate(nodes) if i not in drop]
 
 
 # ---- lowering: graph -> LUT ops ------------------------------------------------------------------------------
@@ -74,10 +238,12 @@ class _Prim:
     inputs: list[str]
     output: str
     members: list[str]
+    start: int = 0  # a slice's first channel
 
 
 def lower(nodes: Sequence[Node], known: Callable[[str], bool] = lambda k: False) -> list[DecomposedOp]:
     """The LUT ops of a graph; ``known(key)`` tells whether the LUT holds a key (used to prefer block entries)."""
+    nodes = fold_pads(fold_elementwise(nodes))
     consumers: dict[str, list[int]] = {}
     for i, n in enumerate(nodes):
         for t in n.inputs:
@@ -113,14 +279,18 @@ def lower(nodes: Sequence[Node], known: Callable[[str], bool] = lambda k: False)
             bad.append(f"{n.name} ({e})")
             continue
         members = [n.name] + [nodes[k].name for k in sorted(used - before)]
-        prims.append(_Prim(n.name, spec, list(n.inputs), nodes[last].output, members))
+        prims.append(_Prim(n.name, spec, list(n.inputs), nodes[last].output, members, n.attrs.get("start", 0)))
+    if not prims and not bad:
+        raise ModelError("the model has no layers to price (it computes nothing from its input)")
     if bad:
         raise UnsupportedLayerError(
             f"{len(bad)} layer(s) have no LUT op kind: {'; '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}; "
-            "supported: conv (any groups), linear, batch norm, ReLU/ReLU6/hardswish/hardsigmoid/sigmoid/SiLU, "
-            "max/avg/global pooling, squeeze-excite, channel shuffle, residual add, channel concat", bad,
+            "supported: conv (any groups, dilation, padding), linear, batch norm, ReLU/ReLU6/hardswish/hardsigmoid/"
+            "sigmoid/SiLU (as modules, functions or arithmetic), max/avg/global pooling, squeeze-excite, channel "
+            "shuffle, chunk/split, residual add, channel concat, zero pad before a conv or pool", bad,
         )
-    return [DecomposedOp(p.label, describe(p.spec), p.spec, tuple(p.members)) for p in _fuse_blocks(prims, known)]
+    return [DecomposedOp(p.label, describe(p.spec), p.spec, tuple(p.members), fallback_note(p.spec))
+            for p in _fuse_blocks(_merge_mixed(prims), known)]
 
 
 class _Unsupported(Exception):
@@ -132,6 +302,15 @@ def _lower_one(n: Node, i: int, nodes: Sequence[Node], sole: Callable[[int, str]
     op, a = n.op, n.attrs
     if op == "unsupported":
         raise _Unsupported(a["what"])
+    if op == "ew":
+        raise _Unsupported(a["what"])
+    if op == "pad":
+        raise _Unsupported(f"explicit pad {a['pads']} not in front of a conv or pool")
+    if op == "slice":
+        if len(n.in_shapes[0]) != 4:
+            raise _Unsupported("slice of a non-image tensor")
+        _, c, h, w = n.in_shapes[0]
+        return OpSpec("slice", c, h, w, a["stop"] - a["start"]), i
     if op == "block":
         return a["spec"], i
     if op in ("conv", "linear"):
@@ -146,7 +325,8 @@ def _lower_one(n: Node, i: int, nodes: Sequence[Node], sole: Callable[[int, str]
             return OpSpec("fc", a["cin"], cout=a["cout"], act=act), last
         _, c, h, w = n.in_shapes[0]
         return OpSpec("conv", c, h, w, a["cout"], a["kernel"], a["stride"], groups=a["groups"], act=act,
-                      padding=a["padding"]), last
+                      padding=-1 if a.get("tf") else a["padding"], dilation=a.get("dilation", 1),
+                      tf=bool(a.get("tf"))), last
     if op == "bn":
         if len(n.in_shapes[0]) != 4:
             raise _Unsupported("batch norm on a non-image tensor outside a linear layer")
@@ -171,13 +351,14 @@ def _lower_one(n: Node, i: int, nodes: Sequence[Node], sole: Callable[[int, str]
         _, c, h, w = n.in_shapes[0]
         return OpSpec("gap", c, h, w), i
     if op in ("maxpool", "avgpool"):
-        if a.get("ceil_mode"):
-            raise _Unsupported("pooling with ceil_mode")
         _, c, h, w = n.in_shapes[0]
-        return OpSpec(op, c, h, w, kernel=a["kernel"], stride=a["stride"], padding=a["padding"]), i
+        tf = bool(a.get("tf"))
+        return OpSpec(op, c, h, w, kernel=a["kernel"], stride=a["stride"], padding=-1 if tf else a["padding"],
+                      tf=tf, ceil=bool(a.get("ceil_mode"))), i
     if op == "cat":
-        if len(n.inputs) != 2 or len(n.out_shape) != 4:
-            raise _Unsupported("concat of other than two image tensors along channels")
+        if len(n.inputs) < 2 or len(n.out_shape) != 4:
+            raise _Unsupported("concat of other than image tensors along channels")
+        # N-way concat: priced as the first part joined by the rest (the same bytes written)
         _, c, h, w = n.in_shapes[0]
         return OpSpec("concat", c, h, w, n.out_shape[1]), i
     if op == "shuffle":
@@ -188,7 +369,7 @@ def _lower_one(n: Node, i: int, nodes: Sequence[Node], sole: Callable[[int, str]
 
 def _find_se(nodes: Sequence[Node], consumers: dict[str, list[int]], producer: dict[str, int], used: set[int],
              bad: list[str]) -> dict[int, _Prim]:
-    """Squeeze-excite subgraphs and x * sigmoid(x) (swish), keyed by the index of their final multiply."""
+    """Squeeze-excite subgraphs, keyed by the index of their final multiply."""
     found: dict[int, _Prim] = {}
     for i, n in enumerate(nodes):
         if n.op != "mul" or len(n.inputs) != 2:
@@ -197,13 +378,6 @@ def _find_se(nodes: Sequence[Node], consumers: dict[str, list[int]], producer: d
             gi = producer.get(g)
             if gi is None or len(n.in_shapes[0]) != 4:
                 continue
-            if nodes[gi].op == "act" and nodes[gi].attrs["act"] == "sigmoid" and nodes[gi].inputs == [x] \
-                    and consumers.get(g) == [i]:
-                _, c, h, w = nodes[producer[x]].out_shape if x in producer else n.out_shape
-                spec = OpSpec("act", c, h, w, act="swish")
-                found[i] = _Prim(n.name, spec, [x], n.output, [nodes[gi].name, n.name])
-                used.add(gi)
-                break
             members = _se_members(nodes, consumers, producer, x, gi, i)
             if members is None:
                 continue
@@ -213,14 +387,15 @@ def _find_se(nodes: Sequence[Node], consumers: dict[str, list[int]], producer: d
             if len(xs) != 4:
                 continue
             gate, inner = (acts[-1], acts[:-1]) if acts else ("", [])
-            if gate not in ("sigmoid", "hsigmoid") or inner != ["relu"]:
-                bad.append(f"{n.name} (squeeze-excite with activations {acts}; supported: relu inside, "
+            if gate not in ("sigmoid", "hsigmoid", "hsigmoid_arith") or len(inner) > 1:
+                bad.append(f"{n.name} (squeeze-excite with activations {acts}; supported: one activation inside, "
                            "sigmoid or hardsigmoid gate)")
                 used.update(members)
                 used.add(i)
                 break
             _, c, h, w = xs
-            spec = OpSpec("se", c, h, w, hidden=nodes[convs[0]].attrs["cout"], act=gate)
+            spec = OpSpec("se", c, h, w, hidden=nodes[convs[0]].attrs["cout"], act=gate,
+                          se_act=inner[0] if inner else "linear")
             found[i] = _Prim(n.name, spec, [x], n.output, [nodes[k].name for k in members] + [n.name])
             used.update(members)
             break
@@ -258,70 +433,119 @@ def _se_members(nodes: Sequence[Node], consumers: dict[str, list[int]], producer
     return order
 
 
+def _merge_mixed(prims: list[_Prim]) -> list[_Prim]:
+    """split -> one conv per part -> concat [-> BN + act] is one mixed-kernel conv (MixNet's MixedConv2d)."""
+    prod = {p.output: i for i, p in enumerate(prims)}
+    users: dict[str, list[int]] = {}
+    for i, p in enumerate(prims):
+        for t in p.inputs:
+            users.setdefault(t, []).append(i)
+
+    def sole(i: int) -> int | None:
+        u = users.get(prims[i].output, [])
+        return u[0] if len(u) == 1 else None
+
+    drop: set[int] = set()
+    put: dict[int, _Prim] = {}
+    for ci, cat in enumerate(prims):
+        if cat.spec.kind != "concat":
+            continue
+        convs = [prod.get(t) for t in cat.inputs]
+        if any(q is None or prims[q].spec.kind != "conv" or sole(q) != ci for q in convs):
+            continue
+        slices = [prod.get(prims[q].inputs[0]) for q in convs]  # type: ignore[index]
+        if any(s_ is None or prims[s_].spec.kind != "slice" for s_ in slices):
+            continue
+        sl = [prims[s_] for s_ in slices]  # type: ignore[index]
+        parts = [prims[q].spec for q in convs]  # type: ignore[index]
+        x = sl[0].inputs[0]
+        c = sl[0].spec.cin
+        bounds = [(p.start, p.start + p.spec.cout) for p in sl]
+        n = len(parts)
+        want = mix_splits(c, n)
+        if any(p.inputs[0] != x for p in sl) or [b - a for a, b in bounds] != want or \
+                [a for a, _ in bounds] != [sum(want[:i]) for i in range(n)]:
+            continue
+        dw = all(p.groups == p.cin == p.cout for p in parts)
+        dense = all(p.groups == 1 and p.kernel == 1 for p in parts) and \
+            [p.cout for p in parts] == mix_splits(cat.spec.cout, n)
+        same = {(p.stride, p.dilation, p.tf, p.padding < 0, p.activation) for p in parts}
+        if not (dw or dense) or len(same) != 1:
+            continue
+        stride, dil, tf, _, act = same.pop()
+        members = [m for i in (*slices, *convs, ci) for m in prims[i].members]  # type: ignore[misc]
+        end, out = ci, cat.output
+        b = sole(ci)
+        if act == "linear" and b is not None and prims[b].spec.kind == "bn":
+            act, end, out = prims[b].spec.activation, b, prims[b].output
+            members += prims[b].members
+        try:
+            spec = OpSpec("conv", c, sl[0].spec.h, sl[0].spec.w, cat.spec.cout, stride=stride, groups=c if dw else 1,
+                          act=act, dilation=dil, tf=tf, mix=tuple(p.kernel for p in parts))
+        except ValueError:
+            continue
+        group = {*slices, *convs, ci, end}
+        drop |= group  # type: ignore[arg-type]
+        put[end] = _Prim(_common_label([prims[q].label for q in convs]), spec, [x], out, members)  # type: ignore[index]
+    return [put[i] if i in put else p for i, p in enumerate(prims) if i in put or i not in drop]
+
+
 def _fuse_blocks(prims: list[_Prim], known: Callable[[str], bool]) -> list[_Prim]:
-    """Price chains that are whole blocks of the space with their block entry, when the LUT has it."""
+    """Price chains that are whole blocks (the registry's patterns, ``latency_lut.units``) as one unit each; an
+    FBNet block found in any code has the space's own key."""
     out: list[_Prim] = []
     users: dict[str, list[int]] = {}
     for i, p in enumerate(prims):
         for t in p.inputs:
             users.setdefault(t, []).append(i)
+    chain = _PrimChain(prims, users)
     i = 0
     while i < len(prims):
-        fused = _match_ir(prims, i, users)
-        if fused is not None and known(fused[0].spec.key):
-            out.append(fused[0])
-            i = fused[1]
+        unit = match_unit(chain, i)
+        if unit is not None:
+            spec, end = unit
+            members = [m for p in prims[i:end] for m in p.members]
+            out.append(_Prim(_common_label([p.label for p in prims[i:end]]), spec, prims[i].inputs,
+                             prims[end - 1].output, members))
+            i = end
             continue
         out.append(_skip_alias(prims[i], known))
         i += 1
     return out
 
 
-def _match_ir(prims: list[_Prim], i: int, users: dict[str, list[int]]) -> tuple[_Prim, int] | None:
-    """conv1x1(g, relu) -> [shuffle g] -> dw conv(k, s, relu) -> conv1x1(g, linear) [-> add input] at ``i``."""
-    def nxt(j: int) -> int | None:
-        u = users.get(prims[j].output, [])
+class _PrimChain:
+    """The lowering's primitive ops as the :class:`latency_lut.units.Chain` that block patterns read."""
+
+    def __init__(self, prims: list[_Prim], users: dict[str, list[int]]) -> None:
+        self.prims, self.users_of = prims, users
+
+    def __len__(self) -> int:
+        return len(self.prims)
+
+    def spec(self, j: int) -> OpSpec:
+        return self.prims[j].spec
+
+    def next(self, j: int) -> int | None:
+        u = self.users_of.get(self.prims[j].output, [])
         return u[0] if len(u) == 1 and u[0] == j + 1 else None
 
-    a = prims[i].spec
-    if a.kind != "conv" or a.kernel != 1 or a.stride != 1 or a.activation != "relu" or a.padding >= 0:
-        return None
-    g, mid, j = a.groups, a.cout, nxt(i)
-    if j is not None and g > 1 and prims[j].spec.kind == "shuffle" and prims[j].spec.groups == g:
-        j = nxt(j)
-    elif g > 1:
-        return None
-    if j is None:
-        return None
-    b = prims[j].spec
-    if b.kind != "conv" or b.groups != mid or b.cin != mid or b.cout != mid or b.activation != "relu" \
-            or b.padding >= 0:
-        return None
-    k = nxt(j)
-    if k is None:
-        return None
-    c = prims[k].spec
-    if c.kind != "conv" or c.kernel != 1 or c.stride != 1 or c.groups != g or c.activation != "linear" \
-            or c.cin != mid:
-        return None
-    residual = b.stride == 1 and a.cin == c.cout
-    end = k + 1
-    if residual:
-        if end >= len(prims) or prims[end].spec.kind != "add" or prims[end].spec.activation != "linear" \
-                or sorted(prims[end].inputs) != sorted([prims[k].output, prims[i].inputs[0]]):
-            return None
-        end += 1
-    e = mid / a.cin
-    exp: float = int(e) if e.is_integer() else round(e, 4)
-    try:
-        spec = OpSpec("ir", a.cin, a.h, a.w, c.cout, kernel=b.kernel, stride=b.stride, expansion=exp, groups=g)
-    except ValueError:
-        return None
-    if spec.mid != mid:
-        return None
-    members = [m for p in prims[i:end] for m in p.members]
-    return _Prim(_common_label([p.label for p in prims[i:end]]), spec, prims[i].inputs, prims[end - 1].output,
-                 members), end
+    def inputs(self, j: int) -> list[str]:
+        return self.prims[j].inputs
+
+    def output(self, j: int) -> str:
+        return self.prims[j].output
+
+    def start(self, j: int) -> int:
+        return self.prims[j].start
+
+    def users(self, j: int) -> list[int]:
+        return self.users_of.get(self.prims[j].output, [])
+
+    def adds(self, j: int, start: int, last: int) -> bool:
+        p = self.prims[j]
+        return p.spec.kind == "add" and p.spec.activation == "linear" and \
+            sorted(p.inputs) == sorted([self.prims[last].output, self.prims[start].inputs[0]])
 
 
 def _skip_alias(p: _Prim, known: Callable[[str], bool]) -> _Prim:
@@ -350,9 +574,14 @@ def describe(spec: OpSpec) -> str:
     if k == "conv":
         kind = "dwconv" if spec.groups == spec.cin == spec.cout and spec.groups > 1 else "conv"
         g = f" g{spec.groups}" if spec.groups > 1 and kind == "conv" else ""
-        return f"{kind}{spec.kernel}x{spec.kernel}/{spec.stride}{g} {spec.activation}"
+        kk = "+".join(f"{v}x{v}" for v in spec.mix) if spec.mix else f"{spec.kernel}x{spec.kernel}"
+        d = f" d{spec.dilation}" if spec.dilation > 1 else ""
+        return f"{kind}{kk}/{spec.stride}{g}{d} {spec.activation}"
     if k == "ir":
-        return f"ir k{spec.kernel} e{spec.expansion:g}" + (f" g{spec.groups}" if spec.groups > 1 else "")
+        kk = "_".join(str(v) for v in spec.mix) if spec.mix else str(spec.kernel)
+        e = f" x{spec.mid / spec.cin:.3g}" if spec.expand else " dw-sep"
+        g = f" g{spec.groups}" if spec.groups > 1 else ""
+        return f"ir k{kk}/{spec.stride}{e}{g}{' se' if spec.hidden else ''} {spec.activation}"
     if k == "fc":
         return "linear" + (f" {spec.act}" if spec.act else "")
     if k == "se":
@@ -365,14 +594,44 @@ def describe(spec: OpSpec) -> str:
 
 
 # ---- torch front end ------------------------------------------------------------------------------------------
-def decompose_module(model: Any, input_shape: tuple[int, ...],
-                     known: Callable[[str], bool] = lambda k: False) -> list[DecomposedOp]:
-    """The LUT ops of a torch module run on one input of ``input_shape`` (NCHW, batch 1)."""
+def decompose_module(model: Any, input_shape: tuple[int, ...], known: Callable[[str], bool] = lambda k: False,
+                     notes: list[str] | None = None) -> list[DecomposedOp]:
+    """The LUT ops of a torch module run on one input of ``input_shape`` (NCHW, batch 1).
+
+    When torch.fx cannot trace the module (control flow on tensors), it is exported to ONNX and that graph is
+    decomposed instead; a line saying so is appended to ``notes``.
+    """
     from latency_lut.decompose_torch import torch_graph
 
     if len(input_shape) < 2 or input_shape[0] != 1:
         raise ModelError(f"input shape {tuple(input_shape)} must have batch 1, e.g. (1, 3, 224, 224)")
-    return lower(torch_graph(model, input_shape), known)
+    try:
+        graph = torch_graph(model, input_shape)
+    except TraceError as e:
+        graph = _onnx_fallback(model, input_shape, e)
+        try:
+            ops = lower(graph, known)
+        except UnsupportedLayerError as err:  # say why the ONNX graph was read at all
+            raise UnsupportedLayerError(f"{e}; in its ONNX export instead: {err}", err.layers) from None
+        if notes is not None:
+            notes.append(f"{e}; decomposed its ONNX export instead")
+        return ops
+    return lower(graph, known)
+
+
+def _onnx_fallback(model: Any, input_shape: tuple[int, ...], why: TraceError) -> list[Node]:
+    import tempfile
+
+    from latency_lut.decompose_onnx import onnx_graph
+    from latency_lut.errors import ExportError
+    from latency_lut.export import export_module
+
+    with tempfile.TemporaryDirectory(prefix="fbnet-lut-fx-") as d:
+        try:
+            path = export_module(model, input_shape, "onnx", Path(d) / f"{type(model).__name__}.onnx")
+        except ExportError as e:
+            raise ModelError(f"{why}, and the ONNX export it falls back to failed: {e}") from None
+        return onnx_graph(path)
 
 
 def decompose_onnx(path: str | Path, known: Callable[[str], bool] = lambda k: False) -> list[DecomposedOp]:

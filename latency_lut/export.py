@@ -112,21 +112,70 @@ def export_module(module: Any, input_shape: Sequence[int], fmt: str, path: str |
             if fmt == "onnx" and dtype == "int8":
                 _export_onnx_int8(module, sample, tmp, fp32_onnx)
             elif fmt == "onnx" and dtype == "fp32":
-                _export_onnx(module, sample, tmp)
+                with _quiet_native_output():  # a failing export prints its advice before raising
+                    _export_onnx(module, sample, tmp)
             elif fmt == "tflite" and dtype in ("fp32", "int8"):
                 _export_tflite(module, sample, tmp, dtype)
             else:
                 raise ExportError(f"no {dtype} export to {fmt!r}")
         os.replace(tmp, path)
-    except ExportError:
-        raise
-    except Exception as e:  # converters raise anything; the user needs the model and the cause
+    except Exception as e:  # converters raise anything; the user needs the model, the layer and the cause
         what = "quantization" if dtype != "fp32" else "export"
-        raise ExportError(f"{what} of {path.stem} to {fmt} failed: {type(e).__name__}: {e}") from e
+        where = failing_layer(module, sample, fmt, tmp) if dtype == "fp32" else None
+        at = f" at layer {where}" if where else ""
+        cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, ExportError) and not where:
+            raise
+        raise ExportError(f"{what} of {path.stem} to {fmt} failed{at}: {type(e).__name__}: {cause}") from e
     finally:
         torch.set_num_threads(threads)
         tmp.unlink(missing_ok=True)
     return path
+
+
+def failing_layer(module: Any, sample: Any, fmt: str, tmp: Path, budget: int = 24) -> str:
+    """The deepest submodule that fails to export on its own (its name and type), found by exporting children
+    with the inputs they saw in one eager run; "" when no single layer is to blame (or for whole-model formats
+    where trying costs too much)."""
+    import torch
+
+    seen: dict[str, Any] = {}
+    names = {m: n for n, m in module.named_modules()}
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.setdefault(names[m], args))
+             for m in module.modules() if m is not module]
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module(sample)
+    except Exception:
+        return ""
+    finally:
+        for h in hooks:
+            h.remove()
+    if fmt != "onnx":
+        budget = min(budget, 6)  # a TFLite conversion takes seconds
+    node, name = module, ""
+    while budget > 0:
+        blamed = None
+        for child_name, child in node.named_children():
+            full = f"{name}.{child_name}" if name else child_name
+            args = seen.get(full)
+            if not args or len(args) != 1 or not isinstance(args[0], torch.Tensor):
+                continue
+            budget -= 1
+            try:
+                with warnings.catch_warnings(), torch.no_grad(), _quiet_native_output():
+                    warnings.simplefilter("ignore")
+                    (_export_onnx if fmt == "onnx" else _export_tflite)(child.eval(), args[0], tmp)
+            except Exception:
+                blamed = (full, child)
+                break
+            if budget <= 0:
+                break
+        if blamed is None:
+            break
+        name, node = blamed
+    return f"{name} ({type(node).__name__})" if name else ""
 
 
 def _export_onnx(module: Any, sample: Any, out: Path) -> None:
@@ -138,6 +187,13 @@ def _export_onnx(module: Any, sample: Any, out: Path) -> None:
         torch.onnx.export(module, (sample,), str(out), dynamo=False, **kwargs)
     except TypeError:  # a torch without the dynamo switch
         torch.onnx.export(module, (sample,), str(out), **kwargs)
+    except Exception as first:
+        # What TorchScript cannot export (a custom autograd Function, as in geffnet's memory-efficient
+        # activations), torch.export traces through; its failure is reported as the first one.
+        try:
+            torch.onnx.export(module, (sample,), str(out), dynamo=True, **{**kwargs, "opset_version": 18})
+        except Exception:
+            raise first from None
 
 
 def _export_onnx_int8(module: Any, sample: Any, out: Path, fp32: Path | None) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from latency_lut.blocks.base import FIELD_DEFAULTS
 from latency_lut.errors import LUTFormatError, OutputPathError
 from latency_lut.measure import Stats, implausible_ms
 from latency_lut.ops import OpSpec
@@ -53,8 +54,7 @@ STAT_FIELDS = ("median", "p10", "p25", "p75", "p90", "mean", "std", "cv", "min",
 SPEC_FIELDS = ("kind", "cin", "h", "w", "cout", "kernel", "stride", "expansion", "groups", "dtype")
 # Spec fields added with the generic op kinds: written only when not at their default, so the entries of the
 # FBNet ops (and every LUT file written before them) are unchanged.
-OPTIONAL_SPEC_FIELDS = {"act": "", "padding": -1, "hidden": 0, "mid_channels": 0, "gate": "", "se_act": "",
-                        "expand": True, "skip_add": True}
+OPTIONAL_SPEC_FIELDS = {f: d for f, d in FIELD_DEFAULTS.items() if f not in SPEC_FIELDS}
 
 
 @dataclass

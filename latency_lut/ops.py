@@ -9,25 +9,30 @@ defined once, in the block registry (``latency_lut.blocks``); this module is the
 forms are the FBNet space's ops; the rest describe the layers of arbitrary CNNs (``latency_lut.decompose``). Fields in
 brackets are printed only when they differ from the default, so every key of the original grammar is unchanged::
 
-    conv-in{H}x{W}x{C}-out{C'}-k{K}-s{S}[-p{P}][-g{G}][-{act}]   # KxK conv (groups G) + BN + act (default relu)
+    conv-in{H}x{W}x{C}-out{C'}-k{K}-s{S}[-p{P}][-g{G}][-d{D}][-tf][-{act}]   # KxK conv (groups G) + BN + act
     ir-in{H}x{W}x{C}-out{C'}-k{K}-e{E}-g{G}-s{S}      # FBNet inverted-residual block; MBConv options:
        [-se{R}][-gate{g}][-seact{a}][-noexp][-nores][-{act}]   # SE, no expansion conv, no residual, act
-       (-mid{M} replaces -e{E} where no integer expansion gives the mid channels; see latency_lut.blocks.mbconv)
+       (-mid{M} replaces -e{E} where no integer expansion gives the mid channels; foreign models' blocks add
+       -xg{P} -pg{P} (split 1x1 convs), -d{D}, -tf and mixed kernels -k3_5_7; see latency_lut.blocks.mbconv)
     skip-in{H}x{W}x{C}-out{C'}-s{S}                   # skip: identity, or 1x1 projection conv + BN + ReLU
     gap-in{H}x{W}x{C}                                 # global average pool (+ flatten)
     fc-in{C}-out{C'}[-{act}]                          # linear layer (+ act, default none)
-    se-in{H}x{W}x{C}-m{M}[-{gate}]                    # squeeze-excite: pool, 1x1 C->M, ReLU, 1x1 M->C, gate, mul
+    se-in{H}x{W}x{C}-m{M}[-seact{a}][-{gate}]         # squeeze-excite: pool, 1x1 C->M, act, 1x1 M->C, gate, mul
     add-in{H}x{W}x{C}[-{act}]                         # elementwise add of two tensors (residual), + act
     shuffle-in{H}x{W}x{C}-g{G}                        # channel shuffle with G groups
-    maxpool-in{H}x{W}x{C}-k{K}-s{S}[-p{P}]            # max pooling
-    avgpool-in{H}x{W}x{C}-k{K}-s{S}[-p{P}]            # average pooling
+    maxpool-in{H}x{W}x{C}-k{K}-s{S}[-p{P}][-tf][-ceil]  # max pooling (ceil: ceil_mode)
+    avgpool-in{H}x{W}x{C}-k{K}-s{S}[-p{P}][-tf][-ceil]  # average pooling
     bn-in{H}x{W}x{C}[-{act}]                          # batch norm not preceded by a conv (+ act)
     act-in{H}x{W}x{C}-{act}                           # a stand-alone activation
     concat-in{H}x{W}x{C}-out{C'}                      # channel concat of the input (C) and a second tensor (C'-C)
     logits-in{H}x{W}x{C}-out{N}                       # global average pool + linear classifier, one unit
+    slice-in{H}x{W}x{C}-out{C'}                       # C' contiguous channels taken from C (a chunk/split part)
+    shufflev2-in{H}x{W}x{C}-out{C'}-k{K}-s{S}         # ShuffleNetV2 unit (split/branches, concat, shuffle)
 
-``{act}`` is one of relu, relu6, hswish, hsigmoid, sigmoid, swish, linear (no activation). Padding defaults to
-K//2; ``-p{P}`` appears only for other paddings. A depthwise conv is ``conv`` with G = C = C'.
+``{act}`` is one of relu, relu6, hswish, hsigmoid, sigmoid, swish, linear (no activation), hswish_arith and
+hsigmoid_arith (the same functions written as arithmetic, priced as what they run). Padding defaults to
+(K//2) * D; ``-p{P}`` appears only for other paddings. ``-tf`` is TensorFlow "same" padding, printed only where it
+is asymmetric. A conv's kernel may be mixed, ``-k3_5_7`` (MixNet). A depthwise conv is ``conv`` with G = C = C'.
 A dtype other than fp32 is appended as ``-{dtype}`` (for example ``-int8``).
 """
 
@@ -38,9 +43,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from latency_lut.blocks import REGISTRY, build_op, get_kind
-from latency_lut.blocks.base import ACTS, DTYPES, FIELD_DEFAULTS, Kind, conv_out
+from latency_lut.blocks.base import ACTS, DTYPES, FIELD_DEFAULTS, Kind, conv_out, mix_splits, tf_same_pads
 
-__all__ = ["ACTS", "DTYPES", "KINDS", "OpSpec", "conv_out"]
+__all__ = ["ACTS", "DTYPES", "KINDS", "OpSpec", "conv_out", "mix_splits", "tf_same_pads"]
 
 KINDS = tuple(REGISTRY)
 _IN_RE = re.compile(r"^in(?:(?P<h>\d+)x(?P<w>\d+)x)?(?P<cin>\d+)$")
@@ -69,6 +74,12 @@ class OpSpec:
     se_act: str = ""  # ir with SE: the inner activation ("" = relu)
     expand: bool = True  # ir: has its 1x1 expansion conv
     skip_add: bool = True  # ir: residual add where stride 1 and cin == cout
+    dilation: int = 1  # conv, ir (its depthwise conv)
+    tf: bool = False  # conv, ir, pools: TensorFlow "same" padding (asymmetric), an explicit pad in the model
+    ceil: bool = False  # pools: ceil_mode
+    mix: tuple[int, ...] = ()  # conv, ir: kernels of a mixed-kernel conv, one per channel part (kernel = largest)
+    expand_groups: int = 1  # ir: parts of the split 1x1 expansion conv (MixNet)
+    proj_groups: int = 1  # ir: parts of the split 1x1 projection conv (MixNet)
 
     def __post_init__(self) -> None:
         kind = get_kind(self.kind)
@@ -89,14 +100,16 @@ class OpSpec:
             allowed = f"one of {', '.join(kind.acts)}" if kind.acts else "no activation"
             raise ValueError(f"op kind {self.kind} takes {allowed} (got {act!r})")
         object.__setattr__(self, "act", "" if act == kind.default_act else act)
-        if "padding" in kind.fields and self.padding == self.kernel // 2:
-            object.__setattr__(self, "padding", -1)
         if not kind.has_cout:
             if self.cout not in (0, self.cin):
                 raise ValueError(f"op kind {self.kind} keeps its channels; cout {self.cout} != cin {self.cin}")
             object.__setattr__(self, "cout", self.cin)
+        if int(self.dilation) < 1:
+            raise ValueError(f"op field dilation must be >= 1, got {self.dilation}")
         if kind.normalize is not None:
-            kind.normalize(self)
+            kind.normalize(self)  # first: it may derive the kernel (mixed kernels) and the padding (TF "same")
+        if "padding" in kind.fields and self.padding == (self.kernel // 2) * self.dilation:
+            object.__setattr__(self, "padding", -1)
         for name, default in FIELD_DEFAULTS.items():
             if name != "act" and name not in kind.fields and getattr(self, name) != default:
                 raise ValueError(f"op kind {self.kind} takes no field {name} (got {getattr(self, name)!r})")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ class OpCost:
     p90: float
     flops: int
     flagged: bool = False
+    note: str = ""  # e.g. "fallback: primitive" for an op a block pattern did not absorb
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,12 @@ class Prediction:
     flops: int
     ops: tuple[OpCost, ...]
     raw_total_ms: float | None = None  # the plain sum of medians; total_ms differs when the LUT is calibrated
+    notes: tuple[str, ...] = ()  # how the model was read (e.g. the ONNX fallback of an untraceable module)
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch, "choices": list(self.choices), "total_ms": self.total_ms,
                 "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "flops": self.flops,
-                "raw_total_ms": self.raw_total_ms, "ops": [asdict(o) for o in self.ops]}
+                "raw_total_ms": self.raw_total_ms, "notes": list(self.notes), "ops": [asdict(o) for o in self.ops]}
 
     def to_dataframe(self):  # -> pandas.DataFrame
         import pandas as pd
@@ -126,12 +128,12 @@ def predict(lut: LUT, arch: str | Architecture | Sequence[int | str], space: Sea
     return _prediction(lut, a.name, tuple(space.choice_names(a)), specs, ops)
 
 
-def _op_cost(lut: LUT, label: str, choice: str, spec: OpSpec) -> OpCost:
+def _op_cost(lut: LUT, label: str, choice: str, spec: OpSpec, note: str = "") -> OpCost:
     # An identity costs nothing unless the LUT prices it (an imported table whose source timed its identities).
     if spec.is_identity and spec.key not in lut:
         return OpCost(label, choice, spec.key, 0.0, 0.0, 0.0, 0)
     e = lut[spec.key]
-    return OpCost(label, choice, spec.key, e.stats.median, e.stats.p10, e.stats.p90, spec.flops, e.flagged)
+    return OpCost(label, choice, spec.key, e.stats.median, e.stats.p10, e.stats.p90, spec.flops, e.flagged, note)
 
 
 def _prediction(lut: LUT, name: str, choices: tuple[str, ...], specs: Sequence[OpSpec],
@@ -296,19 +298,21 @@ def predict_module(lut: LUT, model: Any, input_shape: Sequence[int] | None = Non
                    store: str | Path | None = None, name: str | None = None) -> Prediction:
     """Predicted latency of a torch ``nn.Module``: its layers decomposed into LUT ops, summed.
 
-    ``input_shape`` is NCHW with batch 1; default ``(1, 3, R, R)`` with R the LUT space's resolution. Blocks of
+    ``input_shape`` is NCHW with batch 1; default ``(1, C, R, R)`` with C the input channels of the model's first
+    conv and R the LUT space's resolution. Blocks of
     the search space are priced as whole blocks (their inner convs are not counted again); see
     ``latency_lut.decompose`` for what else is recognized. Ops the LUT lacks raise :class:`UnknownOpError` listing
     them, unless ``measure_missing`` -- then they are measured on the LUT's device, added to the store and to
     ``lut`` (in memory; save it with ``lut.save()``), and the prediction completes.
     """
     from latency_lut.decompose import decompose_module
+    from latency_lut.models import infer_input_shape
 
     if input_shape is None:
-        r = space_of(lut).resolution
-        input_shape = (1, 3, r, r)
-    ops = decompose_module(model, tuple(input_shape), known=lut.__contains__)
-    return _price(lut, ops, name or type(model).__name__, measure_missing, store)
+        input_shape = infer_input_shape(model, space_of(lut).resolution)
+    notes: list[str] = []
+    ops = decompose_module(model, tuple(input_shape), known=lut.__contains__, notes=notes)
+    return _price(lut, ops, name or type(model).__name__, measure_missing, store, notes)
 
 
 def predict_onnx(lut: LUT, path: str | Path, *, measure_missing: bool = False,
@@ -321,7 +325,7 @@ def predict_onnx(lut: LUT, path: str | Path, *, measure_missing: bool = False,
 
 
 def _price(lut: LUT, ops: Sequence[DecomposedOp], name: str, measure_missing: bool,
-           store: str | Path | None) -> Prediction:
+           store: str | Path | None, notes: Sequence[str] = ()) -> Prediction:
     missing = list(dict.fromkeys(o.spec.key for o in ops if not o.spec.is_identity and o.spec.key not in lut))
     if missing and measure_missing:
         from latency_lut.extend import measure_into
@@ -331,6 +335,9 @@ def _price(lut: LUT, ops: Sequence[DecomposedOp], name: str, measure_missing: bo
     if missing:
         raise UnknownOpError(
             f"{lut.name} lacks {len(missing)} op(s) of {name}: {', '.join(missing)}; measure them on the LUT's "
-            "device with --measure-missing (predict_module(..., measure_missing=True))", missing,
+            "device with --measure-missing (predict_module(..., measure_missing=True))"
+            + "".join(f" [{n}]" for n in notes), missing,
         )
-    return _prediction(lut, name, (), [o.spec for o in ops], [_op_cost(lut, o.label, o.desc, o.spec) for o in ops])
+    pred = _prediction(lut, name, (), [o.spec for o in ops],
+                       [_op_cost(lut, o.label, o.desc, o.spec, o.note) for o in ops])
+    return replace(pred, notes=tuple(notes))

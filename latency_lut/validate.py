@@ -26,11 +26,13 @@ from typing import Protocol as _Protocol
 from latency_lut import __version__
 from latency_lut.build import config_for
 from latency_lut.calibration import Calibration, features, fit, from_header
-from latency_lut.errors import LatencyLutError, LUTFormatError, ValidationError
+from latency_lut.errors import LatencyLutError, LUTFormatError, OutputPathError, ValidationError
 from latency_lut.lut import LUT, check_output_path
 from latency_lut.measure import GatedResult, Protocol, RunResult, protocol_seconds
 from latency_lut.metrics import accuracy, kendall_tau
+from latency_lut.models import store_rounds
 from latency_lut.networks import NetMeasurement, NetworkSpec, export_networks, measure_networks, sample_archs
+from latency_lut.outputs import check_kind
 from latency_lut.predict import predict, space_of
 from latency_lut.quantize import check_lut_dtype
 
@@ -506,5 +508,134 @@ def default_output(lut: LUT, suffix: str) -> Path:
 
 
 __all__ = ["CalibrationPass", "ModelRow", "ValidationError", "ValidationReport", "calibrate", "calibration_pass",
-           "check_device", "compare", "cross_validate", "fit_into_header", "folds", "measure_models", "record",
-           "run_validation", "stored_rounds", "summarize", "write_csv", "write_plot"]
+           "check_device", "compare", "cross_validate", "fit_into_header", "folds", "measure_models",
+           "read_model_list", "record", "run_validation", "stored_rounds", "summarize", "validate_models",
+           "write_csv", "write_plot"]
+
+
+# ---- any models (torch modules, ONNX files) ------------------------------------------------------------------
+def validate_models(
+    lut: LUT, device: Any, backend: Any, units: Sequence[Any], *, rounds: int = 5, seed: int = 0,
+    store: Any | None = None, store_path: str | Path | None = None, measure_missing: bool = False,
+    progress: Progress | None = None,
+) -> ValidationReport:
+    """Predicted (plain and calibrated) against measured for any models (``models.ModelUnit``), in the report
+    form of :func:`run_validation`. With ``measure_missing`` the units a prediction lacks are measured first."""
+    from latency_lut.build import config_for
+    from latency_lut.models import export_units, measure_units
+    from latency_lut.ops import OpSpec
+    from latency_lut.predict import predict_module, predict_onnx
+
+    check_device(lut, device)
+    if rounds < 1:
+        raise ValidationError(f"--rounds must be at least 1, got {rounds}")
+    cal = from_header(lut.header, lut.name)
+    fitted = set(cal.fitted_on) if cal else set()
+    protocol = Protocol.from_dict(lut.header.get("protocol") or {})
+    rows: list[ModelRow] = []
+    _start(progress, "predict", len(units))
+    for u in units:
+        row = ModelRow(u.name, "", "", 0)
+        try:
+            if u.module is not None:
+                p = predict_module(lut, u.module, u.input_shape, measure_missing=measure_missing, store=store_path,
+                                   name=u.name)
+            else:
+                p = predict_onnx(lut, u.onnx, measure_missing=measure_missing, store=store_path)
+            row.plain_ms, row.predicted_ms, row.flops = p.raw_total_ms, p.total_ms, p.flops
+            row.choices = f"{len(p.ops)} units, {sum(bool(o.note) for o in p.ops)} from primitives"
+            row.feats = features((OpSpec.from_key(o.key), o.ms) for o in p.ops)
+        except LatencyLutError as e:
+            row.status = f"prediction failed: {e}"
+        rows.append(row)
+        if progress:
+            progress.advance(u.name)
+    _finish(progress)
+    _start(progress, f"export {backend.artifact_format or 'onnx'}", len(units))
+    arts = export_units(units, backend.artifact_format, on_done=(lambda u: progress.advance(u.name)) if progress
+                        else None)
+    _finish(progress)
+    _start(progress, f"measure x{rounds}", len(units) * rounds)
+    res = measure_units(backend, units, arts, protocol, rounds=rounds, seed=seed,
+                        on_measured=(lambda u, r: progress.advance(u.name)) if progress else None)
+    _finish(progress)
+    config = config_for(device, backend, protocol, lut.header.get("dtype", "fp32"))
+    if store is not None:
+        store_rounds(store, config, backend.device_info(), units, res, protocol, lambda u: u.to_dict())
+    for u, row in zip(units, rows):
+        row.key = u.key
+        row.held_out = u.key not in fitted
+        m = res.get(u.key)
+        if m is not None and m.ok:
+            row.measured_ms, row.noise, row.rounds, row.round_ms = m.median_ms, m.spread, len(m.rounds), \
+                m.round_medians
+        elif row.status == "ok":
+            row.status = f"measurement failed: {m.error if m else 'not measured'}"
+    extra: dict[str, Any] = {
+        "settings_match": config.hash == lut.header.get("settings_hash"),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "tool_version": __version__,
+        "seed": seed, "rounds": rounds, "models_given": [u.name for u in units],
+        "predictor": "calibrated" if cal else "plain_sum", "runtime": backend.runtime, "threads": backend.threads,
+    }
+    return ValidationReport(rows, _finite(summarize(rows, **extra)))
+
+
+def _finite(obj: Any) -> Any:
+    """The summary with NaN/inf (e.g. a rank correlation of one model) as None, so the LUT stays strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def read_model_list(path: str | Path) -> list[tuple[str, tuple[int, ...] | None, int]]:
+    """``(target, input shape or None, line number)`` of each model of a ``--models`` file.
+
+    One model per line: ``pkg.mod:factory``, ``path/to/file.py:factory`` or ``path/to/model.onnx``, optionally
+    followed by an input shape ``1,3,224,224``; ``#`` starts a comment. Relative paths are relative to the file.
+    """
+    p = Path(path)
+    try:
+        check_kind(p, "--models file", "give the path of a text file listing models")
+    except OutputPathError as e:  # a pipe would block the read forever, a device node never ends
+        raise ValidationError(str(e)) from None
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ValidationError(f"--models file {p} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValidationError(f"cannot read --models file {p}: {e}") from None
+    out: list[tuple[str, tuple[int, ...] | None, int]] = []
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        where = f"{p} line {no}"
+        if len(parts) > 2:
+            raise ValidationError(f"{where}: expected 'TARGET [N,C,H,W]', got {len(parts)} fields: {line!r}")
+        target = parts[0]
+        if not (target.endswith(".onnx") or (":" in target and target.rpartition(":")[2])):
+            raise ValidationError(f"{where}: {target!r} is neither pkg.mod:factory, file.py:factory nor a .onnx "
+                                  "file")
+        shape = None
+        if len(parts) == 2:
+            try:
+                shape = tuple(int(v) for v in parts[1].split(","))
+            except ValueError:
+                shape = ()
+            if len(shape) != 4 or shape[0] != 1 or min(shape) < 1:
+                raise ValidationError(f"{where}: input shape {parts[1]!r} is not N,C,H,W with N = 1")
+        path_part = target if target.endswith(".onnx") else target.rpartition(":")[0]
+        if (path_part.endswith((".py", ".onnx"))) and not Path(path_part).is_absolute():
+            resolved = p.parent / path_part
+            target = str(resolved) + ("" if target.endswith(".onnx") else ":" + target.rpartition(":")[2])
+        if target.endswith(".onnx") and not Path(target).is_file():
+            raise ValidationError(f"{where}: ONNX file {target} does not exist")
+        out.append((target, shape, no))
+    if not out:
+        raise ValidationError(f"--models file {p} lists no models")
+    return out

@@ -17,23 +17,81 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DTYPES = ("fp32", "fp16", "int8")
-ACTS = ("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "linear")
-GATES = ("sigmoid", "hsigmoid")
+# hswish_arith / hsigmoid_arith: the same functions written as arithmetic, ``x * relu6(x + 3) / 6``; a model that
+# writes them so runs several ops where the native form runs one, so they are priced as what they are.
+ACTS = ("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "linear", "hswish_arith", "hsigmoid_arith")
+GATES = ("sigmoid", "hsigmoid", "hsigmoid_arith")
 
 # Optional spec fields and their defaults. A kind may only set the ones its tokens name (or derive them); every
 # other one must stay at its default, so that equal ops compare equal and every key parses back to its spec.
 FIELD_DEFAULTS: dict[str, Any] = {
     "kernel": 1, "stride": 1, "expansion": 1, "groups": 1, "act": "", "padding": -1, "hidden": 0,
     "mid_channels": 0, "gate": "", "se_act": "", "expand": True, "skip_add": True,
+    # the layers of foreign models: dilation, TensorFlow "same" padding, a pool's ceil_mode, mixed kernels (one
+    # per channel part, MixNet), 1x1 convs split into parts
+    "dilation": 1, "tf": False, "ceil": False, "mix": (), "expand_groups": 1, "proj_groups": 1,
 }
 
 Spec = Any  # an ``latency_lut.ops.OpSpec``; typed loosely because ops imports this module, not the reverse
 
 
-def conv_out(size: int, kernel: int, stride: int, padding: int = -1) -> int:
-    """Spatial output size of a conv or pool; padding -1 means the 'same'-style default kernel // 2."""
-    pad = kernel // 2 if padding < 0 else padding
-    return (size + 2 * pad - kernel) // stride + 1
+def conv_out(size: int, kernel: int, stride: int, padding: int = -1, dilation: int = 1, tf: bool = False,
+             ceil: bool = False) -> int:
+    """Spatial output size of a conv or pool; padding -1 means the 'same'-style default (kernel // 2) * dilation;
+    ``tf`` is TensorFlow "same" padding (output = ceil(size / stride)); ``ceil`` a pool's ceil_mode."""
+    if tf:
+        return -(-size // stride)
+    pad = (kernel // 2) * dilation if padding < 0 else padding
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    if not ceil:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    return out - 1 if (out - 1) * stride >= size + pad else out  # torch: the last window starts inside the input
+
+
+def spec_hw(s: Spec, kernel: int | None = None) -> tuple[int, int]:
+    """Output size of a spec's conv or pool, with its padding, dilation, TF padding and ceil_mode."""
+    k = s.kernel if kernel is None else kernel
+    pad = getattr(s, "padding", -1)
+    return (conv_out(s.h, k, s.stride, pad, s.dilation, s.tf, s.ceil),
+            conv_out(s.w, k, s.stride, pad, s.dilation, s.tf, s.ceil))
+
+
+def tf_same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """(low, high) padding of TensorFlow "same" along one axis."""
+    total = max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def mix_splits(channels: int, parts: int) -> list[int]:
+    """Channels of each part of a mixed (split) conv: equal, the remainder to the first (MixNet)."""
+    split = [channels // parts] * parts
+    split[0] += channels - sum(split)
+    return split
+
+
+def normalize_tf(s: Spec, has_padding: bool = True) -> None:
+    """TF "same" padding that is symmetric after all is an ordinary padding (``-tf`` only where it differs)."""
+    if not s.tf:
+        return
+    pads = {tf_same_pads(n, s.kernel, s.stride, s.dilation) for n in (s.h, s.w)}
+    if len(pads) == 1 and (lo := pads.pop())[0] == lo[1]:
+        sym = -1 if lo[0] == (s.kernel // 2) * s.dilation else lo[0]
+        if sym >= 0 and not has_padding:
+            raise ValueError("a block's depthwise conv uses the default padding or TF 'same'")
+        set_field(s, "tf", False)
+        if has_padding:
+            set_field(s, "padding", sym)
+
+
+def normalize_mix(s: Spec) -> None:
+    """Mixed kernels as a tuple of ints; one kernel is no mix; the kernel field is the largest."""
+    mix = tuple(int(v) for v in s.mix)
+    if len(mix) == 1:
+        mix = ()
+    set_field(s, "mix", mix)
+    if mix:
+        set_field(s, "kernel", max(mix))
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -64,7 +122,7 @@ class Token:
 
     field: str
     prefix: str
-    kind: str = "int"  # int | num | enum | flag
+    kind: str = "int"  # int | num | enum | flag | ints (``3_5_7``: a tuple)
     choices: tuple[str, ...] = ()
     required: bool = False
     flag_value: Any = None
@@ -79,6 +137,8 @@ class Token:
         v = getattr(spec, self.field)
         if self.kind == "flag":
             return self.prefix
+        if self.kind == "ints":
+            return self.prefix + "_".join(str(x) for x in v)
         return f"{self.prefix}{fmt_num(v) if self.kind == 'num' else v}"
 
     def parse(self, text: str) -> tuple[bool, Any]:
@@ -93,6 +153,8 @@ class Token:
             return (True, int(rest))
         if self.kind == "num" and re.fullmatch(r"\d+(?:\.\d+)?", rest):
             return (True, float(rest) if "." in rest else int(rest))
+        if self.kind == "ints" and re.fullmatch(r"\d+(?:_\d+)+", rest):
+            return (True, tuple(int(x) for x in rest.split("_")))
         return (False, None)
 
 
@@ -160,3 +222,8 @@ OUT = Token("cout", "out", required=True)
 KERNEL = Token("kernel", "k", required=True)
 STRIDE = Token("stride", "s", required=True)
 PADDING = Token("padding", "p", show=lambda s: s.padding >= 0)
+# KxK, or mixed kernels ``k3_5_7`` (one per channel part; the kernel field is then the largest)
+MIX_KERNEL = Token("kernel", "k", show=lambda s: not s.mix)
+MIX = Token("mix", "k", kind="ints")
+DILATION = Token("dilation", "d")
+TF_SAME = Token("tf", "tf", kind="flag", flag_value=True)

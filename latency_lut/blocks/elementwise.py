@@ -1,4 +1,4 @@
-"""Ops without multiply-adds of their own: ``add``, ``act``, ``bn``, ``concat``."""
+"""Ops without multiply-adds of their own: ``add``, ``act``, ``bn``, ``concat``, ``slice``."""
 
 from __future__ import annotations
 
@@ -63,4 +63,22 @@ CONCAT = register(Kind(
     "concat", (OUT,), _build_concat,
     doc="concat-in{H}x{W}x{C}-out{C'}: channel concat of the input (C) and a second tensor (C'-C).",
     check=_check_concat,
+))
+
+
+def _build_slice(s: Spec):  # -> nn.Module
+    from latency_lut.blocks.layers import Slice
+
+    return Slice(s.cout)
+
+
+def _check_slice(s: Spec) -> None:
+    if s.cout > s.cin:
+        raise ValueError(f"a slice takes at most its input's {s.cin} channels, not {s.cout}")
+
+
+SLICE = register(Kind(
+    "slice", (OUT,), _build_slice,
+    doc="slice-in{H}x{W}x{C}-out{C'}: C' contiguous channels taken from C (a chunk/split part).",
+    check=_check_slice,
 ))

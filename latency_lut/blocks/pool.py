@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from latency_lut.blocks.base import KERNEL, PADDING, STRIDE, Kind, Spec, conv_out, register
+from latency_lut.blocks.base import (
+    KERNEL,
+    PADDING,
+    STRIDE,
+    TF_SAME,
+    Kind,
+    Spec,
+    Token,
+    conv_out,
+    normalize_tf,
+    register,
+    set_field,
+    spec_hw,
+)
 
 
 def _build_gap(s: Spec):  # -> nn.Module
@@ -19,25 +32,40 @@ GAP = register(Kind(
 
 
 def _pool_hw(s: Spec) -> tuple[int, int]:
-    return (conv_out(s.h, s.kernel, s.stride, s.padding), conv_out(s.w, s.kernel, s.stride, s.padding))
+    return spec_hw(s)
+
+
+def _normalize(s: Spec) -> None:
+    normalize_tf(s)
+    if s.ceil and all(conv_out(n, s.kernel, s.stride, s.padding, ceil=True) == conv_out(n, s.kernel, s.stride,
+                                                                                      s.padding) for n in (s.h, s.w)):
+        set_field(s, "ceil", False)  # ceil_mode that changes nothing is the ordinary pool
 
 
 def _pool(name: str):
     def build(s: Spec):  # -> nn.Module
         from torch import nn
 
-        pad = s.kernel // 2 if s.padding < 0 else s.padding
-        return (nn.MaxPool2d if name == "maxpool" else nn.AvgPool2d)(s.kernel, s.stride, pad)
+        from latency_lut.blocks.layers import padded
+
+        pad = 0 if s.tf else s.kernel // 2 if s.padding < 0 else s.padding
+        pool = (nn.MaxPool2d if name == "maxpool" else nn.AvgPool2d)(s.kernel, s.stride, pad, ceil_mode=s.ceil)
+        return padded(s, pool) if s.tf else pool
     return build
 
 
+_POOL_TOKENS = (KERNEL, STRIDE, PADDING, TF_SAME, Token("ceil", "ceil", kind="flag", flag_value=True))
+_POOL_DOC = "-in{H}x{W}x{C}-k{K}-s{S}[-p{P}][-tf][-ceil]: {what} pooling (tf: TensorFlow 'same' padding; ceil:" \
+    " ceil_mode)."
+
+
 MAXPOOL = register(Kind(
-    "maxpool", (KERNEL, STRIDE, PADDING), _pool("maxpool"),
-    doc="maxpool-in{H}x{W}x{C}-k{K}-s{S}[-p{P}]: max pooling.", out_hw=_pool_hw,
+    "maxpool", _POOL_TOKENS, _pool("maxpool"),
+    doc="maxpool" + _POOL_DOC.replace("{what}", "max"), out_hw=_pool_hw, normalize=_normalize,
 ))
 
 AVGPOOL = register(Kind(
-    "avgpool", (KERNEL, STRIDE, PADDING), _pool("avgpool"),
-    doc="avgpool-in{H}x{W}x{C}-k{K}-s{S}[-p{P}]: average pooling.", out_hw=_pool_hw,
+    "avgpool", _POOL_TOKENS, _pool("avgpool"),
+    doc="avgpool" + _POOL_DOC.replace("{what}", "average"), out_hw=_pool_hw, normalize=_normalize,
     flops=lambda s: _pool_hw(s)[0] * _pool_hw(s)[1] * s.cin * s.kernel**2,
 ))

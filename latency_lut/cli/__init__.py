@@ -16,6 +16,7 @@ from latency_lut.cli.compare import compare
 from latency_lut.cli.info import devices, show
 from latency_lut.cli.ingest import ingest
 from latency_lut.cli.interop import export_cmd, import_cmd
+from latency_lut.cli.measure import measure
 from latency_lut.cli.predict import predict
 from latency_lut.cli.search import search
 from latency_lut.cli.validate import validate
@@ -37,7 +38,8 @@ def cli() -> None:
     """
 
 
-for _cmd in (build, devices, show, predict, ingest, validate, import_cmd, export_cmd, compare, search):
+for _cmd in (build, devices, show, predict, measure, ingest, validate, import_cmd, export_cmd, compare,
+             search):
     cli.add_command(_cmd)
 
 

@@ -129,3 +129,16 @@ class ClickProgress:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
             self._bar = None
+
+
+def parse_shape(text: str, param: str = "--input-shape") -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a shape such as 1,3,224,224", param_hint=param) from None
+    if len(shape) != 4 or shape[0] != 1 or min(shape) < 1:
+        raise click.BadParameter(f"{text!r}: give N,C,H,W with N = 1", param_hint=param)
+    if max(shape) > 16384 or shape[1] * shape[2] * shape[3] > 1 << 26:
+        raise click.BadParameter(f"{text!r} is larger than any mobile model's input (at most 16384 per dimension "
+                                 "and 2^26 values)", param_hint=param)
+    return shape

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -16,15 +11,12 @@ from latency_lut.cli._common import (
     dtype_option,
     echo_json,
     lut_space,
+    parse_shape,
     space_option,
     store_option,
     table,
 )
-from latency_lut.errors import LatencyLutError
-
-
-class ModuleSpecError(LatencyLutError):
-    """A --module value that does not name an importable factory or module."""
+from latency_lut.models import load_model
 
 
 @click.command()
@@ -89,10 +81,13 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
         preds = [_predict(lut, a, sp) for a in archs]
     elif module:
         model = load_model(module)
-        shape = _parse_shape(input_shape) if input_shape else None
+        shape = parse_shape(input_shape) if input_shape else None
         preds = [predict_module(lut, model, shape, measure_missing=measure_missing, store=st, name=module)]
     else:
         preds = [predict_onnx(lut, onnx_path, measure_missing=measure_missing, store=st)]
+    for p in preds:
+        for note in p.notes:
+            click.echo(f"note: {note}", err=True)
     added = len(lut) - before
     if added:
         lut.save(lut_path)
@@ -106,7 +101,8 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
     if not summary:
         for p in preds:
             rows = [[o.label, o.choice, o.key, o.ms, 100 * o.ms / p.total_ms if p.total_ms else 0.0,
-                     o.flops / 1e6, "noisy" if o.flagged else ""] for o in p.ops]
+                     o.flops / 1e6, ", ".join(x for x in ("noisy" if o.flagged else "", o.note) if x)]
+                    for o in p.ops]
             click.echo(f"{p.arch}: {p.total_ms:.3f} ms")
             click.echo(table(rows, ["layer" if archs else "op", "choice" if archs else "kind", "key", "ms", "%",
                                     "MMACs", "note"]))
@@ -116,56 +112,3 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
     click.echo(f"({lut.header['device']}, {lut.header['runtime']} {lut.header['runtime_version']}, "
                f"{lut.header['threads']} thread(s))")
     click.echo(describe(lut.header, str(lut_path)))
-
-
-def _parse_shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a shape such as 1,3,224,224", param_hint="--input-shape") from None
-    if len(shape) != 4 or shape[0] != 1 or min(shape) < 1:
-        raise click.BadParameter(f"{text!r}: give N,C,H,W with N = 1", param_hint="--input-shape")
-    if max(shape) > 16384 or shape[1] * shape[2] * shape[3] > 1 << 26:
-        raise click.BadParameter(f"{text!r} is larger than any mobile model's input (at most 16384 per dimension "
-                                 "and 2^26 values)", param_hint="--input-shape")
-    return shape
-
-
-def load_model(target: str) -> Any:
-    """The nn.Module named by ``pkg.mod:name`` or ``file.py:name`` (a factory is called without arguments)."""
-    mod_name, sep, attr = target.rpartition(":")
-    if not sep or not mod_name or not attr:
-        raise ModuleSpecError(f"--module {target!r} must look like pkg.mod:factory or path/to/file.py:factory")
-    try:
-        if mod_name.endswith(".py"):
-            path = Path(mod_name)
-            if not path.is_file():
-                raise ModuleSpecError(f"--module: file {path} does not exist")
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-            spec.loader.exec_module(mod)  # type: ignore[union-attr]
-        else:
-            if os.getcwd() not in sys.path:
-                sys.path.insert(0, os.getcwd())  # like 'python -m': modules beside the user are importable
-            mod = importlib.import_module(mod_name)
-    except ModuleSpecError:
-        raise
-    except ImportError as e:
-        raise ModuleSpecError(f"--module: cannot import {mod_name!r} ({e}); check the name and PYTHONPATH") from None
-    except (Exception, SystemExit) as e:  # a module that calls sys.exit() on import is the user's to fix too
-        raise ModuleSpecError(f"--module: importing {mod_name!r} failed: {type(e).__name__}: {e}") from None
-    if not hasattr(mod, attr):
-        raise ModuleSpecError(f"--module: {mod_name!r} has no attribute {attr!r}")
-    obj = getattr(mod, attr)
-    import torch
-
-    if not isinstance(obj, torch.nn.Module):
-        if not callable(obj):
-            raise ModuleSpecError(f"--module: {target!r} is neither an nn.Module nor a factory")
-        try:
-            obj = obj()
-        except Exception as e:
-            raise ModuleSpecError(f"--module: calling {target}() failed: {type(e).__name__}: {e}") from None
-        if not isinstance(obj, torch.nn.Module):
-            raise ModuleSpecError(f"--module: {target}() returned {type(obj).__name__}, not a torch nn.Module")
-    return obj

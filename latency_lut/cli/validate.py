@@ -47,6 +47,17 @@ def _pct(v: float | None) -> str:
               **_OPTIONAL_PATH)
 @click.option("--plot", "plot_path", help="Write a predicted-vs-measured PNG [default path: LUT-validation.png].",
               **_OPTIONAL_PATH)
+@click.option("--module", "-m", "modules", multiple=True, metavar="PKG.MOD:FACTORY",
+              help="Validate on this torch model instead of the space's architectures (repeat for several).")
+@click.option("--onnx", "onnx_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Validate on this ONNX model (repeat for several).")
+@click.option("--models", "models_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="A file listing models, one per line: pkg.mod:factory, file.py:factory or model.onnx, "
+                   "optionally followed by N,C,H,W.")
+@click.option("--input-shape", default=None, metavar="N,C,H,W",
+              help="Input shape of --module models [default: 1,C,R,R, R the LUT's resolution].")
+@click.option("--measure-missing", is_flag=True,
+              help="With models: measure the units their predictions lack first (added to the store and the LUT).")
 @space_option
 @dtype_option(None, "Precision of the whole models [default: the LUT's]; must be the LUT's (an int8 LUT validates "
                     "int8 networks).")
@@ -55,8 +66,9 @@ def _pct(v: float | None) -> str:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows and summary as JSON.")
 def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibrate: bool, folds: int,
-             no_named: bool, csv_path: Path | None, plot_path: Path | None, space: str | None, dtype: str | None,
-             store: Path | None, jobs: int,
+             no_named: bool, csv_path: Path | None, plot_path: Path | None, modules: tuple[str, ...],
+             onnx_files: tuple[Path, ...], models_file: Path | None, input_shape: str | None,
+             measure_missing: bool, space: str | None, dtype: str | None, store: Path | None, jobs: int,
              quiet: bool, as_json: bool) -> None:
     """Measure whole models end to end and compare them with the LUT's predictions.
 
@@ -65,11 +77,16 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
     per-model errors, the share within +-5%/+-10%, RMSPE, mean signed error, Kendall's tau and the measurement
     noise (spread of a model's round medians). Models a calibration was fitted on are shown but not scored.
 
+    With --module, --onnx or --models the models are yours instead: any torch module or ONNX file, decomposed and
+    priced by the LUT (plain and calibrated), measured end to end the same way, reported in the same form.
+
     \b
     Examples:
       fbnet-lut validate --lut profiles/local-onnxruntime-224.json --csv --plot
       fbnet-lut validate --lut L.json --n 60 --seed 1 --calibrate      # fit, store in L.json
       fbnet-lut validate --lut L.json --n 30 --seed 2                  # held-out check of that calibration
+      fbnet-lut validate --lut L.json -m geffnet:mobilenetv2_100 -m geffnet:efficientnet_b0 --measure-missing
+      fbnet-lut validate --lut L.json --models zoo.txt --csv --plot
     """
     from latency_lut.backends import create_backend
     from latency_lut.devices import get_device
@@ -77,7 +94,15 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
     from latency_lut.outputs import check_outputs
     from latency_lut.quantize import check_lut_dtype
     from latency_lut.store import Store
-    from latency_lut.validate import check_device, default_output, record, run_validation, write_csv, write_plot
+    from latency_lut.validate import (
+        check_device,
+        default_output,
+        record,
+        run_validation,
+        validate_models,
+        write_csv,
+        write_plot,
+    )
 
     lut = load(lut_path)
     lut_space(lut, space)  # --space must agree with the space the LUT embeds
@@ -87,16 +112,29 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
     csv_out = default_output(lut, ".csv") if csv_path == Path("-") else csv_path
     plot_out = default_output(lut, ".png") if plot_path == Path("-") else plot_path
     store = store or default_store()
-    check_outputs({"--lut": lut_path, "--csv": csv_out, "--plot": plot_out}, store=store)
+    units = _model_units(modules, onnx_files, models_file, input_shape, lut)
+    inputs = {f"--onnx {f}": f for f in onnx_files} | {"--models": models_file}
+    check_outputs({"--lut": lut_path, "--csv": csv_out, "--plot": plot_out}, inputs=inputs, store=store)
+    if units and calibrate:
+        raise click.UsageError("--calibrate fits on the space's architectures; run it without --module/--onnx/"
+                               "--models, then validate your models against the calibrated LUT")
     backend = create_backend(dev, lut.header["runtime"], dtype, threads=int(lut.header["threads"]))
     try:
         with Store(store) as st:
-            rep = run_validation(lut, dev, backend, n=n, seed=seed, rounds=rounds, jobs=jobs, named=not no_named,
-                                 store=st, progress=ClickProgress(quiet or as_json), do_calibrate=calibrate,
-                                 folds_k=folds)
+            if units:
+                rep = validate_models(lut, dev, backend, units, rounds=rounds, seed=seed, store=st,
+                                      store_path=store, measure_missing=measure_missing,
+                                      progress=ClickProgress(quiet or as_json))
+            else:
+                rep = run_validation(lut, dev, backend, n=n, seed=seed, rounds=rounds, jobs=jobs,
+                                     named=not no_named, store=st, progress=ClickProgress(quiet or as_json),
+                                     do_calibrate=calibrate, folds_k=folds)
     finally:
         backend.close()
-    record(lut, rep)
+    if units:
+        lut.header["validation_models"] = rep.summary
+    else:
+        record(lut, rep)
     lut.save(lut_path)
     if csv_out:
         write_csv(rep.rows, csv_out)
@@ -130,6 +168,27 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
     click.echo(f"summary{' and calibration' if rep.calibration else ''} written to {lut_path}")
 
 
+def _model_units(modules: tuple[str, ...], onnx_files: tuple[Path, ...], models_file: Path | None,
+                 input_shape: str | None, lut) -> list:  # noqa: ANN001 - LUT
+    from latency_lut.cli._common import parse_shape
+    from latency_lut.cli.measure import model_units
+    from latency_lut.errors import LatencyLutError
+    from latency_lut.predict import space_of
+    from latency_lut.validate import read_model_list
+
+    res = space_of(lut).resolution
+    shape = parse_shape(input_shape) if input_shape else None
+    units = model_units(modules, onnx_files, shape, res)
+    if models_file:
+        for target, shp, no in read_model_list(models_file):
+            try:
+                units += model_units(() if target.endswith(".onnx") else (target,),
+                                     (Path(target),) if target.endswith(".onnx") else (), shp or shape, res)
+            except LatencyLutError as e:
+                raise LatencyLutError(f"{models_file} line {no}: {e}") from None
+    return units
+
+
 def summary_table(s: dict) -> str:
     """Accuracy of each predictor as rows, metrics as columns, with the measurement noise underneath."""
     preds: list[tuple[str, dict]] = []
@@ -141,8 +200,11 @@ def summary_table(s: dict) -> str:
     if fitrep:
         preds.append((f"calibrated ({fitrep['folds']}-fold CV)", fitrep["calibrated_cv"]))
         preds.append((f"FLOPs fit ({fitrep['folds']}-fold CV)", fitrep["flops_fit_cv"]))
-    rows = [[name, a["n"], f"{100 * a['within_10']:.0f}%", f"{100 * a['within_5']:.0f}%", f"{100 * a['rmspe']:.1f}%",
-             f"{100 * a['mean_error']:+.1f}%", f"{a['kendall_tau']:.3f}"] for name, a in preds]
+    def f(v: float | None, spec: str, scale: float = 100.0, unit: str = "%") -> str:
+        return "" if v is None or not math.isfinite(v) else f"{scale * v:{spec}}{unit}"
+
+    rows = [[name, a["n"], f(a["within_10"], ".0f"), f(a["within_5"], ".0f"), f(a["rmspe"], ".1f"),
+             f(a["mean_error"], "+.1f"), f(a["kendall_tau"], ".3f", 1.0, "")] for name, a in preds]
     out = table(rows, ["predictor", "models", "within 10%", "within 5%", "RMSPE", "mean error", "Kendall tau"],
                 right=[False] + [True] * 6)
     nz = s.get("noise")

@@ -172,3 +172,27 @@ def ios_bundle_flow(device: Device, space: SearchSpace, *, runtime: str | None, 
         f"Run the bundle on the phone (steps in {res.bundle.path / 'README.md'}), save the app's console output,"
         f" then:\n  {cmd}"
     )
+
+
+def build_models_bundle(units: Sequence[Any], device: Device, *, threads: int | None = None,
+                        protocol_overrides: dict[str, Any] | None = None, bundle_path: Path | None = None,
+                        bundle_root: Path | None = None) -> BundleResult:
+    """A bundle of whole models (``models.ModelUnit``s or a space's networks) for ``fbnet-lut measure`` on an
+    iPhone: each exported to TFLite under its content key; the phone's log is read back with ``ingest``."""
+    from latency_lut.errors import LatencyLutError
+    from latency_lut.models import export_units
+    from latency_lut.spaces import get_space
+
+    app = IOSApp(device, threads)
+    protocol = app.protocol(**(protocol_overrides or {}))
+    config = config_for(device, app, protocol)
+    arts = export_units(units, "tflite")
+    bad = [(u.name, a) for u in units if isinstance(a := arts.get(u.key), LatencyLutError)]
+    if bad:
+        raise LatencyLutError(f"cannot bundle {bad[0][0]}: {bad[0][1]}")
+    space = get_space("fbnet", 224, 1.0)  # the manifest's space only names the LUT that ingest rewrites
+    return make_bundle(specs=units, artifacts={k: v for k, v in arts.items() if v is not None}, config=config,
+                       protocol=protocol, space={**space.describe(), "id": space.id},
+                       app={"app_bundle_id": app.option("app_bundle_id"),
+                            "documents_dir": app.option("documents_dir"), "delegate": app.delegate},
+                       whole_space=False, root=bundle_root, path=bundle_path)

@@ -118,3 +118,27 @@ def test_descriptor_with_a_mistyped_key_is_one_line(tmp_path, phone, phone_home)
     assert res.stderr.strip() == (f"Error: device descriptor {bad}: unknown field 'cpu_maks'; "
                                   "did you mean 'cpu_mask'?")
     assert phone.commands == []  # rejected before touching the phone
+
+
+def test_measure_a_whole_model_on_the_phone(tmp_path, phone, phone_home, tiny_models):
+    (tmp_path / "mymodel.py").write_text(
+        "from torch import nn\n\n"
+        "def net():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU6(), nn.Conv2d(8, 8, 1))\n")
+    store = tmp_path / "store.sqlite"
+    env = env_for_cli(phone, phone_home, FBNET_LUT_CACHE=str(tmp_path / "cache"), FBNET_LUT_STORE=str(store))
+    runs = []
+    phone.shell_hook = lambda command: runs.append(command) if "--graph=" in command else None
+    proc = run_cli("measure", "--device", str(LOOPBACK), "-m", "mymodel.py:net", "--input-shape", "1,3,32,32",
+                   "--rounds", "2", "--warmup", "1", "--runs", "3", "--min-seconds", "0", "--json", cwd=tmp_path,
+                   env=env, timeout=900, check=True)
+    (m,) = json.loads(proc.stdout)["models"]
+    assert m["key"].startswith("model-") and m["median_ms"] > 0 and len(m["round_ms"]) == 2
+    # the whole .tflite went to the phone (named by its checksum, which the content key starts with) and
+    # benchmark_model ran it once per round
+    graphs = [c for c in runs if ".no-such-model" not in c]
+    assert len(graphs) == 2 and all(m["key"].removeprefix("model-") in c for c in graphs)
+    import sqlite3
+
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM measurements WHERE key = ?", (m["key"],)).fetchone()[0] == 2

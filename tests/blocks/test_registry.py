@@ -27,6 +27,20 @@ SAMPLES = [
     OpSpec("bn", 8, 6, 6, act="relu6"),
     OpSpec("act", 8, 6, 6, act="swish"),
     OpSpec("concat", 8, 6, 6, 12),
+    # the layers and blocks of foreign models (issue 10)
+    OpSpec("conv", 12, 9, 9, 12, stride=2, groups=12, mix=(3, 5, 7)),
+    OpSpec("conv", 10, 9, 9, 6, mix=(1, 3)),
+    OpSpec("conv", 8, 10, 10, 8, 3, 1, groups=8, dilation=2, act="hswish_arith"),
+    OpSpec("conv", 3, 10, 10, 8, 3, 2, tf=True),
+    OpSpec("ir", 12, 10, 10, 20, stride=2, mid_channels=36, mix=(3, 5), expand_groups=2, proj_groups=2,
+           hidden=6, se_act="swish", tf=True, act="swish"),
+    OpSpec("ir", 8, 9, 9, 8, 3, 1, 3, dilation=2, act="hswish_arith", hidden=4, gate="hsigmoid_arith"),
+    OpSpec("se", 16, 6, 6, hidden=8, se_act="swish"),
+    OpSpec("maxpool", 8, 10, 10, kernel=3, stride=2, padding=0, ceil=True),
+    OpSpec("avgpool", 8, 10, 10, kernel=3, stride=2, tf=True),
+    OpSpec("slice", 8, 6, 6, 4),
+    OpSpec("shufflev2", 16, 6, 6, 16, 3, 1),
+    OpSpec("shufflev2", 8, 6, 6, 16, 5, 2),
 ]
 
 
