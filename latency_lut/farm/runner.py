@@ -64,6 +64,7 @@ class RemoteBackend:
     def __init__(self, info: dict[str, Any]) -> None:
         self.runtime = info["runtime"]
         self.artifact_format = info["artifact_format"]
+        self.dtype = info.get("dtype", "fp32")  # farms build fp32 LUTs; the settings hash carries it either way
         self._info = info
 
     def settings(self) -> dict[str, Any]:
@@ -98,7 +99,7 @@ class DeviceActor:
     def info(self) -> dict[str, Any]:
         b = self.backend
         env = b.device_info()
-        return {"runtime": b.runtime, "artifact_format": b.artifact_format, "settings": b.settings(),
+        return {"runtime": b.runtime, "artifact_format": b.artifact_format, "dtype": b.dtype, "settings": b.settings(),
                 "fingerprint": b.fingerprint(), "model_fingerprint": model_fingerprint(self.device.kind, env),
                 "device_info": env, "node": ray.get_runtime_context().get_node_id(),
                 "hostname": socket.gethostname(), "pid": os.getpid()}
