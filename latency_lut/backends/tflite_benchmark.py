@@ -545,7 +545,8 @@ class _Parser:
 
     def _stat(self, n: int, line: str) -> None:
         parsed = parse_stat_line(line, n)
-        assert parsed is not None
+        if parsed is None:  # "count=" with no number after it: a line cut off or garbled
+            parsed = "its count= has no number"
         if isinstance(parsed, str):
             self.fail(TruncatedOutputError, n, parsed, line)
             return
