@@ -27,6 +27,7 @@ from latency_lut import __version__
 from latency_lut.build import config_for
 from latency_lut.calibration import Calibration, features, fit, from_header
 from latency_lut.errors import LatencyLutError, LUTFormatError, OutputPathError, ValidationError
+from latency_lut.extend import measurer
 from latency_lut.lut import LUT, check_output_path
 from latency_lut.measure import GatedResult, Protocol, RunResult, protocol_seconds
 from latency_lut.metrics import accuracy, kendall_tau
@@ -532,16 +533,16 @@ def validate_models(
     cal = from_header(lut.header, lut.name)
     fitted = set(cal.fitted_on) if cal else set()
     protocol = Protocol.from_dict(lut.header.get("protocol") or {})
+    measure = measurer(store_path) if measure_missing else None
     rows: list[ModelRow] = []
     _start(progress, "predict", len(units))
     for u in units:
         row = ModelRow(u.name, "", "", 0)
         try:
             if u.module is not None:
-                p = predict_module(lut, u.module, u.input_shape, measure_missing=measure_missing, store=store_path,
-                                   name=u.name)
+                p = predict_module(lut, u.module, u.input_shape, measure=measure, name=u.name)
             else:
-                p = predict_onnx(lut, u.onnx, measure_missing=measure_missing, store=store_path)
+                p = predict_onnx(lut, u.onnx, measure=measure)
             row.plain_ms, row.predicted_ms, row.flops = p.raw_total_ms, p.total_ms, p.flops
             row.choices = f"{len(p.ops)} units, {sum(bool(o.note) for o in p.ops)} from primitives"
             row.feats = features((OpSpec.from_key(o.key), o.ms) for o in p.ops)

@@ -180,7 +180,7 @@ def _grouped_1x1(s: Spec) -> bool:
     return is_plain(s) and s.kernel == 1 and s.stride == 1 and s.groups > 1 and not s.mix
 
 
-def _match(ch, i: int):  # noqa: ANN001 - a ``latency_lut.units.Chain``
+def _match(ch, i: int):  # noqa: ANN001 - a ``latency_lut.decompose.units.Chain``
     """[1x1 conv + act [-> shuffle]] -> KxK depthwise + act -> [squeeze-excite] -> 1x1 conv (linear) [-> residual
     add], in a foreign model's primitive ops; grouped 1x1 convs (FBNet's g2) come with a channel shuffle. Returns
     the block's spec fields and the index past its last op."""
