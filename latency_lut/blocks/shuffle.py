@@ -23,6 +23,7 @@ def _check(s: Spec) -> None:
 SHUFFLE = register(Kind(
     "shuffle", (Token("groups", "g", required=True),), _build,
     doc="shuffle-in{H}x{W}x{C}-g{G}: channel shuffle with G groups.", check=_check,
+    fusible=lambda s: True,  # a reshape-transpose that the unit around it absorbs
 ))
 
 

@@ -357,25 +357,6 @@ def _skip_alias(p: _Prim, known: Callable[[str], bool]) -> _Prim:
 
 
 def describe(spec: OpSpec) -> str:
-    """A short human description of an op for breakdown tables."""
-    k = spec.kind
-    if k == "conv":
-        kind = "dwconv" if spec.groups == spec.cin == spec.cout and spec.groups > 1 else "conv"
-        g = f" g{spec.groups}" if spec.groups > 1 and kind == "conv" else ""
-        kk = "+".join(f"{v}x{v}" for v in spec.mix) if spec.mix else f"{spec.kernel}x{spec.kernel}"
-        d = f" d{spec.dilation}" if spec.dilation > 1 else ""
-        return f"{kind}{kk}/{spec.stride}{g}{d} {spec.activation}"
-    if k == "ir":
-        kk = "_".join(str(v) for v in spec.mix) if spec.mix else str(spec.kernel)
-        e = f" x{spec.mid / spec.cin:.3g}" if spec.expand else " dw-sep"
-        g = f" g{spec.groups}" if spec.groups > 1 else ""
-        return f"ir k{kk}/{spec.stride}{e}{g}{' se' if spec.hidden else ''} {spec.activation}"
-    if k == "fc":
-        return "linear" + (f" {spec.act}" if spec.act else "")
-    if k == "se":
-        return f"se {spec.activation}"
-    if k in ("maxpool", "avgpool"):
-        return f"{k}{spec.kernel}x{spec.kernel}/{spec.stride}"
-    if k in ("act", "bn", "add"):
-        return f"{k} {spec.activation}" if spec.activation != "linear" or k == "act" else k
-    return k
+    """A short human description of an op for breakdown tables (the kind's ``label``)."""
+    label = spec.spec_kind.label
+    return label(spec) if label else spec.kind

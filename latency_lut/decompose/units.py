@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Protocol
 
 from latency_lut.blocks import REGISTRY
-from latency_lut.blocks.conv import is_depthwise
 from latency_lut.ops import OpSpec
 
 
@@ -56,8 +55,6 @@ def match_unit(ch: Chain, i: int) -> Match | None:
 
 
 def fallback_note(spec: OpSpec) -> str:
-    """The breakdown note of an op priced from primitives where a runtime may fuse it with its neighbours."""
-    if spec.kind in ("act", "bn", "add", "se", "shuffle", "concat", "slice") or \
-            (spec.kind == "conv" and (is_depthwise(spec) or spec.activation == "linear")):
-        return "fallback: primitive"
-    return ""
+    """The breakdown note of an op priced from primitives where a runtime may fuse it with its neighbours (the
+    kind's ``fusible``)."""
+    return "fallback: primitive" if spec.spec_kind.fusible(spec) else ""
