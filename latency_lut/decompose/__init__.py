@@ -7,6 +7,8 @@ a runtime executes as one piece. The front ends import torch or onnx, so callers
 """
 
 from latency_lut.decompose.ir import DecomposedOp, ModelError, Node, TraceError, UnsupportedLayerError
-from latency_lut.decompose.lower import describe, lower
+from latency_lut.decompose.lower import describe
 
-__all__ = ["DecomposedOp", "ModelError", "Node", "TraceError", "UnsupportedLayerError", "describe", "lower"]
+# ``lower`` (the function) stays in its module: re-exported here it would hide the submodule of the same name.
+
+__all__ = ["DecomposedOp", "ModelError", "Node", "TraceError", "UnsupportedLayerError", "describe"]

@@ -190,7 +190,7 @@ def test_onnx_with_shared_weights_decomposes(tmp_path):
     # torch.onnx routes deduplicated weights through Identity nodes; both convs must still be found.
     import torch
 
-    from latency_lut.decompose import lower
+    from latency_lut.decompose.lower import lower
     from latency_lut.decompose.onnx import onnx_graph
 
     class Twice(torch.nn.Module):
