@@ -144,29 +144,54 @@ def test_json_and_csv_results(work, tmp_path: Path):
     assert json.loads(p.stdout)["added"] == []
 
 
-def test_full_tiny_space_bundle(tmp_path: Path, artifact_cache: Path):
-    """The whole tiny space once (109 models) plus its calibration networks: every key of the space gets a model
-    and parameters; once the app's results are in, ingest writes a complete LUT and fits its calibration."""
+# A whole space small enough to bundle in seconds (FBNet's 109 TFLite exports took minutes of CI): a user's space
+# file, with SE, hswish, a zero op and a depth choice, so the bundle carries its definition too.
+SMALL_SPACE = """\
+name: ios_small
+resolution: {default: 32, min: 16}
+num_classes: 10
+stem:
+  - {op: conv, out: 8, kernel: 3, stride: 2}
+stages:
+  - {out: 8, layers: 1, stride: 1, candidates: [ds_k3]}
+  - {out: 16, layers: 2, stride: 2, candidates: [ir_k3_e3, ir_k5_e6_se0.25_hs, zero], depth: [1, 2]}
+head_channels: 32
+head:
+  - {op: conv, out: head, kernel: 1}
+  - {op: logits, out: classes}
+archs:
+  small: "ds_k3 | ir_k3_e3 zero"
+"""
+
+
+def test_whole_space_bundle(tmp_path: Path, artifact_cache: Path):
+    """A whole space once (every op) plus its calibration networks: every key of the space gets a model and
+    parameters; once the app's results are in, ingest writes a complete LUT and fits its calibration."""
     from latency_lut.spaces import get_space
 
+    (tmp_path / "small.yaml").write_text(SMALL_SPACE)
+    space = get_space(tmp_path / "small.yaml")
     env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(tmp_path / "store.sqlite"))
-    p = run_cli("build", "--device", "iphonex", *SPACE, "--jobs", "2", "--bundle", "b", "--json",
-                "--calibration-models", "1", "--warmup", "1", "--runs", "5", "--min-seconds", "0", cwd=tmp_path,
-                env=env, check=True, timeout=1800)
+    p = run_cli("build", "--device", "iphonex", "--space", "small.yaml", "--jobs", "2", "--bundle", "b", "--json",
+                "--calibration-models", "2", *FAST, cwd=tmp_path, env=env, check=True, timeout=1800)
     summary = json.loads(p.stdout)
-    keys = [s.key for s in get_space("fbnet", 32, 0.25).unique_specs()]
+    keys = [s.key for s in space.unique_specs()]
+    assert len(keys) >= 8
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    nets = list(manifest["networks"])  # FBNet-A/B/C and one sampled architecture
-    assert len(nets) == 4 and all(k.startswith("net-fbnet-32-w0.25-") for k in nets)
+    nets = list(manifest["networks"])  # the named arch and two sampled architectures
+    assert len(nets) == 3 and all(k.startswith(f"net-{space.id}-") for k in nets)
     assert manifest["whole_space"] is True and [m["key"] for m in manifest["models"]] == keys + nets
-    assert summary["models"] == len(keys) + 4 and summary["calibration_networks"] == 4
+    assert summary["models"] == len(keys) + 3 and summary["calibration_networks"] == 3
     assert summary["status"] == "waiting_for_results"
     assert all((tmp_path / "b" / m["params"]).is_file() for m in manifest["models"])
 
+    (tmp_path / "small.yaml").unlink()  # the bundle and the LUT carry the space; ingest needs no file
     (tmp_path / "app.log").write_text(console_log(time_bundle(tmp_path / "b")))
     rep = json.loads(run_cli("ingest", "--device", "iphonex", "--bundle", "b", "app.log", "-o", "lut.json",
                              "--json", cwd=tmp_path, env=env, check=True).stdout)
-    assert rep["complete"] and rep["missing"] == [] and rep["calibration"].startswith("fitted on 4 networks")
-    cal = load(tmp_path / "lut.json").header["calibration"]
+    assert rep["complete"] and rep["missing"] == [] and rep["calibration"].startswith("fitted on 3 networks")
+    lut = load(tmp_path / "lut.json")
+    assert sorted(lut.entries) == sorted(keys) and lut.header["space"]["name"] == "ios_small"
+    cal = lut.header["calibration"]
     assert cal["device"] == "iphonex" and sorted(cal["fitted_on"]) == sorted(nets)
-    assert cal["source"]["by"] == "ingest" and cal["cross_validated"]["calibrated_cv"]["n"] == 4
+    assert cal["source"]["by"] == "ingest" and cal["cross_validated"]["calibrated_cv"]["n"] == 3
