@@ -365,17 +365,28 @@ class FarmSession:
                 order = [n.key for n in nets if r not in done.get(n.key, {}) and out[n.key].error is None]
                 Random(f"{seed}-round-{r}").shuffle(order)
                 tasks += [Task(r, k) for k in order]
+            failed: str | None = None
             if tasks:
-                queue = WorkQueue(tasks, [m.fd.label for m in members], [n.key for n in nets])
+                work = WorkQueue(tasks, [m.fd.label for m in members], [n.key for n in nets])
                 # the budget is in device-seconds: the pass's own wall clock runs n times as fast
                 wall = time.monotonic() + max(0.0, deadline - time.perf_counter()) / len(members)
                 by_key = {n.key: n for n in nets}
-                dropped, *_ = _drive(members, {id(g): queue}, by_key, blobs, store, protocol, progress,
-                                     self.task_timeout, phase=f"calibration x{rounds}", gated=False,
-                                     tag=lambda t: {"network": by_key[t.key].to_dict(), "by": tag}, deadline=wall)
+                left, dropped = g.left, {}
+                try:
+                    dropped, *_ = _drive(members, {id(g): work}, by_key, blobs, store, protocol, progress,
+                                         self.task_timeout, phase=f"calibration x{rounds}", gated=False,
+                                         tag=lambda t: {"network": by_key[t.key].to_dict(), "by": tag},
+                                         deadline=wall)
+                except FarmError as e:  # a network that failed on two phones: the fit uses the networks that ran
+                    failed = str(e)
+                finally:
+                    g.left = left  # the LUT is whole: phones lost in its calibration do not make it partial
                 self.dropped.update(dropped)
             for key, by_round in stored_rounds(store, g.config, nets).items():
                 out[key].rounds = [by_round[r] for r in sorted(by_round) if r < rounds]
+            for m in out.values():
+                if failed and not m.rounds and m.error is None:
+                    m.error = failed
             return out
 
         g.calibration = calibration_pass(

@@ -269,15 +269,18 @@ def test_the_calibration_pass_is_sharded_over_the_phones_of_a_model(tmp_path, ho
 
 
 def test_an_int8_farm_build_runs_int8_models_on_every_device(tmp_path, home, cluster, artifact_cache):
-    r = farm_build(tmp_path, cluster, artifact_cache, [{"descriptor": "local", "host": "lab-a"},
-                                                       {"descriptor": "local", "host": "lab-b"}],
-                   *FAST, "--dtype", "int8")
+    """A phone (LiteRT: full-integer .tflite) and a host's CPU (ONNX Runtime: QOperator .onnx), one LUT each."""
+    with AdbDaemon(tmp_path / "pa", serial="LOOPA") as a:
+        r = farm_build(tmp_path, cluster, artifact_cache, [phone(home, a, "lab-a"),
+                                                           {"descriptor": "local", "host": "lab-b"}],
+                       *FAST, "--dtype", "int8")
     assert r.returncode == 0, r.stderr
-    [x] = json.loads(r.stdout)["luts"]
-    assert x["complete"] and x["dtype"] == "int8" and x["lut"].endswith("-int8.json")
-    assert len(x["per_device"]) == 2
-    header = json.loads((tmp_path / x["lut"]).read_text())["header"]
-    assert header["dtype"] == "int8" and header["exporter"]["quantizer"], header["exporter"]
+    luts = {x["device"]: x for x in json.loads(r.stdout)["luts"]}
+    assert set(luts) == {"loopback", "local"}
+    for x in luts.values():
+        assert x["complete"] and x["dtype"] == "int8" and x["lut"].endswith("-int8.json") and x["tasks"] == OPS * ROUNDS
+        header = json.loads((tmp_path / x["lut"]).read_text())["header"]
+        assert header["dtype"] == "int8" and header["exporter"]["dtype"] == "int8", header["exporter"]
     with sqlite3.connect(tmp_path / "store.sqlite") as db:
         settings = [json.loads(s) for (s,) in db.execute("SELECT DISTINCT settings FROM sessions")]
-    assert settings and all(s["dtype"] == "int8" for s in settings)
+    assert len(settings) == 2 and all(s["dtype"] == "int8" and s["exporter"]["quantizer"] for s in settings)
