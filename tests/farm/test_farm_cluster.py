@@ -241,7 +241,7 @@ CAL_SPACE = SPACE.replace("layers: 1", "layers: 3").replace("tiny_farm", "tiny_f
 
 def test_the_calibration_pass_is_sharded_over_the_phones_of_a_model(tmp_path, home, cluster, artifact_cache):
     (tmp_path / "tiny.yaml").write_text(CAL_SPACE)
-    cal = [x for x in FAST if x != "--no-calibrate"] + ["--calibration-models", "4", "--calibration-budget", "1000",
+    cal = [x for x in FAST if x != "--no-calibrate"] + ["--calibration-models", "3", "--calibration-budget", "1000",
                                                     "--calibration-max-noise", "10"]  # 2 loaded cores: rounds vary
     with AdbDaemon(tmp_path / "pa", serial="LOOPA") as a, AdbDaemon(tmp_path / "pb", serial="LOOPB") as b:
         devices = [phone(home, a, "lab-a"), phone(home, b, "lab-b")]
@@ -249,21 +249,21 @@ def test_the_calibration_pass_is_sharded_over_the_phones_of_a_model(tmp_path, ho
         assert r.returncode == 0, r.stderr
         [x] = json.loads(r.stdout)["luts"]
         c = x["calibration"]
-        assert x["complete"] and c["status"] == "fitted" and c["models"] == 4 and c["reused"] == 0, c
+        assert x["complete"] and c["status"] == "fitted" and c["models"] == 3 and c["reused"] == 0, c
         header = json.loads((tmp_path / x["lut"]).read_text())["header"]
-        assert header["calibration"]["device"] == "loopback" and header["calibration"]["source"]["models"] == 4
+        assert header["calibration"]["device"] == "loopback" and header["calibration"]["source"]["models"] == 3
         with sqlite3.connect(tmp_path / "store.sqlite") as db:
             rows = [json.loads(e) | {"key": k} for k, e in db.execute(
                 "SELECT key, extra FROM measurements WHERE accepted = 1")]
         nets = [(e["key"], e["round"]) for e in rows if e.get("by", "").startswith("calibration-")]
-        assert len(nets) == len(set(nets)) == 4 * 3  # each network's 3 rounds, once each
+        assert len(nets) == len(set(nets)) == 3 * 3  # each network's 3 rounds, once each
         assert {e["farm_device"] for e in rows if "network" in e} == {a.address, b.address}  # both phones took some
-        assert len(rows) == OPS * ROUNDS + 4 * 3
+        assert len(rows) == OPS * ROUNDS + 3 * 3
 
         again = farm_build(tmp_path, cluster, artifact_cache, devices, *cal)  # a rerun measures nothing
         assert again.returncode == 0, again.stderr
         [y] = json.loads(again.stdout)["luts"]
-        assert y["tasks"] == 0 and y["calibration"]["reused"] == 4 and y["calibration"]["status"] == "fitted"
+        assert y["tasks"] == 0 and y["calibration"]["reused"] == 3 and y["calibration"]["status"] == "fitted"
         with sqlite3.connect(tmp_path / "store.sqlite") as db:
             assert db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == len(rows)
 
