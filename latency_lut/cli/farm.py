@@ -56,7 +56,7 @@ def build_on_farm(farm_path: Path, sp: Any, protocol: Any, *, runtime: str | Non
             if calibrate is not None and g.lut is not None and not g.left and g.lut.header["complete"]:
                 # as on one device: a share of the build's time, here its devices' time (export included once),
                 # or what measuring the entries costs when the store had them, so a rerun picks the same models
-                build_s = max(fs.meanwhile_seconds + res.export_seconds + g.device_seconds,
+                build_s = max(ahead.seconds + res.export_seconds + g.device_seconds,
                               estimate(g.lut, rounds))
                 fs.calibrate(g, st, budget_s=calibrate["share"] * build_s, max_models=calibrate["max_models"],
                              jobs=jobs, progress=bar, max_noise=calibrate["max_noise"])

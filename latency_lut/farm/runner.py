@@ -39,9 +39,10 @@ import ray
 from latency_lut import __version__
 from latency_lut.build import DEFAULT_ROUNDS, Progress, aggregate, config_for, reference_op
 from latency_lut.devices import Device
-from latency_lut.export import FORMATS, export_many
+from latency_lut.errors import LatencyLutError
+from latency_lut.export import FORMATS, artifact_path, export_many
 from latency_lut.farm.config import HOST_RESOURCE, LOCAL, Farm, FarmDevice, FarmError
-from latency_lut.farm.schedule import Task, WorkQueue
+from latency_lut.farm.schedule import Task, WorkQueue, round_order
 from latency_lut.lut import LUT
 from latency_lut.measure import (
     DriftGuard,
@@ -266,8 +267,8 @@ class FarmSession:
     def __init__(self, farm: Farm, *, runtime: str | None = None, threads: int | None = None, dtype: str = "fp32",
                  task_timeout: float = TASK_TIMEOUT_S, meanwhile: ExportAhead | None = None,
                  progress: Progress | None = None) -> None:
-        """``meanwhile``: the build's export, run while the cluster starts and the devices are reached; ``with``
-        waits for it (showing its progress on ``progress``) and raises its error."""
+        """``meanwhile``: the build's export (:class:`ExportAhead`), started before the cluster, and consumed by
+        :meth:`build` as it goes."""
         self.farm, self.runtime, self.threads, self.task_timeout = farm, runtime, threads, task_timeout
         self.dtype, self.meanwhile, self.progress = dtype, meanwhile, progress
         self.members: list[_Member] = []
@@ -287,19 +288,20 @@ class FarmSession:
                 check_hosts(self.farm, address)
                 self.members = _start_devices(self.farm, self.runtime, self.threads, self.dtype)
                 self.setup_seconds = time.perf_counter() - t0 - self.ray_start_seconds
-                if side:
-                    side.follow(self.progress)
             except BaseException:
                 self.__exit__()
                 raise
-        finally:
+        except BaseException:
             if side:
                 side.stop()
-                self.meanwhile_seconds = side.seconds
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         t0 = time.perf_counter()
+        if self.meanwhile:
+            self.meanwhile.stop()
+            self.meanwhile_seconds = self.meanwhile.seconds
         _shutdown(self.members)
         self.ray_stop_seconds = time.perf_counter() - t0
 
@@ -319,9 +321,9 @@ class FarmSession:
         t0 = time.perf_counter()
         groups = _group(members, protocol)
         queues, by_key = _plan(groups, store, specs, rounds, seed)
-        artifacts = _export(members, queues, by_key, jobs, progress, ref)
+        feed = _export(members, queues, by_key, jobs, progress, ref, self.meanwhile)
         t1 = time.perf_counter()
-        dropped, stolen, returned, drift = _drive(members, queues, by_key, artifacts, store, protocol, progress,
+        dropped, stolen, returned, drift = _drive(members, queues, by_key, feed, store, protocol, progress,
                                                   self.task_timeout, guard, ref)
         self.dropped.update(dropped)
         t2 = time.perf_counter()
@@ -398,7 +400,6 @@ class FarmSession:
 def artifact_formats(farm: Farm, runtime: str | None) -> list[str]:
     """What the farm's devices run (tflite, onnx), as far as the driver can tell without reaching them."""
     from latency_lut.backends import backend_class
-    from latency_lut.errors import LatencyLutError
 
     out = set()
     for d in farm.devices:
@@ -412,72 +413,96 @@ def artifact_formats(farm: Farm, runtime: str | None) -> list[str]:
 
 
 class ExportAhead:
-    """The export of every op for the farm's formats, in a thread, while Ray starts and the devices are reached
-    (``FarmSession(meanwhile=...)``) instead of after. What is cached is skipped; ``build`` exports whatever is
-    still missing, and names an op that failed. It runs silently in chunks: a farm that cannot start stops it after
-    the chunk in hand (and its error is the one line printed); once the farm is up, :meth:`follow` shows what is
-    left of it as progress.
+    """The build's export, in a thread, started while Ray starts and the devices are reached, and going on while
+    they measure (``FarmSession(meanwhile=...)``): a device waits only for the artifact of its next task, not for
+    the whole export. The ops go in the order a fresh build's first round takes them (what is cached is done at
+    once). What it does not cover (a format the driver could not foresee) ``build`` exports itself. A farm that
+    cannot start stops it after the exports under way.
     """
 
-    def __init__(self, farm: Farm, specs: Sequence[OpSpec], *, runtime: str | None, dtype: str, jobs: int) -> None:
+    def __init__(self, farm: Farm, specs: Sequence[OpSpec], *, runtime: str | None, dtype: str, jobs: int,
+                 seed: int = 0) -> None:
         self.fmts = artifact_formats(farm, runtime)
-        self.specs, self.dtype, self.jobs = list(specs), dtype, jobs
-        self.done: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        by_key = {s.key: s for s in specs}
+        self.specs = [by_key[k] for k in round_order(list(by_key), seed, 0)]
+        self.by_key = by_key
+        self.dtype, self.jobs = dtype, jobs
+        self.errors: dict[str, dict[str, str]] = {f: {} for f in self.fmts}  # format -> key -> why it failed
+        self._done: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self.cancel = threading.Event()
         self.error: BaseException | None = None
         self.seconds = 0.0
         self._thread: threading.Thread | None = None
 
+    def covers(self, fmt: str, dtype: str) -> bool:
+        return fmt in self.fmts and dtype == self.dtype
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="farm-export", daemon=True)
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def _run(self) -> None:
+        # In worker processes even for one job: a converter redirects its process's stdout and stderr while it
+        # runs, which in this process would swallow the driver's own output.
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        from latency_lut.export import export_pool, export_spec
+
         t0 = time.perf_counter()
-        chunk = max(4, 4 * self.jobs)
         try:
+            todo = []
             for fmt in self.fmts:
-                for i in range(0, len(self.specs), chunk):
-                    if self.cancel.is_set():
-                        return
-                    export_many(self.specs[i:i + chunk], fmt, jobs=self.jobs, dtype=self.dtype, errors={},
-                                on_done=lambda s, f=fmt: self.done.put((f, s.key)))
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread by follow()
+                for spec in self.specs:
+                    if artifact_path(spec, fmt, dtype=self.dtype).exists():
+                        self._done.put((fmt, spec.key))
+                    else:
+                        todo.append((fmt, spec))
+            if not todo:
+                return
+            pool = export_pool(max(1, self.jobs))
+            try:
+                futs = {pool.submit(export_spec, spec, fmt, None, self.dtype): (fmt, spec.key) for fmt, spec in todo}
+                while futs and not self.cancel.is_set():
+                    done, _ = wait(list(futs), timeout=0.2, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        fmt, key = futs.pop(fut)
+                        err = fut.exception()
+                        if err is not None:
+                            if not isinstance(err, LatencyLutError):
+                                raise err
+                            self.errors[fmt][key] = str(err)
+                        self._done.put((fmt, key))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)  # after a cancel: only the exports under way
+        except BaseException as e:  # noqa: BLE001 - raised on the driver's thread by drain()
             self.error = e
         finally:
             self.seconds = time.perf_counter() - t0
+
+    def drain(self) -> list[tuple[str, str, Path | str]]:
+        """What was exported since the last call: (format, key, its path or why it failed)."""
+        out: list[tuple[str, str, Path | str]] = []
+        while not self._done.empty():
+            fmt, key = self._done.get()
+            why = self.errors[fmt].get(key)
+            spec = self.by_key[key]
+            out.append((fmt, key, why if why is not None else artifact_path(spec, fmt, dtype=self.dtype)))
+        if not out and not self.running and self.error is not None:
+            raise self.error
+        return out
+
+    def wait(self, seconds: float) -> None:
+        if self._thread is not None:
+            self._thread.join(seconds)
 
     def stop(self) -> None:
         self.cancel.set()
         if self._thread is not None:
             self._thread.join()
-
-    def follow(self, progress: Progress | None) -> None:
-        """Wait for the export (its progress from here on), then raise what it raised."""
-        assert self._thread is not None
-        seen: dict[str, int] = dict.fromkeys(self.fmts, 0)
-        shown: str | None = None
-        while True:
-            alive = self._thread.is_alive()
-            while not self.done.empty():
-                fmt, key = self.done.get()
-                seen[fmt] += 1
-                if shown == fmt and progress:
-                    progress.advance(key)
-            if not alive:
-                break
-            fmt = next((f for f in self.fmts if seen[f] < len(self.specs)), None)
-            if progress and fmt is not None and fmt != shown:
-                if shown is not None:
-                    progress.finish()
-                label = f"export {fmt}" + ("" if self.dtype == "fp32" else f" {self.dtype}")
-                progress.start(label, len(self.specs) - seen[fmt])
-                shown = fmt
-            self._thread.join(0.2)
-        if progress and shown is not None:
-            progress.finish()
-        if self.error is not None:
-            raise self.error
 
 
 def _start_devices(farm: Farm, runtime: str | None, threads: int | None, dtype: str = "fp32") -> list[_Member]:
@@ -522,18 +547,53 @@ def _plan(groups: list[GroupResult], store: Store, specs: list[OpSpec], rounds: 
         have = store.round_records(g.config, list(by_key))
         tasks = []
         for r in range(rounds):
-            ops = [s.key for s in specs if r not in have.get(s.key, {})]
-            Random(f"build-{seed}-round-{r}").shuffle(ops)
-            tasks += [Task(r, k) for k in ops]
+            tasks += [Task(r, k) for k in round_order([s.key for s in specs if r not in have.get(s.key, {})], seed, r)]
         g.measured = len({t.key for t in tasks})
         g.reused = len(specs) - g.measured
         queues[id(g)] = WorkQueue(tasks, g.devices, list(by_key))
     return queues, by_key
 
 
+class _Feed:
+    """The artifacts of a build in Ray's object store, by (format, key); ``pending`` are those the export in the
+    background (:class:`ExportAhead`) has yet to deliver."""
+
+    def __init__(self, refs: dict[tuple[str, str], Any], pending: set[tuple[str, str]] | None = None,
+                 ahead: ExportAhead | None = None, jobs: int = 1) -> None:
+        self.refs, self.pending, self.ahead, self.jobs = refs, pending or set(), ahead, jobs
+
+    def __getitem__(self, fmt_key: tuple[str, str]) -> Any:
+        return self.refs[fmt_key]
+
+    def poll(self) -> None:
+        """Take what the background export delivered; if it ended without some, export those here."""
+        if not self.pending or self.ahead is None:
+            return
+        running = self.ahead.running
+        for fmt, key, got in self.ahead.drain():
+            if (fmt, key) not in self.pending:
+                continue
+            if isinstance(got, str):
+                raise FarmError(f"op {key} could not be exported to {fmt}: {got}")
+            self.refs[fmt, key] = ray.put(got.read_bytes())
+            self.pending.discard((fmt, key))
+        if self.pending and not running:
+            for fmt in {f for f, _ in self.pending}:
+                keys = [k for f, k in self.pending if f == fmt]
+                for k, path in export_many([self.ahead.by_key[k] for k in keys], fmt, jobs=self.jobs,
+                                           dtype=self.ahead.dtype).items():
+                    self.refs[fmt, k] = ray.put(Path(path).read_bytes())
+            self.pending.clear()
+
+    def wait(self, seconds: float) -> None:
+        if self.ahead is not None:
+            self.ahead.wait(seconds)
+
+
 def _export(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[str, OpSpec], jobs: int,
-            progress: Progress | None, ref: OpSpec | None = None) -> dict[tuple[str, str], Any]:
-    """Export what the tasks (and the drift guard's reference) need, once per format, into Ray's object store."""
+            progress: Progress | None, ref: OpSpec | None = None, ahead: ExportAhead | None = None) -> _Feed:
+    """What the tasks (and the drift guard's reference) need, once per format, into Ray's object store: left to
+    ``ahead`` where it exports them, else exported here."""
     need: dict[tuple[str, str], set[str]] = {}
     for m in members:
         fmt = m.info["artifact_format"]
@@ -541,8 +601,15 @@ def _export(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[s
             keys = {t.key for s in queues[id(m.group)].shards.values() for t in s}
             need.setdefault((fmt, m.info["dtype"]), set()).update(
                 keys | ({ref.key} if ref is not None and keys else set()))
-    refs = {}
+    refs: dict[tuple[str, str], Any] = {}
+    pending: set[tuple[str, str]] = set()
     for (fmt, dtype), keys in need.items():
+        if ahead is not None and ahead.covers(fmt, dtype):
+            covered = {s.key for s in ahead.specs}
+            pending |= {(fmt, k) for k in keys & covered}
+            keys = keys - covered
+        if not keys:
+            continue
         todo = [by_key[k] for k in sorted(keys)]
         if progress:
             progress.start(f"export {fmt}" + ("" if dtype == "fp32" else f" {dtype}"), len(todo))
@@ -551,14 +618,16 @@ def _export(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[s
         if progress:
             progress.finish()
         refs.update({(fmt, k): ray.put(Path(p).read_bytes()) for k, p in paths.items()})
-    return refs
+    feed = _Feed(refs, pending, ahead, jobs)
+    feed.poll()
+    return feed
 
 
 CHECK_ROUND = -1  # the round of a drift-guard check in the driver's bookkeeping (never stored as a round)
 
 
 def _drive(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[str, Any],
-           artifacts: dict[tuple[str, str], Any], store: Store, protocol: Protocol, progress: Progress | None,
+           artifacts: _Feed | dict[tuple[str, str], Any], store: Store, protocol: Protocol, progress: Progress | None,
            task_timeout: float, guard: DriftGuard | None = None, ref: OpSpec | None = None, *,
            phase: str = "measure", gated: bool = True, tag: Callable[[Task], dict[str, Any]] | None = None,
            deadline: float | None = None) -> tuple[dict[str, str], int, int, dict[str, int]]:
@@ -566,7 +635,8 @@ def _drive(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[st
 
     ``by_key`` maps a task's key to what is timed (an OpSpec, or a NetworkSpec for the calibration pass, which
     takes one attempt per task, ``gated=False``, and marks each stored row with ``tag(task)``). Past
-    ``deadline`` (a ``time.monotonic()`` value), tasks after round 0 are no longer handed out.
+    ``deadline`` (a ``time.monotonic()`` value), tasks after round 0 are no longer handed out. A device whose next
+    task's artifact is still being exported (``artifacts.pending``) waits for it, and only for it.
 
     With a drift guard (``guard``, a measure.DriftGuard, and its reference op ``ref``), each device re-times the
     reference before its first task, after every ``guard.every`` tasks and when it runs dry; when it drifted, the
@@ -582,6 +652,8 @@ def _drive(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[st
     retaken: dict[Task, int] = {}
     counted: set[Task] = set()
     drift = {"checks": 0, "drifts": 0, "remeasured": 0}
+    feed = artifacts if isinstance(artifacts, _Feed) else _Feed(artifacts)
+    waiting: set[str] = set()  # devices whose next task waits for its artifact
     for m in members:
         m.monitor = DriftMonitor(guard) if guard is not None and ref is not None else None
         m.since = []
@@ -601,35 +673,61 @@ def _drive(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[st
         spec = ref if task.round == CHECK_ROUND else by_key[task.key]
         assert spec is not None
         fmt = m.info["artifact_format"]
-        blob = artifacts[fmt, spec.key] if fmt and spec.key not in m.shipped else None
+        blob = feed[fmt, spec.key] if fmt and spec.key not in m.shipped else None
         r = (m.actor.check.remote(spec, blob, protocol) if task.round == CHECK_ROUND else
              m.actor.measure.remote(spec, blob, protocol, gated))
         in_flight[r] = (m, task)
         started[r] = time.monotonic()
 
+    def blocked(m: _Member, key: str) -> bool:
+        """Its artifact is still being exported (and this device does not hold it yet): the device waits."""
+        fmt = m.info["artifact_format"]
+        if fmt and (fmt, key) in feed.pending and key not in m.shipped:
+            waiting.add(m.fd.label)
+            return True
+        return False
+
     def dispatch(m: _Member) -> None:
+        waiting.discard(m.fd.label)
         check = Task(CHECK_ROUND, ref.key) if m.monitor is not None and ref is not None else None
         wait_checks = int(guard.max_wait_seconds / guard.wait_seconds) if check else 0
         if check and (m.monitor.baseline_ms is None or len(m.since) >= guard.every or 0 < m.rechecks <= wait_checks):
-            return submit(m, check)
-        task = queues[id(m.group)].next(m.fd.label)
+            return None if blocked(m, check.key) else submit(m, check)
+        q = queues[id(m.group)]
+        task = q.next(m.fd.label)
         while task is not None and deadline is not None and task.round > 0 and time.monotonic() > deadline:
-            task = queues[id(m.group)].next(m.fd.label)  # past the deadline: later rounds are left out
+            task = q.next(m.fd.label)  # past the deadline: later rounds are left out
         if task is not None:
+            if blocked(m, task.key):
+                return q.unget(m.fd.label, task)
             submit(m, task)
         elif check and m.since:  # the closing check of what it timed last
-            submit(m, check)
+            if not blocked(m, check.key):
+                submit(m, check)
+
+    def busy(m: _Member) -> bool:
+        return any(x is m for x, _ in in_flight.values())
 
     def wake(g: GroupResult) -> None:
         """Returned tasks may wake a device of the group that had run dry."""
         for other in alive.values():
-            if other.group is g and not any(x is other for x, _ in in_flight.values()):
+            if other.group is g and not busy(other):
                 dispatch(other)
 
     for m in members:
         dispatch(m)
-    while in_flight:
-        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=_POLL_S)
+    while in_flight or waiting:
+        if waiting:
+            feed.poll()  # what the export delivered lets the devices that wait for it go on
+            for label in sorted(waiting):
+                if label in alive and not busy(alive[label]):
+                    dispatch(alive[label])
+                else:
+                    waiting.discard(label)
+        if not in_flight:
+            feed.wait(0.1)
+            continue
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.1 if waiting else _POLL_S)
         if not ready:
             for r, (m, task) in in_flight.items():
                 if time.monotonic() - started[r] > task_timeout and m.fd.label not in hung:

@@ -269,12 +269,25 @@ def test_the_calibration_pass_is_sharded_over_the_phones_of_a_model(tmp_path, ho
 
 
 def test_an_int8_farm_build_runs_int8_models_on_every_device(tmp_path, home, cluster, artifact_cache):
-    """A phone (LiteRT: full-integer .tflite) and a host's CPU (ONNX Runtime: QOperator .onnx), one LUT each."""
+    """A phone (LiteRT: full-integer .tflite) and a host's CPU (ONNX Runtime: QOperator .onnx), one LUT each.
+
+    At a resolution no other test uses, so that every model is exported cold by this build: the export goes on
+    while the devices measure (each waits only for its next task's model), so the phone's first timing comes
+    before the last of its models is written."""
+    from latency_lut.export import artifact_path
+    from latency_lut.spaces import get_space
+
     with AdbDaemon(tmp_path / "pa", serial="LOOPA") as a:
         r = farm_build(tmp_path, cluster, artifact_cache, [phone(home, a, "lab-a"),
                                                            {"descriptor": "local", "host": "lab-b"}],
-                       *FAST, "--dtype", "int8")
+                       *FAST, "--dtype", "int8", "--resolution", "40")
     assert r.returncode == 0, r.stderr
+    specs = get_space(tmp_path / "tiny.yaml", 40).unique_specs()
+    written = [artifact_path(s, "tflite", dtype="int8").stat().st_mtime for s in specs]
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        first = db.execute("SELECT MIN(m.created) FROM measurements m JOIN sessions s ON m.session_id = s.id "
+                           "WHERE s.runtime = 'litert'").fetchone()[0]
+    assert first < max(written)
     luts = {x["device"]: x for x in json.loads(r.stdout)["luts"]}
     assert set(luts) == {"loopback", "local"}
     for x in luts.values():
