@@ -4,8 +4,9 @@
   :mod:`latency_lut.farm.config`); an actor runs one call at a time, so a device runs one benchmark at a time.
 * Devices that share a LUT identity (same descriptor name, device model, runtime and settings) form a group; the
   group's tasks are sharded over them with work stealing (:mod:`latency_lut.farm.schedule`).
-* Artifacts are exported once on the driver (while Ray starts) and shipped through Ray's object store, so hosts
-  need no shared disk; a device gets each artifact with its first task that needs it.
+* Artifacts are exported once on the driver, from while Ray starts until the devices need them (a device waits
+  only for its next task's model), and shipped through Ray's object store, so hosts need no shared disk; a device
+  gets each artifact with its first task that needs it.
 * Each result streams back to the driver, which commits it to the SQLite store in its own transaction with its
   round, as a single-process build does: resume works the same, and a rerun skips what any device measured.
 * A device whose call fails (its phone unplugged, its host gone) is dropped and its in-flight task goes back to
