@@ -1,10 +1,11 @@
 """A build on a farm of 2 phones against 1, where the phones' measurement time dominates; and Ray's own cost.
 
-The phones are loopback ADB daemons (tests/backends/android/adb_daemon.py) running the benchmark_model stand-in. A real
-phone times a model on its own CPU, so its measurement costs the host nothing; here the phone's time is a sleep of
-``--phone-seconds`` per benchmark_model run of a model (before the stand-in really runs it), so that two phones on
-this small shared host behave like two phones and not like two processes fighting for its cores. The trial run a
-phone gets at setup (a graph that does not exist, to see that the binary runs) ends at once, as on a phone.
+The phones are loopback ADB daemons (tests/backends/android/adb_daemon.py) running the benchmark_model stand-in.
+A real phone times a model on its own CPU, so its measurement costs the host nothing; here the phone's time is a
+sleep of ``--phone-seconds`` per benchmark_model run of a model (before the stand-in really runs it), so that two
+phones on this small shared host behave like two phones and not like two processes fighting for its cores. The
+trial run a phone gets at setup (a graph that does not exist, to see that the binary runs) ends at once, as on a
+phone.
 
 Each build is a real `fbnet-lut build --farm` subprocess with `ray: local` (it starts and stops its own Ray head,
 as a user's would), on a fresh store, with the build's default 3 interleaved rounds, the drift guard off, and no
@@ -29,7 +30,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests/android"))
+sys.path.insert(0, str(REPO / "tests/backends/android"))
 from adb_daemon import AdbDaemon  # noqa: E402
 
 STANDIN = REPO / "tests/backends/android/benchmark_model_standin.py"
