@@ -19,6 +19,7 @@ import random
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 from typing import Protocol as _Protocol
@@ -356,6 +357,7 @@ def calibration_pass(
     lut: LUT, device: Any, backend: Any, store: Any, *, budget_s: float, max_models: int = 40, rounds: int = 3,
     seed: int = CALIBRATION_SEED, jobs: int = 1, folds_k: int = 5, progress: Progress | None = None,
     cost_ratio: float = 1.0, max_noise: float = MAX_CALIBRATION_NOISE,
+    measure: Callable[..., dict[str, NetMeasurement]] | None = None,
 ) -> CalibrationPass:
     """A short whole-network pass: the space's named architectures plus sampled ones, measured in interleaved
     rounds (each round stored as taken), then the calibration fitted on them, with its k-fold cross-validated
@@ -367,6 +369,9 @@ def calibration_pass(
     the protocol accounted for: session creation, a busy host), an export from the exports already timed. Rounds
     after the first stop early when the next one would end past the budget. Models the
     store already holds in full cost nothing, so a rerun picks the same models and measures nothing.
+
+    ``measure`` replaces :func:`measure_models` (same keywords, minus the device): a farm shards the models'
+    rounds over the phones of the LUT's model. Its budget and cost ratio are then in device-seconds.
     """
     import time
 
@@ -406,8 +411,8 @@ def calibration_pass(
             spent += cost
         chosen.append(net)
     _finish(progress)
-    measured = measure_models(lut, device, backend, chosen, rounds=rounds, seed=seed, jobs=jobs, store=store,
-                              progress=progress, tag=tag, deadline=t0 + budget_s)
+    measured = (measure or partial(measure_models, lut, device, backend))(
+        chosen, rounds=rounds, seed=seed, jobs=jobs, store=store, progress=progress, tag=tag, deadline=t0 + budget_s)
     reused = sum(len(have.get(n.key, {})) >= rounds for n in chosen)
     cal, report, rows = fit_into_header(lut, device.name, chosen, measured, folds_k, seed,
                                         {"by": "build", "named": len(named), "rounds": rounds, "seed": seed},

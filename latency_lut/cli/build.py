@@ -156,9 +156,13 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
             raise click.BadParameter("the farm file names the devices; drop --device", param_hint="--farm")
         from latency_lut.cli.farm import build_on_farm
 
-        return build_on_farm(farm_path, sp, protocol, runtime=runtime, threads=threads, output=output,
+        return build_on_farm(farm_path, sp, protocol, runtime=runtime, threads=threads, dtype=dtype, output=output,
                              csv_path=csv_path, store=store, rounds=rounds, guard=guard, jobs=jobs, quiet=quiet,
-                             as_json=as_json, lut_path=default_lut_path)
+                             as_json=as_json, lut_path=default_lut_path,
+                             calibrate=None if no_calibrate else {
+                                 "share": calibration_budget, "max_noise": calibration_max_noise,
+                                 "max_models": 40 if calibration_models is None else calibration_models},
+                             estimate=estimated_measure_seconds, summarize=calibration_summary)
     store = store or default_store()
     backend = create_backend(dev, runtime, dtype, threads=threads)  # a dtype the runtime lacks: error, no output
     try:

@@ -12,6 +12,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from random import Random
+
+
+def round_order(keys: Sequence[str], seed: int, r: int) -> list[str]:
+    """Round ``r``'s shuffled order of ``keys``: each round its own, so a burst of load lands on other ops."""
+    out = list(keys)
+    Random(f"build-{seed}-round-{r}").shuffle(out)
+    return out
 
 
 @dataclass(frozen=True, order=True)
@@ -51,6 +59,10 @@ class WorkQueue:
             return None
         self.stolen += 1
         return victim.pop()
+
+    def unget(self, device: str, task: Task) -> None:
+        """A task the device took but cannot start yet (its artifact is still being exported): first in its line."""
+        self.shards[device].appendleft(task)
 
     def put_back(self, task: Task) -> None:
         """A task that did not finish: first in line on the least loaded device still alive."""

@@ -233,3 +233,67 @@ def test_the_drift_guard_runs_per_device_and_retakes_what_drifted(tmp_path, home
     assert any(e.get("rejected", "").startswith("drift guard: reference op drifted on local@lab-") for e in extras)
     lut = json.loads((tmp_path / x["lut"]).read_text())
     assert lut["header"]["drift_guard"]["checks"] == s["drift"]["checks"]
+
+
+# Three layers of two candidates: the same five ops, and eight whole networks for the calibration pass.
+CAL_SPACE = SPACE.replace("layers: 1", "layers: 3").replace("tiny_farm", "tiny_farm_cal")
+
+
+def test_the_calibration_pass_is_sharded_over_the_phones_of_a_model(tmp_path, home, cluster, artifact_cache):
+    (tmp_path / "tiny.yaml").write_text(CAL_SPACE)
+    cal = [x for x in FAST if x != "--no-calibrate"] + ["--calibration-models", "3", "--calibration-budget", "1000",
+                                                    "--calibration-max-noise", "10"]  # 2 loaded cores: rounds vary
+    with AdbDaemon(tmp_path / "pa", serial="LOOPA") as a, AdbDaemon(tmp_path / "pb", serial="LOOPB") as b:
+        devices = [phone(home, a, "lab-a"), phone(home, b, "lab-b")]
+        r = farm_build(tmp_path, cluster, artifact_cache, devices, *cal)
+        assert r.returncode == 0, r.stderr
+        [x] = json.loads(r.stdout)["luts"]
+        c = x["calibration"]
+        assert x["complete"] and c["status"] == "fitted" and c["models"] == 3 and c["reused"] == 0, c
+        header = json.loads((tmp_path / x["lut"]).read_text())["header"]
+        assert header["calibration"]["device"] == "loopback" and header["calibration"]["source"]["models"] == 3
+        with sqlite3.connect(tmp_path / "store.sqlite") as db:
+            rows = [json.loads(e) | {"key": k} for k, e in db.execute(
+                "SELECT key, extra FROM measurements WHERE accepted = 1")]
+        nets = [(e["key"], e["round"]) for e in rows if e.get("by", "").startswith("calibration-")]
+        assert len(nets) == len(set(nets)) == 3 * 3  # each network's 3 rounds, once each
+        assert {e["farm_device"] for e in rows if "network" in e} == {a.address, b.address}  # both phones took some
+        assert len(rows) == OPS * ROUNDS + 3 * 3
+
+        again = farm_build(tmp_path, cluster, artifact_cache, devices, *cal)  # a rerun measures nothing
+        assert again.returncode == 0, again.stderr
+        [y] = json.loads(again.stdout)["luts"]
+        assert y["tasks"] == 0 and y["calibration"]["reused"] == 3 and y["calibration"]["status"] == "fitted"
+        with sqlite3.connect(tmp_path / "store.sqlite") as db:
+            assert db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == len(rows)
+
+
+def test_an_int8_farm_build_runs_int8_models_on_every_device(tmp_path, home, cluster, artifact_cache):
+    """A phone (LiteRT: full-integer .tflite) and a host's CPU (ONNX Runtime: QOperator .onnx), one LUT each.
+
+    At a resolution no other test uses, so that every model is exported cold by this build: the export goes on
+    while the devices measure (each waits only for its next task's model), so the phone's first timing comes
+    before the last of its models is written."""
+    from latency_lut.export import artifact_path
+    from latency_lut.spaces import get_space
+
+    with AdbDaemon(tmp_path / "pa", serial="LOOPA") as a:
+        r = farm_build(tmp_path, cluster, artifact_cache, [phone(home, a, "lab-a"),
+                                                           {"descriptor": "local", "host": "lab-b"}],
+                       *FAST, "--dtype", "int8", "--resolution", "40")
+    assert r.returncode == 0, r.stderr
+    specs = get_space(tmp_path / "tiny.yaml", 40).unique_specs()
+    written = [artifact_path(s, "tflite", dtype="int8").stat().st_mtime for s in specs]
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        first = db.execute("SELECT MIN(m.created) FROM measurements m JOIN sessions s ON m.session_id = s.id "
+                           "WHERE s.runtime = 'litert'").fetchone()[0]
+    assert first < max(written)
+    luts = {x["device"]: x for x in json.loads(r.stdout)["luts"]}
+    assert set(luts) == {"loopback", "local"}
+    for x in luts.values():
+        assert x["complete"] and x["dtype"] == "int8" and x["lut"].endswith("-int8.json") and x["tasks"] == OPS * ROUNDS
+        header = json.loads((tmp_path / x["lut"]).read_text())["header"]
+        assert header["dtype"] == "int8" and header["exporter"]["dtype"] == "int8", header["exporter"]
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        settings = [json.loads(s) for (s,) in db.execute("SELECT DISTINCT settings FROM sessions")]
+    assert len(settings) == 2 and all(s["dtype"] == "int8" and s["exporter"]["quantizer"] for s in settings)

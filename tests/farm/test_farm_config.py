@@ -79,6 +79,18 @@ def test_cli_bad_input_is_one_line_before_anything_runs(tmp_path, cli):
     assert r.returncode == 2 and "drop --device" in r.stderr
 
 
+def test_cli_names_an_unknown_descriptor_and_a_dtype_a_runtime_lacks_before_ray(tmp_path, cli):
+    (tmp_path / "unknown.yaml").write_text(yaml.safe_dump({"devices": ["local", {"descriptor": "pixle"}]}))
+    r = cli("build", "--farm", "unknown.yaml")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "farm file unknown.yaml: devices[1]: unknown device 'pixle' (did you mean 'pixel'?)" in r.stderr
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump({"devices": ["local"]}))
+    r = cli("build", "--farm", "one.yaml", "--runtime", "torch", "--dtype", "int8")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "runtime 'torch' on device 'local' cannot run dtype 'int8'" in r.stderr
+    assert not (tmp_path / "store.sqlite").exists()
+
+
 def test_sharding_puts_an_ops_rounds_on_different_devices():
     keys = [f"op{i}" for i in range(6)]
     tasks = [Task(r, k) for r in range(2) for k in keys]
