@@ -26,6 +26,7 @@ def measure_into(lut: LUT, specs: Sequence[OpSpec], store: str | Path | None = N
     from latency_lut.backends import create_backend
     from latency_lut.build import build_lut, config_for
     from latency_lut.devices import get_device
+    from latency_lut.export import artifact_path, export_jobs
     from latency_lut.measure import Protocol
     from latency_lut.predict import space_of
     from latency_lut.store import Store
@@ -44,7 +45,10 @@ def measure_into(lut: LUT, specs: Sequence[OpSpec], store: str | Path | None = N
         config = config_for(device, backend, protocol, h.get("dtype", "fp32"))
         _check_same_config(lut, config, backend)
         with Store(Path(store) if store else default_store_path()) as st:
-            res = build_lut(space_of(lut), device, backend, st, protocol, specs=list(specs))
+            fmt = backend.artifact_format
+            todo = [s for s in specs if fmt and not artifact_path(s, fmt, dtype=backend.dtype).exists()]
+            res = build_lut(space_of(lut), device, backend, st, protocol, specs=list(specs),
+                            jobs=export_jobs(fmt, len(todo)))
     finally:
         backend.close()
     for key, entry in res.lut.entries.items():
