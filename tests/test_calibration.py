@@ -74,6 +74,27 @@ def test_ridge_shrinks_towards_the_plain_sum():
     assert all(abs(cal.coef[k]) < 1e-3 for k in FEATURES if k != "lut_ms")
 
 
+def test_a_correction_the_held_out_networks_do_not_confirm_is_not_applied():
+    """Networks whose plain sums are right up to their noise get the identity (nothing to carry onto other
+    families); a systematic effect is found, feature by feature, and what is not in it keeps its prior."""
+    lut = synthetic_lut()
+    feats, _, keys = _rows(lut, 20, seed=8)
+    rng = random.Random(1)
+    noisy = [f["lut_ms"] * (1 + rng.gauss(0, 0.03)) for f in feats]
+    cal = fit(feats, noisy, keys)
+    assert cal.selected == () and cal.coef == {k: (1.0 if k == "lut_ms" else 0.0) for k in FEATURES}
+    free = fit(feats, noisy, keys, select=False)  # the unselected fit moves every coefficient
+    assert free.selected is None and all(free.coef[k] != 0.0 for k in FEATURES if k != "lut_ms")
+
+    weights = [f["lut_ms"] + 0.9 * f["wparams"] for f in feats]  # cold weights re-read: one effect, one feature
+    cal = fit(feats, weights, keys)
+    assert cal.selected == ("wparams",) and cal.coef["grouped"] == cal.coef["const"] == 0.0
+    assert all(f["lut_ms"] < 0.5 * y and cal.apply(f) == pytest.approx(y, rel=0.05)  # the ridge holds it back a bit
+               for f, y in zip(feats, weights))
+    back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert back.selected == cal.selected and back.coef == pytest.approx(cal.coef)
+
+
 def test_fit_needs_two_models():
     with pytest.raises(ValueError):
         fit([{"lut_ms": 1.0, "const": 1.0}], [1.0])
