@@ -59,7 +59,7 @@ def _rows(lut: LUT, n: int, seed: int) -> tuple[list[dict[str, float]], list[flo
 def test_fit_recovers_a_known_linear_truth():
     lut = synthetic_lut()
     feats, ys, keys = _rows(lut, 40, seed=3)
-    cal = fit(feats, ys, keys, ridge=1e-9)
+    cal = fit(feats, ys, keys, ridge=1e-9, select=False)  # every feature free: the least squares itself
     for f, y in zip(feats, ys):
         assert cal.apply(f) == pytest.approx(y, rel=1e-4)
     assert cal.fitted_on == tuple(keys)
@@ -91,6 +91,8 @@ def test_a_correction_the_held_out_networks_do_not_confirm_is_not_applied():
     assert cal.selected == ("wparams",) and cal.coef["grouped"] == cal.coef["const"] == 0.0
     assert all(f["lut_ms"] < 0.5 * y and cal.apply(f) == pytest.approx(y, rel=0.05)  # the ridge holds it back a bit
                for f, y in zip(feats, weights))
+    offset = fit(feats, [f["lut_ms"] + 0.2 for f in feats], keys)  # constant across a space's networks: not
+    assert offset.coef["const"] == offset.coef["ops"] == 0.0  # carried to models of other sizes as a constant
     back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
     assert back.selected == cal.selected and back.coef == pytest.approx(cal.coef)
 
