@@ -24,6 +24,11 @@ def test_non_editable_install_ships_the_descriptors(tmp_path):
     where = subprocess.run([sys.executable, "-c", "import latency_lut; print(latency_lut.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout
     assert where.startswith(str(target))
+    # every subpackage ships (setup.cfg lists them by name), with the runner that is pushed to SSH boards
+    packages = sorted(str(i.parent.relative_to(REPO)) for i in (REPO / "latency_lut").rglob("__init__.py"))
+    assert len(packages) >= 12 and "latency_lut/decompose" in packages
+    assert [pk for pk in packages if not (target / pk / "__init__.py").is_file()] == []
+    assert (target / "latency_lut" / "backends" / "ssh" / "board_runner.py").is_file()
     out = subprocess.run([sys.executable, "-m", "latency_lut", "devices", "--json"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, check=True).stdout
     devices = json.loads(out)
