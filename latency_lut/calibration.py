@@ -21,10 +21,10 @@ with the features
 
 The coefficients are fitted by ridge-regularized least squares on *relative* error, shrunk towards the identity
 model (``lut_ms`` = 1, the rest 0), so a small or unrepresentative fitting set cannot move the prediction far from
-the LUT. And a feature leaves its prior only when that earns its keep out of sample (forward selection on k-fold
-cross-validated error, :func:`fit`): a correction must transfer to models of other families, which a fit of the
-noise of a few networks does not. The fit stores the keys of the models it saw, so a later validation reports
-its numbers on models outside that set only. The whole thing lives in the LUT header as plain JSON
+the LUT. And a correction is applied only when it earns its keep out of sample (k-fold cross-validated error,
+:func:`fit`): it must transfer to models of other families, which a fit of the noise of a few networks does not.
+The fit stores the keys of the models it saw, so a later validation reports its numbers on models outside that
+set only. The whole thing lives in the LUT header as plain JSON
 (``calibration``), readable without this package, and the predictor applies it to the total (the raw sum stays
 available).
 """
@@ -75,7 +75,7 @@ class Calibration:
     device: str = ""  # the device whose networks it was fitted on ("" in calibrations from before it was kept)
     cross_validated: dict[str, Any] = field(default_factory=dict)  # held-out accuracy of the fit (k-fold)
     source: dict[str, Any] = field(default_factory=dict)  # how its networks were measured (models, rounds, seed)
-    selected: tuple[str, ...] | None = None  # the features the fit let go of their prior (None: not recorded)
+    selected: tuple[str, ...] | None = None  # the features the fit moved off their prior (None: not recorded)
 
     def apply(self, feats: Mapping[str, float]) -> float:
         return sum(self.coef.get(k, 0.0) * float(feats.get(k, 0.0)) for k in FEATURES)
@@ -150,13 +150,8 @@ def describe(header: Mapping[str, Any], source: str = "<LUT>") -> str:
     return f"calibrated on {len(cal.fitted_on)} whole networks{f' of {cal.device}' if cal.device else ''}{how}"
 
 
-# A feature joins the fit only if it lowers the cross-validated RMS relative error by this fraction or more.
+# A correction is applied only if it lowers the cross-validated RMS relative error by this fraction or more.
 MIN_GAIN = 0.2
-# The features a selecting fit may move: those that grow with the work of a model. ``const`` and ``ops`` are
-# near-constant across one space's networks (22 layers, a few skips), so fitted there they stand in for anything
-# those networks share, at a size that does not carry over: fitted on 15 FBNet networks (LiteRT, 8-12 ms), a
-# constant of 0.85 ms put MobileNetV3-Small (1.8 ms) 36% over its measurement; they keep their prior (0).
-SELECTABLE = ("lut_ms", "wparams", "grouped")
 SELECTION_FOLDS = 5
 
 
@@ -170,13 +165,14 @@ def fit(
     ``scale_f`` is feature f's typical size relative to the latency (so the penalty is in units of relative error
     and does not depend on the feature's unit).
 
-    With ``select`` (and 4 models or more), features of :data:`SELECTABLE` are let go of their prior one at a time,
-    starting from the plain sum: each step takes the feature that most lowers the k-fold cross-validated RMS
-    relative error, and only while that lowers it by ``min_gain`` (a fraction) or more; the others keep their
-    prior. Without ``select`` every feature is fitted. Why: fitted freely on 15
-    FBNet networks whose plain sums were already right to within their noise (ONNX Runtime, cold-weight units),
-    the five coefficients fitted that noise and moved 4 of 12 zoo models further from their measurement
-    (MobileNetV3-Small -3.1% -> -6.7%); a correction the held-out networks do not confirm is not applied.
+    With ``select`` (and 4 models or more) the correction must earn its keep out of sample: unless the k-fold
+    cross-validated RMS relative error of the fit is lower than the plain sum's by ``min_gain`` (a fraction) or
+    more, the result is the identity (every feature at its prior). Why: fitted on 15 FBNet networks whose plain sums
+    were already right to within their noise (ONNX Runtime, cold-weight units), the five coefficients fitted that
+    noise and moved 4 of 12 zoo models further from their measurement (MobileNetV3-Small -3.1% -> -6.7%). A
+    confirmed correction keeps all five features, ridge-shrunk: on one space's networks they are nearly collinear,
+    and choosing one of them (a constant of 0.85 ms on LiteRT's, say) carried worse to models of other sizes
+    (MobileNetV3-Small +36%) than the shrunk fit that spreads the correction over them (+2 models within 10%).
     """
     import numpy as np
 
@@ -188,8 +184,8 @@ def fit(
     y = np.asarray(measured_ms, dtype=float)
     x = np.array([[float(f.get(k, 0.0)) for k in FEATURES] for f in feats])
     active = list(range(len(FEATURES)))
-    if select and n >= 4:
-        active = _select(x, y, ridge, min_gain)
+    if select and n >= 4 and _cv_rmspe(x, y, active, ridge) > (1.0 - min_gain) * _cv_rmspe(x, y, [], ridge):
+        active = []  # not confirmed on held-out networks: the plain sum
     coef = {k: float(v) for k, v in zip(FEATURES, _solve(x, y, active, ridge))}
     chosen = tuple(FEATURES[i] for i in active) if select else None
     cal = Calibration(coef, tuple(keys), ridge, selected=chosen)
@@ -231,22 +227,6 @@ def _cv_rmspe(x: Any, y: Any, active: Sequence[int], ridge: float) -> float:
         c = _solve(x[train], y[train], active, ridge)
         errs[test] = (x[test] @ c - y[test]) / y[test]
     return float(np.sqrt(np.mean(errs**2)))
-
-
-def _select(x: Any, y: Any, ridge: float, min_gain: float) -> list[int]:
-    """Forward selection from the plain sum on cross-validated error (see :func:`fit`)."""
-    active: list[int] = []
-    best = _cv_rmspe(x, y, active, ridge)
-    while len(active) < len(FEATURES):
-        tries = [(_cv_rmspe(x, y, sorted([*active, j]), ridge), j) for j, k in enumerate(FEATURES)
-                 if j not in active and k in SELECTABLE]
-        if not tries:
-            break
-        err, j = min(tries)
-        if err > (1.0 - min_gain) * best:
-            break
-        active, best = sorted([*active, j]), err
-    return active
 
 
 def calibrated_total(lut: Any, op_ms: Sequence[tuple[OpSpec, float]], raw_ms: float) -> float:
