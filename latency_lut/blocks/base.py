@@ -11,6 +11,7 @@ sits above this package.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -193,8 +194,8 @@ class Kind:
     pattern: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def fields(self) -> tuple[str, ...]:
+    @functools.cached_property
+    def fields(self) -> tuple[str, ...]:  # asked for every op spec made; a kind's tokens never change
         return tuple(t.field for t in self.tokens)
 
     @property

@@ -9,6 +9,8 @@ user's space without its file.
 from __future__ import annotations
 
 import copy
+import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,22 @@ def get_space(name: str | Path = "fbnet", resolution: int | None = None, width: 
 def from_definition(doc: dict[str, Any], resolution: int | None = None, width: float | None = None,
                     source: str = "<embedded space>") -> SearchSpace:
     """A space from a definition (e.g. one embedded in a LUT header), checked as a file would be."""
+    try:
+        text = json.dumps(doc, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):  # not plain JSON data: let the checks name the field
+        text = None
+    if text is None:
+        return _from_definition(doc, resolution, width, source)
+    return _from_definition_text(text, resolution, width, source)
+
+
+@functools.lru_cache(maxsize=32)
+def _from_definition_text(text: str, resolution: int | None, width: float | None, source: str) -> SearchSpace:
+    # A space is immutable; predictions and calibration ask for the LUT header's space again and again.
+    return _from_definition(json.loads(text), resolution, width, source)
+
+
+def _from_definition(doc: dict[str, Any], resolution: int | None, width: float | None, source: str) -> SearchSpace:
     check_definition(doc, source)
     _load_builtins()
     known = _DEFINITIONS.get(doc.get("name"))

@@ -195,11 +195,19 @@ class SearchSpace:
 
     def candidate_spec(self, layer: Layer, candidate: int | str) -> OpSpec:
         name = layer.candidates[candidate] if isinstance(candidate, int) else candidate
-        spec = decode(name).spec(layer.cin, layer.h, layer.w, layer.cout, layer.stride,
-                                 self.stages[layer.stage - 1])
-        if spec is None:
-            raise ArchitectureError(f"layer {layer.index}: 'zero' needs a layer that keeps its shape")
+        memo = self._candidate_specs
+        spec = memo.get((layer, name))
+        if spec is None:  # an op spec checks its fields as it is made; sampling archs asks for the same ones
+            spec = decode(name).spec(layer.cin, layer.h, layer.w, layer.cout, layer.stride,
+                                     self.stages[layer.stage - 1])
+            if spec is None:
+                raise ArchitectureError(f"layer {layer.index}: 'zero' needs a layer that keeps its shape")
+            memo[(layer, name)] = spec
         return spec
+
+    @functools.cached_property
+    def _candidate_specs(self) -> dict[tuple[Layer, str], OpSpec]:
+        return {}
 
     def tail_specs(self, head: int | None = None) -> list[OpSpec]:
         """The head ops (e.g. head conv, global pool, classifier) for a head width (before the width multiplier)."""
