@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -68,6 +70,7 @@ def run_runtime(runtime: str, names: list[str], args: argparse.Namespace, out: P
     protocol = Protocol(clock=args.clock)
     store_path = out / f"store-{runtime}.sqlite"
     backend = create_backend(device, runtime, threads=1)
+    shared_cache = os.environ.get("FBNET_LUT_CACHE")
     try:
         with Store(store_path) as st:
             t0 = time.perf_counter()
@@ -79,6 +82,10 @@ def run_runtime(runtime: str, names: list[str], args: argparse.Namespace, out: P
             print(f"[{runtime}] calibration fitted on {args.n_cal + 3} FBNet networks: "
                   f"{cal.calibration.coef if cal.calibration else None}", flush=True)
         lut.save(out / f"lut-{runtime}.json")
+        if args.fresh_cache:  # the zoo's units (and whole models) exported anew: a cold prediction includes that
+            cold_cache = out / f"cache-{runtime}"
+            shutil.rmtree(cold_cache, ignore_errors=True)
+            os.environ["FBNET_LUT_CACHE"] = str(cold_cache)
         units, timing = [], {}
         for name in names:
             model = zoo_model(name)
@@ -97,6 +104,9 @@ def run_runtime(runtime: str, names: list[str], args: argparse.Namespace, out: P
                                   store_path=store_path)
     finally:
         backend.close()
+        os.environ.pop("FBNET_LUT_CACHE", None)
+        if shared_cache is not None:
+            os.environ["FBNET_LUT_CACHE"] = shared_cache
     rows = []
     for r in rep.rows:
         cold, warm, n_units, n_prim = timing[r.label]
@@ -167,14 +177,23 @@ def summarize(rows: list[dict], key: str) -> dict:
             "median_abs_error": statistics.median(abs(e) for e in errs), "max_abs_error": max(abs(e) for e in errs)}
 
 
+def moved(r: dict) -> str:
+    """Whether the calibration (fitted on FBNet networks only) moved this model closer to its measurement."""
+    p, c = r["plain_error"], r["calibrated_error"]
+    if p is None or c is None:
+        return ""
+    d = abs(c) - abs(p)
+    return "same" if abs(d) < 0.0005 else f"{'closer' if d < 0 else 'FURTHER'} {100 * abs(d):.1f}pp"
+
+
 def print_table(rows: list[dict]) -> None:
     head = ["runtime", "model", "MMACs", "units", "plain ms", "calib. ms", "measured ms", "plain err", "calib. err",
-            "noise", "cold s", "warm s"]
+            "calibration", "noise", "cold s", "warm s"]
     body = [[r["runtime"], r["model"], f"{r['mmacs']:.0f}", f"{r['units']}" + (f" ({r['from_primitives']}p)"
                                                                                if r["from_primitives"] else ""),
              f"{r['plain_ms']:.2f}" if r["plain_ms"] else "", f"{r['calibrated_ms']:.2f}" if r["calibrated_ms"] else "",
              f"{r['measured_ms']:.2f}" if r["measured_ms"] else r["status"][:40], pct(r["plain_error"]),
-             pct(r["calibrated_error"]), "" if r["noise"] is None else f"{100 * r['noise']:.1f}%",
+             pct(r["calibrated_error"]), moved(r), "" if r["noise"] is None else f"{100 * r['noise']:.1f}%",
              f"{r['cold_s']:.1f}", f"{r['warm_s']:.2f}"] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
@@ -223,6 +242,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="export processes for the FBNet LUT")
     ap.add_argument("--clock", default="thread_cpu", choices=["wall", "thread_cpu"])
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "zoo_accuracy")
+    ap.add_argument("--shared-cache", dest="fresh_cache", action="store_false",
+                    help="price the zoo from the shared artifact cache (default: a fresh one per run, so that cold "
+                         "predictions include exporting their units)")
     ap.add_argument("--prepare", action="store_true",
                     help="only export everything into the cache (no timing: needs no benchmark lock)")
     ap.add_argument("--warm-only", action="store_true",
@@ -256,6 +278,11 @@ def main() -> None:
             if s["n"]:
                 print(f"{rt:12s} {pred:10s}: {s['n']} models, {100 * s['within_10']:.0f}% within +-10%, median "
                       f"|error| {100 * s['median_abs_error']:.1f}%, max |error| {100 * s['max_abs_error']:.1f}%")
+        further = [r for r in rr if moved(r).startswith("FURTHER")]
+        summary[rt]["moved_further"] = [r["model"] for r in further]
+        worst = max((abs(r["calibrated_error"]) - abs(r["plain_error"]) for r in further), default=0.0)
+        print(f"{rt:12s} calibration moved {sum(moved(r).startswith('closer') for r in rr)} model(s) closer, "
+              f"{len(further)} further" + (f" (by at most {100 * worst:.1f}pp)" if further else ""))
         print(f"{rt:12s} prediction time: cold <= {summary[rt]['max_cold_s']:.1f} s (incl. measuring missing units),"
               f" warm <= {summary[rt]['max_warm_s']:.2f} s; median measurement noise "
               f"{100 * summary[rt]['median_noise']:.1f}%; units priced from primitives: "

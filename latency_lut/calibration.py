@@ -21,9 +21,12 @@ with the features
 
 The coefficients are fitted by ridge-regularized least squares on *relative* error, shrunk towards the identity
 model (``lut_ms`` = 1, the rest 0), so a small or unrepresentative fitting set cannot move the prediction far from
-the LUT. The fit stores the keys of the models it saw, so a later validation reports its numbers on models outside
-that set only. The whole thing lives in the LUT header as plain JSON (``calibration``), readable without this
-package, and the predictor applies it to the total (the raw sum stays available).
+the LUT. And a correction is applied only when it earns its keep out of sample (k-fold cross-validated error,
+:func:`fit`): it must transfer to models of other families, which a fit of the noise of a few networks does not.
+The fit stores the keys of the models it saw, so a later validation reports its numbers on models outside that
+set only. The whole thing lives in the LUT header as plain JSON
+(``calibration``), readable without this package, and the predictor applies it to the total (the raw sum stays
+available).
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class Calibration:
     device: str = ""  # the device whose networks it was fitted on ("" in calibrations from before it was kept)
     cross_validated: dict[str, Any] = field(default_factory=dict)  # held-out accuracy of the fit (k-fold)
     source: dict[str, Any] = field(default_factory=dict)  # how its networks were measured (models, rounds, seed)
+    selected: tuple[str, ...] | None = None  # the features the fit moved off their prior (None: not recorded)
 
     def apply(self, feats: Mapping[str, float]) -> float:
         return sum(self.coef.get(k, 0.0) * float(feats.get(k, 0.0)) for k in FEATURES)
@@ -95,6 +99,8 @@ class Calibration:
              "formula": "calibrated_ms = " + " + ".join(f"coef[{k}] * {k}" for k in FEATURES)}
         d.update({k: v for k, v in (("device", self.device), ("cross_validated", self.cross_validated),
                                     ("source", self.source)) if v})
+        if self.selected is not None:
+            d["selected"] = list(self.selected)
         return d
 
     @classmethod
@@ -109,9 +115,11 @@ class Calibration:
             if k not in FEATURES or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise LUTFormatError(f"{source}: calibration coefficient {k!r}={v!r} is not a known finite number")
             coef[k] = float(v)
+        sel = d.get("selected")
         return cls(coef, tuple(d.get("fitted_on") or ()), float(d.get("ridge", 0.0)), dict(d.get("train") or {}),
                    device=str(d.get("device") or ""), cross_validated=dict(d.get("cross_validated") or {}),
-                   source=dict(d.get("source") or {}))
+                   source=dict(d.get("source") or {}),
+                   selected=tuple(str(k) for k in sel) if isinstance(sel, list) else None)
 
 
 def from_header(header: Mapping[str, Any], source: str = "<LUT>") -> Calibration | None:
@@ -142,15 +150,29 @@ def describe(header: Mapping[str, Any], source: str = "<LUT>") -> str:
     return f"calibrated on {len(cal.fitted_on)} whole networks{f' of {cal.device}' if cal.device else ''}{how}"
 
 
+# A correction is applied only if it lowers the cross-validated RMS relative error by this fraction or more.
+MIN_GAIN = 0.2
+SELECTION_FOLDS = 5
+
+
 def fit(
     feats: Sequence[Mapping[str, float]], measured_ms: Sequence[float], keys: Sequence[str] = (),
-    ridge: float = 0.05,
+    ridge: float = 0.05, *, select: bool = True, min_gain: float = MIN_GAIN,
 ) -> Calibration:
-    """Least squares on relative error, ridge-shrunk towards :data:`PRIOR`.
+    """Least squares on relative error, ridge-shrunk towards :data:`PRIOR`, over the features that earn it.
 
     Minimizes ``sum_i ((x_i . c - y_i) / y_i)^2 + ridge * n * sum_f ((c_f - prior_f) * scale_f)^2`` where
     ``scale_f`` is feature f's typical size relative to the latency (so the penalty is in units of relative error
     and does not depend on the feature's unit).
+
+    With ``select`` (and 4 models or more) the correction must earn its keep out of sample: unless the k-fold
+    cross-validated RMS relative error of the fit is lower than the plain sum's by ``min_gain`` (a fraction) or
+    more, the result is the identity (every feature at its prior). Why: fitted on 15 FBNet networks whose plain sums
+    were already right to within their noise (ONNX Runtime, cold-weight units), the five coefficients fitted that
+    noise and moved 4 of 12 zoo models further from their measurement (MobileNetV3-Small -3.1% -> -6.7%). A
+    confirmed correction keeps all five features, ridge-shrunk: on one space's networks they are nearly collinear,
+    and choosing one of them (a constant of 0.85 ms on LiteRT's, say) carried worse to models of other sizes
+    (MobileNetV3-Small +36%) than the shrunk fit that spreads the correction over them (+2 models within 10%).
     """
     import numpy as np
 
@@ -161,21 +183,50 @@ def fit(
         raise ValueError("a calibration needs at least 2 measured models")
     y = np.asarray(measured_ms, dtype=float)
     x = np.array([[float(f.get(k, 0.0)) for k in FEATURES] for f in feats])
-    prior = np.array([PRIOR[k] for k in FEATURES])
-    # Relative-error weighting: divide each row by its measurement.
-    xw, yw = x / y[:, None], np.ones(n)
-    scale = np.sqrt(np.mean(xw**2, axis=0)) + 1e-12  # a feature's typical contribution per ms of latency
-    # Solve for d = c - prior (so the ridge pulls towards the prior) on scaled features.
-    a = xw / scale
-    r = yw - xw @ prior
-    lhs = a.T @ a + ridge * n * np.eye(len(FEATURES))
-    d = np.linalg.solve(lhs, a.T @ r) / scale
-    coef = {k: float(v) for k, v in zip(FEATURES, prior + d)}
-    cal = Calibration(coef, tuple(keys), ridge)
+    active = list(range(len(FEATURES)))
+    if select and n >= 4 and _cv_rmspe(x, y, active, ridge) > (1.0 - min_gain) * _cv_rmspe(x, y, [], ridge):
+        active = []  # not confirmed on held-out networks: the plain sum
+    coef = {k: float(v) for k, v in zip(FEATURES, _solve(x, y, active, ridge))}
+    chosen = tuple(FEATURES[i] for i in active) if select else None
+    cal = Calibration(coef, tuple(keys), ridge, selected=chosen)
     from latency_lut.metrics import accuracy
 
     train = accuracy([cal.apply(f) for f in feats], list(y)).to_dict()
-    return Calibration(coef, tuple(keys), ridge, train)
+    return Calibration(coef, tuple(keys), ridge, train, selected=chosen)
+
+
+def _solve(x: Any, y: Any, active: Sequence[int], ridge: float) -> Any:
+    """The coefficients: the prior, plus the ridge least-squares correction on the ``active`` features."""
+    import numpy as np
+
+    prior = np.array([PRIOR[k] for k in FEATURES])
+    if not active:
+        return prior
+    xw = x / y[:, None]  # relative-error weighting: each row divided by its measurement
+    scale = np.sqrt(np.mean(xw**2, axis=0)) + 1e-12  # a feature's typical contribution per ms of latency
+    cols = list(active)
+    a = xw[:, cols] / scale[cols]
+    r = np.ones(len(y)) - xw @ prior  # solve for d = c - prior, so the ridge pulls towards the prior
+    lhs = a.T @ a + ridge * len(y) * np.eye(len(cols))
+    coef = prior.copy()
+    coef[cols] += np.linalg.solve(lhs, a.T @ r) / scale[cols]
+    return coef
+
+
+def _cv_rmspe(x: Any, y: Any, active: Sequence[int], ridge: float) -> float:
+    """k-fold cross-validated RMS relative error of the fit on ``active`` (fixed folds: every row held out once)."""
+    import numpy as np
+
+    n = len(y)
+    k = min(SELECTION_FOLDS, n)
+    order = np.random.default_rng(0).permutation(n)
+    errs = np.empty(n)
+    for f in range(k):
+        test = order[f::k]
+        train = np.setdiff1d(order, test)
+        c = _solve(x[train], y[train], active, ridge)
+        errs[test] = (x[test] @ c - y[test]) / y[test]
+    return float(np.sqrt(np.mean(errs**2)))
 
 
 def calibrated_total(lut: Any, op_ms: Sequence[tuple[OpSpec, float]], raw_ms: float) -> float:

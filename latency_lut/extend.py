@@ -14,6 +14,7 @@ from latency_lut.backends import create_backend
 from latency_lut.build import build_lut, config_for
 from latency_lut.devices import get_device
 from latency_lut.errors import DeviceError, LUTFormatError
+from latency_lut.export import artifact_path, export_jobs
 from latency_lut.lut import LUT
 from latency_lut.measure import Protocol
 from latency_lut.ops import OpSpec
@@ -38,7 +39,10 @@ def measure_into(lut: LUT, specs: Sequence[OpSpec], store: str | Path | None = N
         config = config_for(device, backend, protocol, h.get("dtype", "fp32"))
         _check_same_config(lut, config, backend)
         with Store(Path(store) if store else default_store()) as st:
-            res = build_lut(space_of(lut), device, backend, st, protocol, specs=list(specs))
+            fmt = backend.artifact_format
+            todo = [s for s in specs if fmt and not artifact_path(s, fmt, dtype=backend.dtype).exists()]
+            res = build_lut(space_of(lut), device, backend, st, protocol, specs=list(specs),
+                            jobs=export_jobs(fmt, len(todo)))
     finally:
         backend.close()
     for key, entry in res.lut.entries.items():

@@ -6,14 +6,14 @@ of the exported model the runtime runs (``model-{first 16 hex digits of its SHA-
 exported the same way has the same key in the store on every machine, and two different models never share one.
 
 Measuring follows the build's protocol in interleaved rounds (``latency_lut.networks``): each round visits every
-model once in a fresh order, and a model's latency is the median of its round medians. Every round is stored.
+model once in a fresh order, and a model's latency is the median of its round medians. Every round is stored as it
+is taken, so a killed run resumes.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import math
 import os
 import shutil
 import sys
@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from latency_lut import __version__
 from latency_lut.checksums import sha256_file
 from latency_lut.decompose import ModelError
 from latency_lut.errors import ExportError, LatencyLutError
-from latency_lut.measure import GatedResult, Protocol, RunResult
-from latency_lut.networks import NetMeasurement, measure_networks
+from latency_lut.measure import Protocol
+from latency_lut.networks import NetMeasurement, measure_stored
 
 MODEL_PREFIX = "model-"
 
@@ -174,24 +173,9 @@ def export_units(units: Sequence[Any], fmt: str | None,
 
 
 def measure_units(backend: Any, units: Sequence[Any], artifacts: dict[str, Any], protocol: Protocol, *,
-                  rounds: int, seed: int = 0, on_measured: Callable[[Any, int], None] | None = None,
-                  ) -> dict[str, NetMeasurement]:
-    """Every unit ``rounds`` times, interleaved (``networks.measure_networks``)."""
-    return measure_networks(backend, units, artifacts, protocol, rounds=rounds, seed=seed,  # type: ignore[arg-type]
-                            on_measured=on_measured)
-
-
-def store_rounds(store: Any, config: Any, env: dict[str, Any], units: Sequence[Any],
-                 res: dict[str, NetMeasurement], protocol: Protocol,
-                 describe: Callable[[Any], dict[str, Any]]) -> None:
-    """All rounds of every measured unit into the store; the accepted attempt is the median round, and its extra
-    carries the median of medians (what a validation or a ``measure`` reports)."""
-    session = store.start_session(config, env, __version__)
-    for u in units:
-        m = res.get(u.key)
-        if m is None or not m.ok:
-            continue
-        rounds_ = [RunResult(r.samples_ms, r.stats, dict(r.extra)) for r in m.rounds]
-        rounds_[m.median_round].extra["validation"] = {**m.summary(), "network": describe(u)}
-        noisy = math.isfinite(m.noise) and m.noise > protocol.noise_threshold
-        store.add(session, u.key, GatedResult(rounds_, m.median_round, noisy))
+                  rounds: int, seed: int = 0, store: Any | None = None, config: Any = None, tag: str = "measure",
+                  on_measured: Callable[[Any, int], None] | None = None) -> dict[str, NetMeasurement]:
+    """Every unit ``rounds`` times, interleaved; with a ``store``, each round committed as it is taken and the
+    rounds it holds for ``config`` reused (``networks.measure_stored``, the build's per-round path)."""
+    return measure_stored(backend, units, artifacts, protocol, rounds=rounds, seed=seed, store=store, config=config,
+                          tag=tag, on_measured=on_measured)

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from latency_lut import __version__
 from latency_lut.errors import LatencyLutError
-from latency_lut.measure import Protocol, RunResult, compute_stats
+from latency_lut.measure import GatedResult, Protocol, RunResult, compute_stats
 from latency_lut.metrics import robust_cv, spread
 from latency_lut.ops import OpSpec
 from latency_lut.spaces import Architecture, SearchSpace, from_description
@@ -250,3 +251,36 @@ def measure_networks(
     for key, m in res.items():
         m.rounds = [taken[key][r] for r in sorted(taken[key])]
     return res
+
+
+def stored_rounds(store: Any, config: Any, nets: Sequence[Any]) -> dict[str, dict[int, RunResult]]:
+    """The rounds of these models a store holds for a configuration, as the backend returned them."""
+    recs = store.round_records(config, [n.key for n in nets])
+    return {key: {r: RunResult(list(rec.samples_ms or []), None if rec.samples_ms else rec.stats, dict(rec.extra))
+                  for r, rec in by_round.items()} for key, by_round in recs.items()}
+
+
+def measure_stored(
+    backend: Any, nets: Sequence[Any], artifacts: dict[str, Path | LatencyLutError | None], protocol: Protocol, *,
+    rounds: int, seed: int = 0, store: Any | None = None, config: Any = None, tag: str = "validate",
+    on_measured: Callable[[Any, int], None] | None = None, deadline: float | None = None,
+) -> dict[str, NetMeasurement]:
+    """:func:`measure_networks` with the store in the loop, the build's per-round path: the rounds ``store``
+    already holds for ``config`` are reused, and each new round is committed as it is taken
+    (``store.add(..., round_no=r)``, its extra naming the model and ``tag``), so a killed run -- a validation, a
+    ``measure`` of whole models -- resumes mid-round. Models are networks of a space or ``models.ModelUnit``s
+    (anything with ``key`` and ``to_dict()``)."""
+    if store is None:
+        return measure_networks(backend, nets, artifacts, protocol, rounds=rounds, seed=seed,
+                                on_measured=on_measured, deadline=deadline)
+    session: list[int] = []
+
+    def keep(net: Any, r: int, result: RunResult) -> None:
+        if not session:
+            session.append(store.start_session(config, backend.device_info(), __version__))
+        noisy = result.summary().noise > protocol.noise_threshold
+        result.extra.update(network=net.to_dict(), by=tag)
+        store.add(session[0], net.key, GatedResult([result], 0, noisy), round_no=r)
+
+    return measure_networks(backend, nets, artifacts, protocol, rounds=rounds, seed=seed, on_measured=on_measured,
+                            done=stored_rounds(store, config, nets), on_round=keep, deadline=deadline)

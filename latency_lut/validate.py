@@ -30,10 +30,16 @@ from latency_lut.calibration import Calibration, features, fit, from_header
 from latency_lut.errors import LatencyLutError, LUTFormatError, ValidationError
 from latency_lut.extend import measurer
 from latency_lut.lut import LUT, check_output_path
-from latency_lut.measure import GatedResult, Protocol, RunResult, protocol_seconds
+from latency_lut.measure import Protocol, protocol_seconds
 from latency_lut.metrics import accuracy, kendall_tau
-from latency_lut.models import store_rounds
-from latency_lut.networks import NetMeasurement, NetworkSpec, export_networks, measure_networks, sample_archs
+from latency_lut.networks import (
+    NetMeasurement,
+    NetworkSpec,
+    export_networks,
+    measure_stored,
+    sample_archs,
+    stored_rounds,
+)
 from latency_lut.outputs import read_input
 from latency_lut.predict import predict, space_of
 from latency_lut.quantize import check_lut_dtype
@@ -138,28 +144,12 @@ def measure_models(
         arts.update(export_networks(todo, backend.artifact_format, jobs=jobs, dtype=backend.dtype,
                                     on_done=(lambda n: progress.advance(n.name)) if progress else None))
         _finish(progress)
-    session: list[int] = []
-
-    def keep(net: NetworkSpec, r: int, result: RunResult) -> None:
-        if not session:
-            session.append(store.start_session(config, backend.device_info(), __version__))
-        noisy = result.summary().noise > protocol.noise_threshold
-        result.extra.update(network=net.to_dict(), by=tag)
-        store.add(session[0], net.key, GatedResult([result], 0, noisy), round_no=r)
-
     _start(progress, f"measure x{rounds}", len(nets) * rounds)
-    res = measure_networks(backend, nets, arts, protocol, rounds=rounds, seed=seed, done=done, deadline=deadline,
-                           on_measured=(lambda n, r: progress.advance(n.name)) if progress else None,
-                           on_round=keep if store is not None else None)
+    res = measure_stored(backend, nets, arts, protocol, rounds=rounds, seed=seed, store=store, config=config,
+                         tag=tag, deadline=deadline,
+                         on_measured=(lambda n, r: progress.advance(n.name)) if progress else None)
     _finish(progress)
     return res
-
-
-def stored_rounds(store: Any, config: Any, nets: Sequence[NetworkSpec]) -> dict[str, dict[int, RunResult]]:
-    """The rounds of these models a store holds for a configuration, as the backend returned them."""
-    recs = store.round_records(config, [n.key for n in nets])
-    return {key: {r: RunResult(list(rec.samples_ms or []), None if rec.samples_ms else rec.stats, dict(rec.extra))
-                  for r, rec in by_round.items()} for key, by_round in recs.items()}
 
 
 def _start(p: Progress | None, phase: str, total: int) -> None:
@@ -526,8 +516,8 @@ def validate_models(
     progress: Progress | None = None,
 ) -> ValidationReport:
     """Predicted (plain and calibrated) against measured for any models (``models.ModelUnit``), in the report
-    form of :func:`run_validation`. With ``measure_missing`` the units a prediction lacks are measured first."""
-    from latency_lut.build import config_for
+    form of :func:`run_validation`. With ``measure_missing`` the units a prediction lacks are measured first.
+    Each round goes into ``store`` as it is taken and stored rounds are reused, as in :func:`measure_models`."""
     from latency_lut.models import export_units, measure_units
     from latency_lut.ops import OpSpec
     from latency_lut.predict import predict_module, predict_onnx
@@ -561,13 +551,11 @@ def validate_models(
     arts = export_units(units, backend.artifact_format, on_done=(lambda u: progress.advance(u.name)) if progress
                         else None)
     _finish(progress)
-    _start(progress, f"measure x{rounds}", len(units) * rounds)
-    res = measure_units(backend, units, arts, protocol, rounds=rounds, seed=seed,
-                        on_measured=(lambda u, r: progress.advance(u.name)) if progress else None)
-    _finish(progress)
     config = config_for(device, backend, protocol, lut.header.get("dtype", "fp32"))
-    if store is not None:
-        store_rounds(store, config, backend.device_info(), units, res, protocol, lambda u: u.to_dict())
+    _start(progress, f"measure x{rounds}", len(units) * rounds)
+    res = measure_units(backend, units, arts, protocol, rounds=rounds, seed=seed, store=store, config=config,
+                        tag="validate", on_measured=(lambda u, r: progress.advance(u.name)) if progress else None)
+    _finish(progress)
     for u, row in zip(units, rows):
         row.key = u.key
         row.held_out = u.key not in fitted

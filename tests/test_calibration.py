@@ -59,7 +59,7 @@ def _rows(lut: LUT, n: int, seed: int) -> tuple[list[dict[str, float]], list[flo
 def test_fit_recovers_a_known_linear_truth():
     lut = synthetic_lut()
     feats, ys, keys = _rows(lut, 40, seed=3)
-    cal = fit(feats, ys, keys, ridge=1e-9)
+    cal = fit(feats, ys, keys, ridge=1e-9, select=False)  # every feature free: the least squares itself
     for f, y in zip(feats, ys):
         assert cal.apply(f) == pytest.approx(y, rel=1e-4)
     assert cal.fitted_on == tuple(keys)
@@ -72,6 +72,27 @@ def test_ridge_shrinks_towards_the_plain_sum():
     cal = fit(feats, ys, keys, ridge=1e6)
     assert cal.coef["lut_ms"] == pytest.approx(1.0, abs=1e-3)
     assert all(abs(cal.coef[k]) < 1e-3 for k in FEATURES if k != "lut_ms")
+
+
+def test_a_correction_the_held_out_networks_do_not_confirm_is_not_applied():
+    """Networks whose plain sums are right up to their noise get the identity (nothing to carry onto other
+    families); a systematic effect that held-out networks confirm is fitted."""
+    lut = synthetic_lut()
+    feats, _, keys = _rows(lut, 20, seed=8)
+    rng = random.Random(1)
+    noisy = [f["lut_ms"] * (1 + rng.gauss(0, 0.03)) for f in feats]
+    cal = fit(feats, noisy, keys)
+    assert cal.selected == () and cal.coef == {k: (1.0 if k == "lut_ms" else 0.0) for k in FEATURES}
+    free = fit(feats, noisy, keys, select=False)  # the unselected fit moves every coefficient
+    assert free.selected is None and all(free.coef[k] != 0.0 for k in FEATURES if k != "lut_ms")
+
+    weights = [f["lut_ms"] + 0.9 * f["wparams"] for f in feats]  # cold weights re-read: confirmed out of sample
+    cal = fit(feats, weights, keys)
+    assert cal.selected == FEATURES and cal.coef["wparams"] > 0
+    assert all(f["lut_ms"] < 0.5 * y and cal.apply(f) == pytest.approx(y, rel=0.1)  # the ridge holds it back a bit
+               for f, y in zip(feats, weights))
+    back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert back.selected == cal.selected and back.coef == pytest.approx(cal.coef)
 
 
 def test_fit_needs_two_models():

@@ -117,3 +117,13 @@ def test_network_export_workers_die_with_a_killed_validation(tmp_path):
               "from latency_lut.spaces import get_space\n"
               "export_networks(sample_archs(get_space('fbnet', 32, 0.25), 8, 0, named=False), 'tflite', jobs=2)\n")
     _workers_die_with([sys.executable, "-c", script], tmp_path, cli_env(FBNET_LUT_CACHE=str(tmp_path / "cache")))
+
+
+def test_missing_tflite_units_convert_in_one_process_per_cpu_onnx_in_process(monkeypatch):
+    import os
+
+    from latency_lut.export import export_jobs
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert export_jobs("tflite", 20) == 3 and export_jobs("tflite", 2) == 2 and export_jobs("tflite", 1) == 1
+    assert export_jobs("onnx", 20) == 1 and export_jobs(None, 20) == 1  # a worker's start costs more than these

@@ -222,3 +222,31 @@ def test_no_calibration_is_fitted_on_networks_a_busy_host_scattered():
     cal, report, _ = fit_into_header(lut, "local", nets, quiet, 3, 0, {"by": "test"})
     assert cal is not None and lut.header["calibration"]["device"] == "local"
     assert report["calibrated_cv"]["n"] == len(nets)
+
+
+def test_a_killed_validate_models_resumes_from_the_store(tmp_path):
+    """Any models (validate --module) take the build's per-round path: each round is committed as it is taken,
+    and a rerun measures only the rounds the store lacks."""
+    from latency_lut.models import ModelUnit
+    from latency_lut.store import Store
+    from latency_lut.validate import validate_models
+
+    class Models(FakeBackend):
+        def measure(self, spec, artifact, protocol):
+            if len(self.calls) == int(self.broken or 99):
+                raise Killed
+            self.calls.append(spec.key)
+            return RunResult([0.5 + 0.1 * len(self.calls)] * 3)
+
+    units = [ModelUnit(a, (1, 3, 32, 32), module=SPACE.build_model(a)) for a in ("fbnet_a", "fbnet_c")]
+    with Store(tmp_path / "s.sqlite") as st:
+        with pytest.raises(Killed):  # 2 models x 3 rounds, killed in round 2
+            validate_models(_lut(), get_device("local"), Models(broken="3"), units, rounds=3, store=st)
+        again = Models(broken="")
+        rep = validate_models(_lut(), get_device("local"), again, units, rounds=3, store=st)
+    assert len(again.calls) == 6 - 3 and all(r.ok and r.rounds == 3 for r in rep.rows)
+    assert {r.key for r in rep.rows} == {u.key for u in units} and all(k.startswith("model-") for k in again.calls)
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        per = db.execute("SELECT key, json_extract(extra, '$.round'), COUNT(*), json_extract(extra, '$.by') FROM "
+                         "measurements GROUP BY 1, 2").fetchall()
+    assert len(per) == 6 and all(n == 1 and by == "validate" for *_, n, by in per)

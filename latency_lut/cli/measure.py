@@ -98,7 +98,7 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
     from latency_lut.build import config_for
     from latency_lut.devices import get_device
     from latency_lut.measure import Protocol
-    from latency_lut.models import export_units, measure_units, store_rounds
+    from latency_lut.models import export_units, measure_units
     from latency_lut.networks import NetworkSpec
     from latency_lut.outputs import check_outputs
     from latency_lut.spaces import get_space
@@ -142,12 +142,11 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
         arts = export_units(units, backend.artifact_format, on_done=lambda u: progress.advance(u.name))
         progress.finish()
         progress.start(f"measure x{rounds}", len(units) * rounds)
-        res = measure_units(backend, units, arts, protocol, rounds=rounds, on_measured=lambda u, r:
-                            progress.advance(u.name))
+        with Store(st_path) as st:  # each round stored as it is taken: a killed measure resumes
+            res = measure_units(backend, units, arts, protocol, rounds=rounds, store=st,
+                                config=config_for(dev, backend, protocol),
+                                on_measured=lambda u, r: progress.advance(u.name))
         progress.finish()
-        config = config_for(dev, backend, protocol)
-        with Store(st_path) as st:
-            store_rounds(st, config, backend.device_info(), units, res, protocol, _describe)
     finally:
         backend.close()
     rows = []
@@ -171,6 +170,3 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
 
         raise LatencyLutError(f"no model could be measured: {failed[0]['model']}: {failed[0]['error']}")
 
-
-def _describe(u: Any) -> dict[str, Any]:
-    return u.to_dict()

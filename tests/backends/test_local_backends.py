@@ -55,3 +55,48 @@ def test_settings_separate_configurations(small, tmp_path, artifact_cache):
 def test_unknown_runtime_is_a_device_error():
     with pytest.raises(DeviceError, match="runtime 'tensorrt' is not available on local devices"):
         backend_class("local", "tensorrt")
+
+
+def test_onnxruntime_times_a_unit_over_copies_of_its_weights_and_a_network_in_one_session(small, artifact_cache):
+    """A unit's weights come cold, as inside a network: its timed calls rotate over COLD_COPIES sessions (one
+    arena shared for activations); a whole network is timed as deployed, in one session."""
+    from latency_lut.backends.local_onnxruntime import COLD_COPIES, OnnxRuntimeBackend
+    from latency_lut.export import export_spec
+    from latency_lut.networks import NetworkSpec, export_networks
+
+    class Counting(OnnxRuntimeBackend):
+        def session(self, path, shared_arena=False):
+            sess = super().session(path, shared_arena)
+            calls = self.calls.setdefault(id(sess), [shared_arena, 0])
+
+            class Wrapped:
+                def get_inputs(self):
+                    return sess.get_inputs()
+
+                def run(self, *a):
+                    calls[1] += 1
+                    return sess.run(*a)
+
+            return Wrapped()
+
+    space, specs = small
+    unit = specs[0]
+    for weights, copies in (("cold", COLD_COPIES), ("hot", 1)):
+        b = Counting(weights=weights)
+        b.calls = {}
+        res = b.measure(unit, export_spec(unit, "onnx"), FAST)
+        assert len(b.calls) == copies and all(shared == (copies > 1) for shared, _ in b.calls.values())
+        n = [k for _, k in b.calls.values()]  # round robin: each copy called once untimed, then in turn
+        assert sum(n) == (copies > 1) * copies + FAST.warmup + len(res.samples_ms) and max(n) - min(n) <= 1
+        assert res.extra.get("weight_copies", 1) == copies
+    net = NetworkSpec(space, space.parse_arch("fbnet_c"))
+    b = Counting()
+    b.calls = {}
+    b.measure(net, export_networks([net], "onnx")[net.key], FAST)
+    assert len(b.calls) == 1
+    dev = get_device("local")
+    cold, hot = OnnxRuntimeBackend(), OnnxRuntimeBackend(weights="hot")
+    assert cold.settings()["weights"] == "cold" and "weights" not in hot.settings()  # old LUTs keep their hash
+    assert config_for(dev, cold, FAST).hash != config_for(dev, hot, FAST).hash
+    with pytest.raises(ValueError, match="'cold' or 'hot'"):
+        OnnxRuntimeBackend(weights="lukewarm")
