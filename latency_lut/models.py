@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import math
 import os
 import shutil
 import sys
@@ -193,5 +192,5 @@ def store_rounds(store: Any, config: Any, env: dict[str, Any], units: Sequence[A
             continue
         rounds_ = [RunResult(r.samples_ms, r.stats, dict(r.extra)) for r in m.rounds]
         rounds_[m.median_round].extra["validation"] = {**m.summary(), "network": describe(u)}
-        noisy = math.isfinite(m.noise) and m.noise > protocol.noise_threshold
+        noisy = m.noise is not None and m.noise > protocol.noise_threshold
         store.add(session, u.key, GatedResult(rounds_, m.median_round, noisy))

@@ -144,6 +144,10 @@ def export_networks(
     return out
 
 
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
 def _try(fn: Callable[[], Path]) -> Path | LatencyLutError:
     try:
         return fn()
@@ -175,13 +179,14 @@ class NetMeasurement:
         """The model's latency: the median of its per-round medians."""
         return statistics.median(self.round_medians)
 
+    # One round has no spread: None (strict JSON and the tables show it as unknown), never NaN.
     @property
-    def spread(self) -> float:
-        return spread(self.round_medians)
+    def spread(self) -> float | None:
+        return _finite(spread(self.round_medians))
 
     @property
-    def noise(self) -> float:
-        return robust_cv(self.round_medians)
+    def noise(self) -> float | None:
+        return _finite(robust_cv(self.round_medians))
 
     @property
     def median_round(self) -> int:

@@ -73,6 +73,12 @@ def test_validate_then_calibrate_then_held_out_check(tiny):
     v = lut.header["validation"]
     assert v["predictor"] == "calibrated" and v["held_out"] == 2 and v["excluded_fitted"] == 3
 
+    # One round has no spread: --json stays strict JSON (noise null, no NaN token).
+    proc = run_cli("validate", "--lut", "tiny.json", "--n", "2", "--rounds", "1", "--seed", "7", "--json",
+                   cwd=d, env=env, check=True)
+    doc = json.loads(proc.stdout, parse_constant=lambda tok: pytest.fail(f"non-JSON token {tok} in --json output"))
+    assert len(doc["rows"]) == 5 and all(r["noise"] is None and r["measured_ms"] > 0 for r in doc["rows"])
+
 
 def test_bad_inputs_are_one_line_errors(tiny, tmp_path):
     d, env = tiny
