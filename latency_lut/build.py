@@ -143,7 +143,7 @@ def build_lut(
     t1 = time.perf_counter()
 
     flagged: set[str] = set()
-    drift = {"checks": 0, "drifts": 0, "remeasured": 0}
+    drift = {"checks": 0, "drifts": 0, "remeasured": 0, "rebased": 0}
     if any(todo):
         env = backend.device_info()
         session = store.start_session(config, env, __version__)
@@ -161,14 +161,15 @@ def build_lut(
 
         monitor = DriftMonitor(guard) if guard else None
 
-        def check(r: int) -> bool:
+        def check(r: int, rebase: bool = False) -> bool:
             """Re-time the reference; True when the ops since the last check must be re-taken."""
             assert monitor is not None and ref is not None
             res = backend.measure(ref, artifacts.get(ref.key), protocol)
-            c = monitor.check(res)
+            c = monitor.check(res, rebase=rebase)
             store.add_check(session, ref.key, res, {**c.to_dict(), "round": r})
             drift["checks"] += 1
             drift["drifts"] += c.drifted
+            drift["rebased"] += c.rebased
             return c.drifted
 
         if progress:
@@ -193,11 +194,11 @@ def build_lut(
                         retaken[sp.key] = retaken.get(sp.key, 0) + 1
                         again.append(sp)
                     drift["remeasured"] += len(redo)
-                    waited = 0.0  # measure on only once the reference is back (or after the longest wait)
+                    waited = 0.0  # measure on only once the reference is back (or re-based after the longest wait)
                     while waited < guard.max_wait_seconds:
                         time.sleep(guard.wait_seconds)
                         waited += guard.wait_seconds
-                        if not check(r):
+                        if not check(r, rebase=waited >= guard.max_wait_seconds):
                             break
                 since = []
 
@@ -234,9 +235,15 @@ def _dtype_label(dtype: str) -> str:
 
 
 def reference_op(specs: Sequence[OpSpec]) -> OpSpec | None:
-    """The drift guard's reference: the op of median FLOPs (a typical op, neither the cheapest nor the slowest)."""
-    real = sorted((s for s in specs if not s.is_identity), key=lambda s: (s.flops, s.key))
-    return real[len(real) // 2] if real else None
+    """The drift guard's reference: the op of the most FLOPs.
+
+    A neighbour on the benchmark's core takes turns with it in time slices of a few ms and evicts its caches on
+    each turn; an op of a fraction of a ms mostly runs between turns, so its median (and the medians of ops like
+    it) hardly moves, while the heavy ops, whose runs span a turn, slow by 20-140%. The reference must move with
+    the ops a load slows, so it is the heaviest one; a check costs about the same (``min_seconds`` bounds it).
+    """
+    real = [s for s in specs if not s.is_identity]
+    return max(real, key=lambda s: (s.flops, s.key)) if real else None
 
 
 def combine_rounds(recs: dict[int, Record], rounds: int | None = None) -> Record:
@@ -311,5 +318,6 @@ def aggregate(store: Store, config: Config, space: SearchSpace, device: Device, 
     if guard is not None or checks:
         header["drift_guard"] = {**(guard.to_dict() if guard else {}), "checks": len(checks),
                                  "drifts": sum(bool(c.get("drifted")) for c in checks),
+                                 "rebased": sum(bool(c.get("rebased")) for c in checks),
                                  "remeasured": store.rejected_count(config)}
     return LUT.from_records(header, specs, records)

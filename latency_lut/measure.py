@@ -276,6 +276,8 @@ class DriftGuard:
     last good check are measured again, later in the round (each op at most ``max_remeasure`` times; then its
     last measurement is kept). Before measuring on, the build waits for the reference to come back, re-timing it
     every ``wait_seconds`` for at most ``max_wait_seconds`` (a neighbour's burst of load, a phone cooling down).
+    A change that outlasts that wait is the machine's new state: the baseline is re-based there (the check says
+    so), so a lasting load costs one wait, not one per block of ops.
     """
 
     every: int = 16
@@ -309,6 +311,7 @@ class DriftCheck:
     baseline_temperature_c: float | None
     drifted: bool
     reason: str = ""
+    rebased: bool = False  # the drift outlasted the longest wait: the baseline starts again from this check
 
     @property
     def ratio(self) -> float:
@@ -335,7 +338,9 @@ class DriftMonitor:
     def baseline_ms(self) -> float | None:
         return statistics.median(self._good) if self._good else None
 
-    def check(self, result: RunResult) -> DriftCheck:
+    def check(self, result: RunResult, rebase: bool = False) -> DriftCheck:
+        """Judge one re-timing of the reference; with ``rebase`` (the longest wait is over), a drifted check
+        becomes the new baseline instead of being compared against the old one again and again."""
         med = result.summary().median
         temp = result.extra.get("temperature_c")
         temp = float(temp) if isinstance(temp, (int, float)) and math.isfinite(temp) else None
@@ -349,10 +354,14 @@ class DriftMonitor:
         down = med < base / (1 + self.guard.threshold)
         reason = ", ".join(r for r, on in ((f"reference {100 * (med / base - 1):+.0f}%", up or down),
                                            (f"temperature +{(temp or 0) - (cool or 0):.1f} C", hot)) if on)
-        if down and not hot:
+        drifted = bool(up or down or hot)
+        if drifted and rebase:
+            self._good, self._cool = [med], temp
+            reason += f"; not back after {self.guard.max_wait_seconds:g} s: re-based here"
+        elif down and not hot:
             self._good = [med]  # the old baseline was taken in a slower state
         elif not (up or hot):
             self._good.append(med)
             if temp is not None:
                 self._cool = temp if cool is None else min(cool, temp)
-        return DriftCheck(med, base, temp, cool, bool(up or down or hot), reason)
+        return DriftCheck(med, base, temp, cool, drifted, reason, drifted and rebase)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import statistics
 
@@ -13,6 +14,7 @@ from latency_lut.backends import create_backend
 from latency_lut.build import build_lut, config_for, reference_op
 from latency_lut.devices import get_device
 from latency_lut.measure import DriftGuard, DriftMonitor, Protocol, RunResult, time_callable
+from latency_lut.ops import OpSpec
 from latency_lut.spaces import get_space
 from latency_lut.store import Store
 
@@ -132,6 +134,13 @@ def test_drift_monitor_counts_temperature_and_recovers_from_a_slow_start():
     assert slow.drifted and "reference +" in slow.reason and m.baseline_ms == pytest.approx(1.025)
     fast = m.check(r(0.5))  # the baseline was taken under load: drift, and the baseline restarts there
     assert fast.drifted and m.baseline_ms == 0.5 and not m.check(r(0.52)).drifted
+    # A load that outlasts the longest wait: the last wait check re-bases there, so the blocks after it are judged
+    # against the loaded state (and the load's end is a drift again, which restarts the baseline).
+    assert m.check(r(1.0)).drifted and m.baseline_ms == pytest.approx(0.51)
+    last = m.check(r(1.0), rebase=True)
+    assert last.drifted and last.rebased and "re-based" in last.reason and m.baseline_ms == 1.0
+    assert not m.check(r(1.04)).drifted and m.check(r(0.5)).drifted and m.baseline_ms == 0.5
+    assert not m.check(r(0.5), rebase=True).rebased  # a good check is never a re-base
 
 
 @pytest.mark.parametrize("kw", [dict(every=0), dict(threshold=-0.1), dict(threshold=math.nan),
@@ -169,3 +178,71 @@ def test_store_keeps_rejected_rows_and_checks(tmp_path, artifact_cache):
     with sqlite3.connect(tmp_path / "s.sqlite") as db:
         extras = [json.loads(e) for (e,) in db.execute("SELECT extra FROM measurements WHERE accepted = 0")]
     assert sum("rejected" in e for e in extras) == 4 and sum("drift_check" in e for e in extras) >= 3
+
+
+HOG_SECONDS = 1.5
+# A busy loop that says when it is running, then stops by itself.
+HOG = ("import sys, time\nend = time.monotonic() + {s}\nprint('go', flush=True)\n"
+       "while time.monotonic() < end:\n    pass\n")
+
+
+class Hogged(Recording):
+    """The real backend; just before its ``at``-th call, a real CPU hog starts on the CPU the build runs on (and
+    stops by itself after HOG_SECONDS). Records the hog's window in wall-clock (store) time."""
+
+    def __init__(self, cpu: int, at: int) -> None:
+        super().__init__()
+        self.cpu, self.at, self.proc, self.hog_window = cpu, at, None, None
+
+    def measure(self, spec, artifact, protocol):
+        import subprocess
+        import sys
+        import time
+
+        if len(self.seen) + 1 == self.at:
+            self.proc = subprocess.Popen([sys.executable, "-c", HOG.format(s=HOG_SECONDS)], stdout=subprocess.PIPE,
+                                         text=True, preexec_fn=lambda: os.sched_setaffinity(0, {self.cpu}))
+            assert self.proc.stdout.readline().strip() == "go"  # it is running: from here the core is shared
+            t = time.time()
+            self.hog_window = (t, t + HOG_SECONDS)
+        return super().measure(spec, artifact, protocol)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pins the build and the hog to one CPU (Linux)")
+def test_drift_guard_catches_a_real_cpu_hog_and_retakes_the_ops_it_slowed(tmp_path, artifact_cache):
+    # A heavy op (~8 ms a run, so every run spans the hog's time slices) is the reference, as in a real space.
+    heavy = OpSpec.from_key("conv-in56x56x128-out128-k3-s1")
+    specs = [*SPECS, heavy]
+    assert reference_op(specs) == heavy
+    guard = DriftGuard(every=4, threshold=0.3, wait_seconds=0.25, max_wait_seconds=15.0)
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    saved = os.sched_getaffinity(0)
+    # Calls: 1 = baseline check, ops 2-5, check 6, ops 7-10 (the hog starts at 7), check 11 catches it.
+    be = Hogged(cpu, at=7)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        with Store(tmp_path / "s.sqlite") as st:
+            res = build_lut(SPACE, get_device("local"), be, st, FAST, specs=specs, rounds=1, guard=guard)
+            cfg = config_for(get_device("local"), be, FAST)
+            checks = st.drift_checks(cfg)
+            accepted = {k: rs[0].created for k, rs in st.round_records(cfg, [s.key for s in specs]).items()}
+        with sqlite3.connect(tmp_path / "s.sqlite") as db:
+            rejected = [(k, c) for k, c, e in db.execute("SELECT key, created, extra FROM measurements "
+                                                         "WHERE accepted = 0") if "rejected" in json.loads(e)]
+    finally:
+        os.sched_setaffinity(0, saved)
+        if be.proc is not None:
+            be.proc.kill()
+            be.proc.wait()
+    h0, h1 = be.hog_window
+    # A check taken while the hog ran saw the reference slowed past the threshold.
+    hogged = [c for c in checks if c["drifted"] and c["ratio"] > 1 + guard.threshold]
+    assert hogged, [(c["ratio"], c["drifted"]) for c in checks]
+    assert res.drift["drifts"] >= 1 and res.drift["remeasured"] >= 1 and not res.drift["rebased"]
+    # The ops timed while the hog ran were rejected, and each was measured again once it had stopped: no accepted
+    # measurement of the LUT was taken under the hog.
+    under = {k for k, c in rejected if h0 <= c <= h1}
+    assert under and under <= set(accepted)
+    assert all(not (h0 <= c <= h1) for c in accepted.values()), (h0, h1, accepted)
+    assert all(accepted[k] > h1 for k in under)
+    assert len(res.lut) == len(specs) and res.lut.header["drift_guard"]["remeasured"] >= len(under)

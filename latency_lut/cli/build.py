@@ -217,7 +217,8 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
     rows += [[f"failed {key}", why] for key, why in res.failed.items()]
     d = res.drift
     rows.append(["drift guard", "off" if guard is None else f"{d['checks']} checks, {d['drifts']} drifted, "
-                 f"{d['remeasured']} op(s) re-measured"])
+                 f"{d['remeasured']} op(s) re-measured"
+                 + (f", re-based {d['rebased']}x (a load outlasted the wait)" if d.get("rebased") else "")])
     c = summary["calibration"]
     rows.append(["calibration", c["status"] if c["status"] != "fitted" else
                  f"fitted on {c['models']} models in {c['seconds']:.1f} s: {100 * c['cv_within_10']:.0f}% within "
