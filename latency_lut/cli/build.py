@@ -69,7 +69,7 @@ def default_lut_path(device: str, runtime: str, space_id: str, dtype: str = "fp3
                    "orders, and an entry is the median of its round medians.")
 @click.option("--drift-every", default=16, show_default=True, type=click.IntRange(1, 100_000),
               help="Drift guard: re-time a reference op after this many ops.")
-@click.option("--drift-threshold", default=0.10, show_default=True, type=FiniteFloat(0, 10, min_open=True),
+@click.option("--drift-threshold", default=0.20, show_default=True, type=FiniteFloat(0, 10, min_open=True),
               help="Drift guard: relative change of the reference that re-takes the ops timed since its last "
                    "good check.")
 @click.option("--no-drift-guard", is_flag=True, help="Do not re-time a reference op.")
