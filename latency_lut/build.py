@@ -164,12 +164,13 @@ def build_lut(
         def check(r: int, waiting: bool = False, rebase: bool = False) -> bool:
             """Re-time the reference; True when the ops since the last check must be re-taken.
 
-            A scheduled check that looks drifted is re-timed at once, and only a drift that holds counts: one
-            slow re-timing on a busy host is no reason to re-take a block of ops. While ``waiting`` for the
+            A scheduled check whose time looks drifted is re-timed at once, and only a drift that holds counts:
+            one slow re-timing on a busy host is no reason to re-take a block of ops (a temperature rise is a
+            reading, and counts at once). While ``waiting`` for the
             reference to come back, one good re-timing is enough."""
             assert monitor is not None and ref is not None
             res = backend.measure(ref, artifacts.get(ref.key), protocol)
-            if not waiting and (first := monitor.judge(res)).drifted:
+            if not waiting and (first := monitor.judge(res)).drifted and not first.hot:
                 store.add_check(session, ref.key, res, {**first.to_dict(), "drifted": False, "round": r,
                                                         "reason": f"{first.reason}: re-timed to confirm"})
                 drift["checks"] += 1

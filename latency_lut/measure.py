@@ -315,6 +315,7 @@ class DriftCheck:
     drifted: bool
     reason: str = ""
     rebased: bool = False  # the drift outlasted the longest wait: the baseline starts again from this check
+    hot: bool = False  # the temperature rose past the allowed rise (a reading, not a timing: needs no confirming)
 
     @property
     def ratio(self) -> float:
@@ -358,15 +359,14 @@ class DriftMonitor:
         down = med < base / (1 + self.guard.threshold)
         reason = ", ".join(r for r, on in ((f"reference {100 * (med / base - 1):+.0f}%", up or down),
                                            (f"temperature +{(temp or 0) - (cool or 0):.1f} C", hot)) if on)
-        return DriftCheck(med, base, temp, cool, bool(up or down or hot), reason)
+        return DriftCheck(med, base, temp, cool, bool(up or down or hot), reason, hot=bool(hot))
 
     def check(self, result: RunResult, rebase: bool = False, scheduled: bool = True) -> DriftCheck:
         """Judge one re-timing of the reference and take it into the baseline; with ``rebase`` (the longest wait
         is over), a drifted check becomes the new baseline instead of being compared against the old one again
         and again."""
         c = self.judge(result)
-        med, temp = c.median_ms, c.temperature_c
-        hot = "temperature" in c.reason
+        med, temp, hot = c.median_ms, c.temperature_c, c.hot
         if not self._seen:
             self._seen, self._cool = [med], temp
         elif c.drifted and rebase:

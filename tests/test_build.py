@@ -208,22 +208,22 @@ HOG = ("import sys, time\nend = time.monotonic() + {s}\nprint('go', flush=True)\
 
 
 class Hogged(Recording):
-    """The real backend; just before its ``at``-th call, real CPU hogs start on the CPU the build runs on (and
-    stop by themselves after HOG_SECONDS). Records the hogs' window in wall-clock (store) time.
+    """The real backend; just before it measures the ``at``-th op other than ``ref``, real CPU hogs start on the
+    CPU the build runs on (and stop by themselves after HOG_SECONDS). Records their window in store (wall) time.
 
     Three of them, so the build's share of its core drops to a quarter or less, whatever a neighbour on a shared
     machine took of it before (one hog against a neighbour that just left would not move the share)."""
 
-    def __init__(self, cpu: int, at: int, n: int = 3) -> None:
+    def __init__(self, cpu: int, ref: str, at: int, n: int = 3) -> None:
         super().__init__()
-        self.cpu, self.at, self.n, self.procs, self.hog_window = cpu, at, n, [], None
+        self.cpu, self.ref, self.at, self.n, self.procs, self.hog_window = cpu, ref, at, n, [], None
 
     def measure(self, spec, artifact, protocol):
         import subprocess
         import sys
         import time
 
-        if len(self.seen) + 1 == self.at:
+        if spec.key != self.ref and sum(k != self.ref for k in self.seen) + 1 == self.at and not self.procs:
             self.procs = [subprocess.Popen([sys.executable, "-c", HOG.format(s=HOG_SECONDS)], stdout=subprocess.PIPE,
                                            text=True, preexec_fn=lambda: os.sched_setaffinity(0, {self.cpu}))
                           for _ in range(self.n)]
@@ -244,8 +244,8 @@ def test_drift_guard_catches_a_real_cpu_hog_and_retakes_the_ops_it_slowed(tmp_pa
     guard = DriftGuard(every=4, threshold=0.3, wait_seconds=0.25, max_wait_seconds=15.0)
     cpu = sorted(os.sched_getaffinity(0))[0]
     saved = os.sched_getaffinity(0)
-    # Calls: 1 = baseline check, ops 2-5, check 6, ops 7-10 (the hog starts at 7), check 11 catches it.
-    be = Hogged(cpu, at=7)
+    # The hogs start before the 5th light op; the check after its block (a drift that holds) catches them.
+    be = Hogged(cpu, heavy.key, at=5)
     os.sched_setaffinity(0, {cpu})
     try:
         with Store(tmp_path / "s.sqlite") as st:
