@@ -13,10 +13,10 @@ Parts (all by default; the configurations of a part are interleaved, so slow pha
             FBNet-A/B/C measured once, end to end, 5 interleaved rounds, with the default LUT's protocol (as a plain
             `validate` measures); the share within +-10% per LUT, with the measurement noise (spread of a model's
             round medians) beside it.
-  drift     pinned to one CPU: two clean builds (their difference is the noise floor), then per hog (--hogs: a busy
-            loop or a memory-streaming process on that CPU, or streaming memory on another CPU) a build with the
-            hog started halfway through it, with the drift guard and without: per-entry difference from the clean
-            build, accepted round measurements taken under the hog, checks, drifts, ops re-taken.
+  drift     pinned to one CPU: per clock a clean build, then per --drift CLOCK:HOG scenario (hogs: a busy loop or a
+            memory-streaming process on that CPU, or streaming memory on another CPU) a build with the hog started
+            halfway through it, with the drift guard and without: per-entry difference from the clean build,
+            accepted round measurements taken under the hog, checks, drifts, ops re-taken.
 
     flock /tmp/fbnet-bench.lock python benchmarks/reproducibility.py [--resolution 224] [--parts repro,validate,drift]
 """
@@ -186,44 +186,50 @@ def hog(kind: str, cpu: int, after_s: float, for_s: float, log: list) -> threadi
     return t
 
 
-def part_drift(space, dev, work: Path, hog_s: float, hogs: list[str], clock: str) -> None:
-    """Pinned to one CPU: two clean builds (their difference is the noise floor), then per hog a build with the
-    hog started halfway, with the drift guard and without; per-entry difference from the first clean build, and
-    how many of the LUT's accepted round measurements were taken while the hog ran."""
+def part_drift(space, dev, work: Path, hog_s: float, scenarios: list[tuple[str, str]]) -> None:
+    """Pinned to one CPU: per clock a clean build, then per (clock, hog) a build with the hog started halfway,
+    with the drift guard and without; per-entry difference from that clock's clean build, and how many of the
+    LUT's accepted round measurements were taken while the hog ran."""
     cpu = sorted(os.sched_getaffinity(0))[0]
     saved = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})  # this thread runs the build (ONNX Runtime at 1 thread runs on the caller)
-    cfg = dict(rounds=3, guard=True, calibrate=False, clock=clock)
+    clean: dict[str, dict] = {}
     rows = []
     try:
-        print("  drift: clean builds ...", file=sys.stderr, flush=True)
-        clean = one_build(space, dev, cfg, work / "drift-clean-0.sqlite", seed=0)
-        rows.append(("clean #2", "-", "on", one_build(space, dev, cfg, work / "drift-clean-1.sqlite", seed=1), []))
-        for kind in hogs:
+        for clock, kind in scenarios:
+            cfg = dict(rounds=3, guard=True, calibrate=False, clock=clock)
+            if clock not in clean:
+                print(f"  drift: clean build, {clock} ...", file=sys.stderr, flush=True)
+                clean[clock] = one_build(space, dev, cfg, work / f"drift-clean-{clock}.sqlite", seed=0)
             for guarded in (True, False):
-                print(f"  drift: {kind} hog, guard {'on' if guarded else 'off'} ...", file=sys.stderr, flush=True)
+                print(f"  drift: {kind} hog, {clock}, guard {'on' if guarded else 'off'} ...", file=sys.stderr,
+                      flush=True)
                 log: list = []
-                t = hog(kind, cpu, clean["build_s"] / 2, hog_s, log)
-                r = one_build(space, dev, {**cfg, "guard": guarded}, work / f"drift-{kind}-{guarded}.sqlite", seed=1)
+                t = hog(kind, cpu, clean[clock]["build_s"] / 2, hog_s, log)
+                r = one_build(space, dev, {**cfg, "guard": guarded},
+                              work / f"drift-{clock}-{kind}-{guarded}.sqlite", seed=1)
                 t.join()
-                rows.append((kind, kind, "on" if guarded else "off", r, log))
+                rows.append((clock, kind, "on" if guarded else "off", r, log))
     finally:
         os.sched_setaffinity(0, saved)
-    print(f"\nhogs on CPU {cpu} (the build's; mem-other: another CPU) from half of the clean build's time "
-          f"({clean['build_s'] / 2:.0f} s) for {hog_s:.0f} s; 3 rounds, clock {clock}; difference from a clean build")
-    print(f"{'build':<10} {'guard':>5} {'median |diff|':>14} {'p90 |diff|':>11} {'max |diff|':>11} {'>5% off':>8} "
-          f"{'>10% off':>9} {'rounds under hog':>17} {'checks':>7} {'drifted':>8} {'re-taken':>9} {'re-based':>9} "
-          f"{'build s':>8}")
-    for name, _kind, guard, r, log in rows:
-        d = entry_diffs(clean["lut"], r["lut"])
+    print(f"\nhogs on CPU {cpu} (the build's; mem-other: another CPU), started at half of the clean build's time, for "
+          f"{hog_s:.0f} s; 3 rounds; difference from the clean build of the same clock")
+    print(f"{'clock':<10} {'hog':<9} {'guard':>5} {'median |diff|':>14} {'p90 |diff|':>11} {'max |diff|':>11} "
+          f"{'>5% off':>8} {'>10% off':>9} {'rounds under hog':>17} {'checks':>7} {'drifted':>8} {'re-taken':>9} "
+          f"{'re-based':>9} {'build s':>8}")
+    for clock, kind, guard, r, log in rows:
+        d = entry_diffs(clean[clock]["lut"], r["lut"])
         dr = r["drift"]
         # accepted round measurements committed while the hog ran (or within a second of its end: they overlap it)
         under = f"{sum(log[0] <= c <= log[1] + 1.0 for c in r['created'])}/{len(r['created'])}" if log else "-"
-        print(f"{name:<10} {guard:>5} {pct(statistics.median(d)):>14} {pct(q(d, 0.9)):>11} {pct(max(d)):>11} "
-              f"{sum(x > 0.05 for x in d):>8} {sum(x > 0.10 for x in d):>9} "
-              f"{under:>17} "
+        print(f"{clock:<10} {kind:<9} {guard:>5} {pct(statistics.median(d)):>14} {pct(q(d, 0.9)):>11} "
+              f"{pct(max(d)):>11} {sum(x > 0.05 for x in d):>8} {sum(x > 0.10 for x in d):>9} {under:>17} "
               f"{dr.get('checks', 0):>7} {dr.get('drifts', 0):>8} {dr.get('remeasured', 0):>9} "
               f"{dr.get('rebased', 0):>9} {r['build_s']:>8.1f}")
+    for clock, c in clean.items():
+        dr = c["drift"]
+        print(f"  clean {clock} build: {c['build_s']:.1f} s, {dr.get('checks', 0)} checks, {dr.get('drifts', 0)} "
+              f"drifted, {dr.get('remeasured', 0)} re-taken")
 
 
 def main() -> None:
@@ -235,9 +241,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20, help="random archs of the validation part (plus FBNet-A/B/C)")
     ap.add_argument("--seed", type=int, default=4242, help="validation seed (no build uses it)")
     ap.add_argument("--hog-seconds", type=float, default=20.0)
-    ap.add_argument("--hogs", default="cpu,mem", help=f"hogs of the drift part, of {', '.join(HOGS)}")
-    ap.add_argument("--drift-clock", default="thread_cpu", choices=["thread_cpu", "wall"],
-                    help="clock of the drift part's builds (thread_cpu: what build uses locally)")
+    ap.add_argument("--drift", default="wall:cpu,thread_cpu:mem",
+                    help=f"the drift part's CLOCK:HOG scenarios (clocks wall, thread_cpu; hogs {', '.join(HOGS)})")
     ap.add_argument("--out", type=Path, default=None, help="folder for the LUTs (default: a temporary one)")
     args = ap.parse_args()
     parts, names = args.parts.split(","), args.configs.split(",")
@@ -255,7 +260,7 @@ def main() -> None:
     if "validate" in parts:
         part_validate(space, dev, work, runs, args.n, args.seed)
     if "drift" in parts:
-        part_drift(space, dev, work, args.hog_seconds, args.hogs.split(","), args.drift_clock)
+        part_drift(space, dev, work, args.hog_seconds, [tuple(x.split(":")) for x in args.drift.split(",")])
     for n, rs in runs.items():
         for i, r in enumerate(rs):
             r["lut"].save(work / f"{n}-{i}.json")
@@ -264,8 +269,7 @@ def main() -> None:
                                                    for n, rs in runs.items()}, indent=1))
     print("\nReproduce with:\n  flock /tmp/fbnet-bench.lock python benchmarks/reproducibility.py "
           f"--resolution {args.resolution} --width {args.width:g} --parts {args.parts} --configs {args.configs} "
-          f"--n {args.n} --seed {args.seed} --hog-seconds {args.hog_seconds:g} --hogs {args.hogs} "
-          f"--drift-clock {args.drift_clock}")
+          f"--n {args.n} --seed {args.seed} --hog-seconds {args.hog_seconds:g} --drift {args.drift}")
 
 
 if __name__ == "__main__":
