@@ -71,12 +71,13 @@ def q(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
 
 
-def one_build(space, dev, cfg: dict, store_path: Path, seed: int, guard: DriftGuard | None = None) -> dict:
+def one_build(space, dev, cfg: dict, store_path: Path, seed: int, guard: DriftGuard | None = None,
+              progress=None) -> dict:
     backend = create_backend(dev, "onnxruntime")
     protocol = Protocol(clock=cfg["clock"])
     t0 = time.perf_counter()
     with Store(store_path) as st:
-        res = build_lut(space, dev, backend, st, protocol, rounds=cfg["rounds"], seed=seed,
+        res = build_lut(space, dev, backend, st, protocol, rounds=cfg["rounds"], seed=seed, progress=progress,
                         guard=(guard or DriftGuard()) if cfg["guard"] else None)
         t1 = time.perf_counter()
         created = [rec.created for recs in st.round_records(config_for(dev, backend, protocol)).values()
@@ -167,13 +168,35 @@ HOGS = {  # name: (program, on the build's CPU?)
 }
 
 
-def hog(kind: str, cpu: int, after_s: float, for_s: float, log: list) -> threading.Thread:
+class HalfwayHog:
+    """A build's progress that starts the hog (for ``for_s`` seconds) once half of the ops' rounds are measured,
+    so a guarded and an unguarded build are hogged at the same point of their work, whatever their speed."""
+
+    def __init__(self, kind: str, cpu: int, for_s: float) -> None:
+        self.kind, self.cpu, self.for_s = kind, cpu, for_s
+        self.total = self.done = 0
+        self.log: list[float] = []
+        self.thread: threading.Thread | None = None
+
+    def start(self, phase: str, total: int) -> None:
+        if phase.startswith("measure"):
+            self.total, self.done = total, 0
+
+    def advance(self, key: str) -> None:
+        self.done += 1
+        if self.total and self.thread is None and self.done >= self.total / 2:
+            self.thread = hog(self.kind, self.cpu, self.for_s, self.log)
+
+    def finish(self) -> None:
+        pass
+
+
+def hog(kind: str, cpu: int, for_s: float, log: list) -> threading.Thread:
     prog, same = HOGS[kind]
     others = sorted(set(range(os.cpu_count() or 1)) - {cpu})
     where = {cpu} if same or not others else {others[0]}
 
     def run() -> None:
-        time.sleep(after_s)
         p = subprocess.Popen([sys.executable, "-c", prog], preexec_fn=lambda: os.sched_setaffinity(0, where))
         log.append(time.time())
         time.sleep(for_s)
@@ -204,16 +227,16 @@ def part_drift(space, dev, work: Path, hog_s: float, scenarios: list[tuple[str, 
             for guarded in (True, False):
                 print(f"  drift: {kind} hog, {clock}, guard {'on' if guarded else 'off'} ...", file=sys.stderr,
                       flush=True)
-                log: list = []
-                t = hog(kind, cpu, clean[clock]["build_s"] / 2, hog_s, log)
+                trigger = HalfwayHog(kind, cpu, hog_s)
                 r = one_build(space, dev, {**cfg, "guard": guarded},
-                              work / f"drift-{clock}-{kind}-{guarded}.sqlite", seed=1)
-                t.join()
-                rows.append((clock, kind, "on" if guarded else "off", r, log))
+                              work / f"drift-{clock}-{kind}-{guarded}.sqlite", seed=1, progress=trigger)
+                if trigger.thread is not None:
+                    trigger.thread.join()
+                rows.append((clock, kind, "on" if guarded else "off", r, trigger.log))
     finally:
         os.sched_setaffinity(0, saved)
-    print(f"\nhogs on CPU {cpu} (the build's; mem-other: another CPU), started at half of the clean build's time, for "
-          f"{hog_s:.0f} s; 3 rounds; difference from the clean build of the same clock")
+    print(f"\nhogs on CPU {cpu} (the build's; mem-other: another CPU), started when half of the ops' rounds were "
+          f"measured, for {hog_s:.0f} s; 3 rounds; difference from the clean build of the same clock")
     print(f"{'clock':<10} {'hog':<9} {'guard':>5} {'median |diff|':>14} {'p90 |diff|':>11} {'max |diff|':>11} "
           f"{'>5% off':>8} {'>10% off':>9} {'rounds under hog':>17} {'checks':>7} {'drifted':>8} {'re-taken':>9} "
           f"{'re-based':>9} {'build s':>8}")
