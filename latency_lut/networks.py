@@ -219,8 +219,10 @@ def measure_networks(
     ``done`` holds rounds already taken (from the store, by model key and round index): they are kept and not
     taken again, so an interrupted run resumes mid-round. ``on_round`` receives each new round as soon as it is
     taken (to store it). With a ``deadline`` (a ``time.perf_counter()`` value), a round after the first is not
-    started when the previous one says it would end past it. A model whose export failed, or whose run raises,
-    is recorded with its error and skipped in later rounds.
+    started when the previous one says it would end past it, and the first round stops at it (once two models
+    are measured): the models it did not reach are recorded as not measured, so a budget holds even when the
+    estimate that chose the models was short (a busy host stretches wall time per second of thread CPU time).
+    A model whose export failed, or whose run raises, is recorded with its error and skipped in later rounds.
     """
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
@@ -240,6 +242,9 @@ def measure_networks(
         random.Random(f"{seed}-round-{r}").shuffle(order)
         for net in order:
             m = res[net.key]
+            if (not r and deadline is not None and m.error is None and not taken[net.key]
+                    and time.perf_counter() > deadline and sum(bool(t) for t in taken.values()) >= 2):
+                m.error = "not measured: the time budget ran out in the first round"
             if m.error is None and r not in taken[net.key]:
                 art = artifacts.get(net.key)
                 try:

@@ -228,3 +228,22 @@ def test_no_calibration_is_fitted_on_networks_a_busy_host_scattered():
     cal, report, _ = fit_into_header(lut, "local", nets, quiet, 3, 0, {"by": "test"})
     assert cal is not None and lut.header["calibration"]["device"] == "local"
     assert report["calibrated_cv"]["n"] == len(nets)
+
+
+def test_the_first_round_stops_at_the_deadline(artifact_cache):
+    """A budget holds even when the estimate that chose the models was short: the first round stops at the
+    deadline once two models are measured, and the rest are recorded as not measured (no later round starts)."""
+    import time
+
+    from latency_lut.backends import create_backend
+    from latency_lut.measure import Protocol
+    from latency_lut.networks import export_networks, measure_networks
+
+    nets = sample_archs(get_space("fbnet", 32, 0.25), 4, 3, named=False)
+    arts = export_networks(nets, "onnx")
+    be = create_backend(get_device("local"), "onnxruntime")
+    res = measure_networks(be, nets, arts, Protocol(warmup=0, runs=3, min_seconds=0, retries=0), rounds=3,
+                           deadline=time.perf_counter())
+    measured = [m for m in res.values() if m.ok]
+    assert len(measured) == 2 and all(len(m.rounds) == 1 for m in measured)
+    assert all("time budget ran out" in m.error for m in res.values() if not m.ok)
