@@ -145,6 +145,10 @@ def export_networks(
     return out
 
 
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
 def _try(fn: Callable[[], Path]) -> Path | LatencyLutError:
     try:
         return fn()
@@ -176,13 +180,14 @@ class NetMeasurement:
         """The model's latency: the median of its per-round medians."""
         return statistics.median(self.round_medians)
 
+    # One round has no spread: None (strict JSON and the tables show it as unknown), never NaN.
     @property
-    def spread(self) -> float:
-        return spread(self.round_medians)
+    def spread(self) -> float | None:
+        return _finite(spread(self.round_medians))
 
     @property
-    def noise(self) -> float:
-        return robust_cv(self.round_medians)
+    def noise(self) -> float | None:
+        return _finite(robust_cv(self.round_medians))
 
     @property
     def median_round(self) -> int:
@@ -215,8 +220,10 @@ def measure_networks(
     ``done`` holds rounds already taken (from the store, by model key and round index): they are kept and not
     taken again, so an interrupted run resumes mid-round. ``on_round`` receives each new round as soon as it is
     taken (to store it). With a ``deadline`` (a ``time.perf_counter()`` value), a round after the first is not
-    started when the previous one says it would end past it. A model whose export failed, or whose run raises,
-    is recorded with its error and skipped in later rounds.
+    started when the previous one says it would end past it, and the first round stops at it (once two models
+    are measured): the models it did not reach are recorded as not measured, so a budget holds even when the
+    estimate that chose the models was short (a busy host stretches wall time per second of thread CPU time).
+    A model whose export failed, or whose run raises, is recorded with its error and skipped in later rounds.
     """
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
@@ -236,6 +243,9 @@ def measure_networks(
         random.Random(f"{seed}-round-{r}").shuffle(order)
         for net in order:
             m = res[net.key]
+            if (not r and deadline is not None and m.error is None and not taken[net.key]
+                    and time.perf_counter() > deadline and sum(bool(t) for t in taken.values()) >= 2):
+                m.error = "not measured: the time budget ran out in the first round"
             if m.error is None and r not in taken[net.key]:
                 art = artifacts.get(net.key)
                 try:

@@ -407,7 +407,8 @@ def calibration_pass(
     cal, report, rows = fit_into_header(lut, device.name, chosen, measured, folds_k, seed,
                                         {"by": "build", "named": len(named), "rounds": rounds, "seed": seed},
                                         max_noise=max_noise)
-    return CalibrationPass(cal, len(chosen), reused, time.perf_counter() - t0, budget_s, report, rows)
+    took = sum(bool(m.ok) for m in measured.values())  # the deadline may have cut the first round short
+    return CalibrationPass(cal, took, reused, time.perf_counter() - t0, budget_s, report, rows)
 
 
 def fit_into_header(

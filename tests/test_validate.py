@@ -73,6 +73,12 @@ def test_validate_then_calibrate_then_held_out_check(tiny):
     v = lut.header["validation"]
     assert v["predictor"] == "calibrated" and v["held_out"] == 2 and v["excluded_fitted"] == 3
 
+    # One round has no spread: --json stays strict JSON (noise null, no NaN token).
+    proc = run_cli("validate", "--lut", "tiny.json", "--n", "2", "--rounds", "1", "--seed", "7", "--json",
+                   cwd=d, env=env, check=True)
+    doc = json.loads(proc.stdout, parse_constant=lambda tok: pytest.fail(f"non-JSON token {tok} in --json output"))
+    assert len(doc["rows"]) == 5 and all(r["noise"] is None and r["measured_ms"] > 0 for r in doc["rows"])
+
 
 def test_bad_inputs_are_one_line_errors(tiny, tmp_path):
     d, env = tiny
@@ -250,3 +256,22 @@ def test_a_killed_validate_models_resumes_from_the_store(tmp_path):
         per = db.execute("SELECT key, json_extract(extra, '$.round'), COUNT(*), json_extract(extra, '$.by') FROM "
                          "measurements GROUP BY 1, 2").fetchall()
     assert len(per) == 6 and all(n == 1 and by == "validate" for *_, n, by in per)
+
+
+def test_the_first_round_stops_at_the_deadline(artifact_cache):
+    """A budget holds even when the estimate that chose the models was short: the first round stops at the
+    deadline once two models are measured, and the rest are recorded as not measured (no later round starts)."""
+    import time
+
+    from latency_lut.backends import create_backend
+    from latency_lut.measure import Protocol
+    from latency_lut.networks import export_networks, measure_networks
+
+    nets = sample_archs(get_space("fbnet", 32, 0.25), 4, 3, named=False)
+    arts = export_networks(nets, "onnx")
+    be = create_backend(get_device("local"), "onnxruntime")
+    res = measure_networks(be, nets, arts, Protocol(warmup=0, runs=3, min_seconds=0, retries=0), rounds=3,
+                           deadline=time.perf_counter())
+    measured = [m for m in res.values() if m.ok]
+    assert len(measured) == 2 and all(len(m.rounds) == 1 for m in measured)
+    assert all("time budget ran out" in m.error for m in res.values() if not m.ok)

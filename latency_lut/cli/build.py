@@ -62,7 +62,7 @@ from latency_lut.validate import MAX_CALIBRATION_NOISE
                    "orders, and an entry is the median of its round medians.")
 @click.option("--drift-every", default=16, show_default=True, type=click.IntRange(1, 100_000),
               help="Drift guard: re-time a reference op after this many ops.")
-@click.option("--drift-threshold", default=0.10, show_default=True, type=FiniteFloat(0, 10, min_open=True),
+@click.option("--drift-threshold", default=0.20, show_default=True, type=FiniteFloat(0, 10, min_open=True),
               help="Drift guard: relative change of the reference that re-takes the ops timed since its last "
                    "good check.")
 @click.option("--no-drift-guard", is_flag=True, help="Do not re-time a reference op.")
@@ -214,7 +214,8 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
     rows += [[f"failed {key}", why] for key, why in res.failed.items()]
     d = res.drift
     rows.append(["drift guard", "off" if guard is None else f"{d['checks']} checks, {d['drifts']} drifted, "
-                 f"{d['remeasured']} op(s) re-measured"])
+                 f"{d['remeasured']} op(s) re-measured"
+                 + (f", re-based {d['rebased']}x (a load outlasted the wait)" if d.get("rebased") else "")])
     c = summary["calibration"]
     rows.append(["calibration", c["status"] if c["status"] != "fitted" else
                  f"fitted on {c['models']} models in {c['seconds']:.1f} s: {100 * c['cv_within_10']:.0f}% within "

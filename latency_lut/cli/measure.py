@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +153,7 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
         m = res[u.key]
         rows.append({"model": u.name, "key": u.key, "input_shape": list(u.input_shape),
                      "median_ms": m.median_ms if m.ok else None, "round_ms": m.round_medians if m.ok else [],
-                     "noise": m.noise if m.ok and math.isfinite(m.noise) else None, "error": m.error})
+                     "noise": m.noise if m.ok else None, "error": m.error})
     if as_json:
         echo_json({"device": dev.name, "runtime": backend.runtime, "threads": backend.threads,
                    "protocol": protocol.to_dict(), "rounds": rounds, "store": str(st_path), "models": rows})

@@ -40,7 +40,7 @@ def test_a_temperature_rise_retakes_the_ops_since_the_last_check(phone, make_bac
         checks = st.drift_checks(config_for(get_device("local"), backend, QUICK))
     assert [c["drifted"] for c in checks[:3]] == [False, True, False]
     assert "temperature +6.0 C" in checks[1]["reason"] and checks[1]["temperature_c"] == 44.0
-    assert res.drift == {"checks": len(checks), "drifts": 1, "remeasured": 1}
+    assert res.drift == {"checks": len(checks), "drifts": 1, "remeasured": 1, "rebased": 0}
     first_op = runs[1].split("--graph=")[1].split()[0]
     assert sum(first_op in r for r in runs) >= 2  # measured again after the drift
     assert len(res.lut) == 3 and res.lut.header["drift_guard"]["remeasured"] == 1
