@@ -46,8 +46,9 @@ RUNTIME_DTYPES: dict[str, tuple[str, ...]] = {
 # Device kinds whose LiteRT runner sets XNNPACK's fp16 flag (the local CompiledModel, benchmark_model on Android);
 # the iOS benchmark app and the SSH board runner have no such switch here.
 FP16_KINDS = ("local", "android")
-# TfLiteXNNPackDelegateOptions flags: QS8 | QU8 (the defaults) | FORCE_FP16
-XNNPACK_FLAGS_FP16 = 1 | 2 | 4
+# TfLiteXNNPackDelegateOptions flags: QS8 | QU8 (the defaults), and FORCE_FP16
+XNNPACK_FLAGS_DEFAULT = 1 | 2
+XNNPACK_FLAGS_FP16 = XNNPACK_FLAGS_DEFAULT | 4
 FP16_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 CALIBRATION_DATA = ("random", "constant", "smooth")
 DEFAULT_CALIBRATION = "random"

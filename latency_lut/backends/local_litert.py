@@ -39,10 +39,16 @@ class LiteRTBackend(Backend):
         it.allocate_tensors()
         return it
 
-    @contextlib.contextmanager
-    def compiled_fp16(self, path: Path) -> Iterator[Callable[[], None]]:
+    def compiled_fp16(self, path: Path) -> contextlib.AbstractContextManager[Callable[[], None]]:
         """fp16 inference, as a callable running one: the Interpreter has no XNNPACK flags, LiteRT's CompiledModel
-        takes them (FORCE_FP16).
+        takes them (FORCE_FP16)."""
+        from latency_lut.quantize import XNNPACK_FLAGS_FP16
+
+        return self.compiled(path, XNNPACK_FLAGS_FP16)
+
+    @contextlib.contextmanager
+    def compiled(self, path: Path, xnnpack_flags: int) -> Iterator[Callable[[], None]]:
+        """A callable running one inference of ``path`` through LiteRT's CompiledModel with these XNNPACK flags.
 
         Its first run and its release log every accelerator LiteRT registers or destroys, so they happen quietly
         here (the first run is one more warmup)."""
@@ -50,9 +56,8 @@ class LiteRTBackend(Backend):
         from ai_edge_litert.compiled_model import CompiledModel
 
         from latency_lut.export import _quiet_native_output
-        from latency_lut.quantize import XNNPACK_FLAGS_FP16
 
-        cpu = options.CpuOptions(num_threads=self.threads, xnnpack_flags=XNNPACK_FLAGS_FP16)
+        cpu = options.CpuOptions(num_threads=self.threads, xnnpack_flags=xnnpack_flags)
         with _quiet_native_output():
             model = CompiledModel.from_file(str(path), options=options.Options(cpu_options=cpu))
             held = [partial(model.run_by_index, 0, model.create_input_buffers(0), model.create_output_buffers(0))]
