@@ -26,7 +26,7 @@ setup-test:
 	$(PIP) install --quiet --no-deps 'geffnet==1.0.2'
 	$(PYTHON) -c "import pymobiledevice3, litert_torch, onnxruntime, ai_edge_litert, ray, geffnet"
 	# The second board Python of the SSH tests: a venv with only numpy and tflite-runtime 2.14.
-	$(PYTHON) tests/ssh/board_venv.py
+	$(PYTHON) tests/backends/ssh/board_venv.py
 	# The Python 3.10 promise is checked on a real 3.10 where the machine has one (pyenv); the core needs PyYAML.
 	for py in $$HOME/.pyenv/versions/3.10*/bin/python3.10; do \
 		[ ! -x "$$py" ] || "$$py" -m pip install --quiet 'pyyaml>=6,<7'; done

@@ -1,6 +1,6 @@
 """A build on a farm of 2 phones against 1, where the phones' measurement time dominates; and Ray's own cost.
 
-The phones are loopback ADB daemons (tests/android/adb_daemon.py) running the benchmark_model stand-in. A real
+The phones are loopback ADB daemons (tests/backends/android/adb_daemon.py) running the benchmark_model stand-in. A real
 phone times a model on its own CPU, so its measurement costs the host nothing; here the phone's time is a sleep of
 ``--phone-seconds`` per benchmark_model run (before the stand-in really runs the model), so that two phones on
 this small shared host behave like two phones and not like two processes fighting for its cores. Each build is a
@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests/android"))
 from adb_daemon import AdbDaemon  # noqa: E402
 
-STANDIN = REPO / "tests/android/benchmark_model_standin.py"
-LOOPBACK = REPO / "tests/android/loopback.yaml"
+STANDIN = REPO / "tests/backends/android/benchmark_model_standin.py"
+LOOPBACK = REPO / "tests/backends/android/loopback.yaml"
 
 
 def space_yaml(ops: int) -> str:

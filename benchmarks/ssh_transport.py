@@ -1,7 +1,8 @@
 """Does the SSH path distort timings, and what does it cost per op? A loopback board against the local backend.
 
 This machine runs both sides: the local ONNX Runtime / LiteRT backend in-process, and the same runtime behind a real
-OpenSSH server on loopback (tests/ssh/sshd.py) through fbnet-lut's board runner. The two are measured op by op in
+OpenSSH server on loopback (tests/backends/ssh/sshd.py) through fbnet-lut's board runner. The two are measured op by
+op in
 alternation (local, ssh, local, ssh, ... over several rounds, order flipped each round), so machine load drifts
 into both alike; an op's latency on each side is the median of its round medians. Reported: the per-entry
 |ssh - local| / local (median and p90) beside the local side's own round-to-round spread (the noise floor), and the

@@ -8,7 +8,7 @@ exportable mode (plain activations and static TF "same" pads, as one deploys the
 For each runtime (ONNX Runtime and LiteRT with XNNPACK, 1 thread, this machine's CPU) the benchmark
   1. builds the FBNet-224 LUT (artifacts are reused from the export cache) and fits its calibration on N random
      FBNet architectures (``validate --calibrate``): the calibration has seen no zoo model;
-  2. prices every zoo model from that LUT (``predict_module(..., measure_missing=True)``): units the LUT lacks --
+  2. prices every zoo model from that LUT (``predict_module(..., measure=measurer(store))``): units the LUT lacks --
      MBConv blocks, mixed-kernel blocks, stems and heads of these models -- are measured on the spot, as one
      unit each; the first (cold) and a second (warm) prediction are timed;
   3. measures every zoo model end to end (exported whole, interleaved rounds, median of round medians);
@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from latency_lut.backends import create_backend  # noqa: E402
 from latency_lut.build import build_lut  # noqa: E402
 from latency_lut.devices import get_device  # noqa: E402
+from latency_lut.extend import measurer  # noqa: E402
 from latency_lut.measure import Protocol  # noqa: E402
 from latency_lut.models import ModelUnit  # noqa: E402
 from latency_lut.predict import predict_module  # noqa: E402
@@ -82,7 +83,7 @@ def run_runtime(runtime: str, names: list[str], args: argparse.Namespace, out: P
         for name in names:
             model = zoo_model(name)
             t = time.perf_counter()
-            p = predict_module(lut, model, (1, 3, 224, 224), measure_missing=True, store=store_path, name=name)
+            p = predict_module(lut, model, (1, 3, 224, 224), measure=measurer(store_path), name=name)
             cold = time.perf_counter() - t
             t = time.perf_counter()
             predict_module(lut, model, (1, 3, 224, 224), name=name)
@@ -110,7 +111,7 @@ def prepare(runtimes: list[str], names: list[str], args: argparse.Namespace, out
     """Everything the measurement needs exported into the artifact cache, outside the timing lock (exports
     time nothing). Per model, the seconds its missing units took to export are kept: a cold prediction is that
     plus the measuring the main run times."""
-    from latency_lut.decompose import decompose_module
+    from latency_lut.decompose.torch_fx import decompose_module
     from latency_lut.export import export_many
     from latency_lut.models import artifact_for
     from latency_lut.networks import export_networks, sample_archs

@@ -22,9 +22,9 @@ import torch
 from latency_lut import load
 from latency_lut.backends import create_backend
 from latency_lut.build import build_lut
-from latency_lut.cli.build import default_lut_path
 from latency_lut.devices import get_device
 from latency_lut.measure import Protocol
+from latency_lut.paths import default_lut_path
 from latency_lut.search import SearchConfig, closed_loop
 from latency_lut.spaces import get_space
 from latency_lut.store import Store

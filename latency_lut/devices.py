@@ -26,7 +26,7 @@ _NUM = (int, float)
 KIND_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "local": {},
     "android": {},
-    # iOS: the phone runs the TFLite iOS benchmark app (see latency_lut/ios and docs/ios.md).
+    # iOS: the phone runs the TFLite iOS benchmark app (latency_lut/backends/ios, latency_lut/offline, docs/ios.md).
     "ios": {"product_types": list, "app_bundle_id": str, "tflite_version": str, "delegate": str,
             "warmup": int, "runs": int, "min_seconds": _NUM, "max_seconds": _NUM, "noise_threshold": _NUM,
             "warmup_min_seconds": _NUM, "run_delay": _NUM, "udid": str, "documents_dir": str,
@@ -36,7 +36,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "local": (), "android": (), "ios": ("product_types", "app_bundle_id", "tflite_version"),
 }
 
-# Android phones over ADB (docs/android.md describes every field; latency_lut/android/config.py checks the values).
+# Android phones over ADB (docs/android.md describes every field; backends/android/config.py checks the values).
 _NUMBER = (int, float)
 KIND_FIELDS["android"] = {
     "transport": str, "serial": str, "address": str, "adb_key": str, "cpu_mask": (str, int),
@@ -48,7 +48,7 @@ KIND_FIELDS["android"] = {
 }
 REQUIRED_FIELDS["android"] = ("transport", "cpu_mask", "benchmark_binary")
 
-# Linux boards over SSH (docs/ssh.md describes every field; latency_lut/ssh/config.py checks the values).
+# Linux boards over SSH (docs/ssh.md describes every field; latency_lut/backends/ssh/config.py checks the values).
 KIND_FIELDS["ssh"] = {
     "host": str, "port": int, "user": str, "ssh_config": str, "identity_file": str, "ssh_options": list,
     "python": str, "litert_module": str, "cpu_mask": (str, int), "governor": str, "thermal_zones": list,

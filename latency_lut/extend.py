@@ -7,29 +7,23 @@ protocol; and for a local device the same CPU), so the new entries are comparabl
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from latency_lut.backends import create_backend
+from latency_lut.build import build_lut, config_for
+from latency_lut.devices import get_device
 from latency_lut.errors import DeviceError, LUTFormatError
 from latency_lut.lut import LUT
+from latency_lut.measure import Protocol
 from latency_lut.ops import OpSpec
-
-
-def default_store_path() -> Path:
-    """$FBNET_LUT_STORE, else profiles/store.sqlite (the CLI's default)."""
-    return Path(os.environ.get("FBNET_LUT_STORE") or Path("profiles") / "store.sqlite")
+from latency_lut.paths import default_store
+from latency_lut.predict import space_of
+from latency_lut.store import Store
 
 
 def measure_into(lut: LUT, specs: Sequence[OpSpec], store: str | Path | None = None) -> list[str]:
     """Measure ``specs`` on the LUT's device; add them to the store and to ``lut`` in memory. Returns the keys."""
-    from latency_lut.backends import create_backend
-    from latency_lut.build import build_lut, config_for
-    from latency_lut.devices import get_device
-    from latency_lut.measure import Protocol
-    from latency_lut.predict import space_of
-    from latency_lut.store import Store
-
     h = lut.header
     if isinstance(h.get("imported"), dict):
         raise DeviceError(
@@ -43,13 +37,18 @@ def measure_into(lut: LUT, specs: Sequence[OpSpec], store: str | Path | None = N
         protocol = Protocol.from_dict(h["protocol"])
         config = config_for(device, backend, protocol, h.get("dtype", "fp32"))
         _check_same_config(lut, config, backend)
-        with Store(Path(store) if store else default_store_path()) as st:
+        with Store(Path(store) if store else default_store()) as st:
             res = build_lut(space_of(lut), device, backend, st, protocol, specs=list(specs))
     finally:
         backend.close()
     for key, entry in res.lut.entries.items():
         lut.entries[key] = entry
     return list(res.lut.entries)
+
+
+def measurer(store: str | Path | None = None) -> Callable[[LUT, Sequence[OpSpec]], list[str]]:
+    """The ``measure`` callback of ``predict_module``/``predict_onnx``: missing ops measured into ``store``."""
+    return lambda lut, specs: measure_into(lut, specs, store)
 
 
 def _check_same_config(lut: LUT, config, backend) -> None:  # noqa: ANN001 - store.Config, backends.Backend

@@ -30,7 +30,7 @@ from latency_lut.blocks.base import FIELD_DEFAULTS
 from latency_lut.errors import LUTFormatError, OutputPathError
 from latency_lut.measure import Stats, implausible_ms
 from latency_lut.ops import OpSpec
-from latency_lut.outputs import check_kind, check_writable, write_atomic
+from latency_lut.outputs import check_writable, read_input, write_atomic
 
 FORMAT = "fbnet-lut"
 SCHEMA_VERSION = 1
@@ -174,16 +174,8 @@ def check_output_path(path: str | Path) -> Path:
 def load(path: str | Path) -> LUT:
     """Load and validate a LUT file; every problem is a :class:`LUTFormatError` naming the file and field."""
     path = Path(path)
-    try:
-        check_kind(path, "LUT file", "give the path of a LUT .json file")
-    except OutputPathError as e:  # a pipe would block the read forever, a device node never ends
-        raise LUTFormatError(str(e)) from None
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise LUTFormatError(f"LUT file {path} does not exist; build one with 'fbnet-lut build'") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise LUTFormatError(f"cannot read LUT file {path}: {e}") from None
+    text = read_input(path, "LUT file", hint="give the path of a LUT .json file",
+                      missing="build one with 'fbnet-lut build'", error=LUTFormatError)
     try:
         doc = json.loads(text, object_pairs_hook=_unique_keys)
     except _DuplicateKey as e:

@@ -56,6 +56,21 @@ def check_kind(path: Path, what: str = "output path", hint: str = "choose anothe
         raise OutputPathError(f"{what} {path} is {kind}, not a regular file; {hint}")
 
 
+def read_input(path: Path, what: str, *, hint: str, missing: str, error: type[Exception]) -> str:
+    """The text of a file the user named, or ``error`` saying why not: ``missing`` when it does not exist; a
+    folder, pipe or device (whose read would block or never end) with ``hint``; unreadable or not text."""
+    try:
+        check_kind(path, what, hint)
+    except OutputPathError as e:
+        raise error(str(e)) from None
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist{'; ' + missing if missing else ''}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"cannot read {what} {path}: {e}") from None
+
+
 def check_writable(path: Path) -> None:
     """The folder exists or can be made, and a file can be created in it (probed: ``os.access`` lies to root)."""
     check_kind(path)

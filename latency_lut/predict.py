@@ -7,8 +7,8 @@ Four entry points, one pricing rule (the sum of LUT medians):
 - :func:`predict_module` -- any torch ``nn.Module``, decomposed into LUT ops (``latency_lut.decompose``);
 - :func:`predict_onnx` -- the same for an ONNX file.
 
-An op the LUT does not hold is an error that lists every missing key; it is never counted as zero. With
-``measure_missing=True`` the missing ops are measured on the LUT's device instead (``latency_lut.extend``). An
+An op the LUT does not hold is an error that lists every missing key; it is never counted as zero. Given a
+``measure`` callback (``latency_lut.extend.measurer``), the missing ops are measured on the LUT's device instead. An
 identity skip is the one op that costs nothing by construction, and it is shown as such in the breakdown (unless
 the LUT holds a price for it: imported tables whose source timed identities, as HW-NAS-Bench's did).
 """
@@ -16,7 +16,7 @@ the LUT holds a price for it: imported tables whose source timed identities, as 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # numpy is imported where used, so that ``import latency_lut`
     import numpy as np
 
     from latency_lut.decompose import DecomposedOp
+
+# Measures ops a LUT lacks and adds them to it (``latency_lut.extend.measurer``); prediction itself never measures.
+Measurer = Callable[[LUT, Sequence[OpSpec]], object]
 
 
 @dataclass(frozen=True)
@@ -294,48 +297,46 @@ def predict_batch(lut: LUT | ArchTable, archs: np.ndarray, space: SearchSpace | 
 
 
 # ---- arbitrary models ---------------------------------------------------------------------------------------
-def predict_module(lut: LUT, model: Any, input_shape: Sequence[int] | None = None, *, measure_missing: bool = False,
-                   store: str | Path | None = None, name: str | None = None) -> Prediction:
+def predict_module(lut: LUT, model: Any, input_shape: Sequence[int] | None = None, *, measure: Measurer | None = None,
+                   name: str | None = None) -> Prediction:
     """Predicted latency of a torch ``nn.Module``: its layers decomposed into LUT ops, summed.
 
     ``input_shape`` is NCHW with batch 1; default ``(1, C, R, R)`` with C the input channels of the model's first
     conv and R the LUT space's resolution. Blocks of
     the search space are priced as whole blocks (their inner convs are not counted again); see
     ``latency_lut.decompose`` for what else is recognized. Ops the LUT lacks raise :class:`UnknownOpError` listing
-    them, unless ``measure_missing`` -- then they are measured on the LUT's device, added to the store and to
-    ``lut`` (in memory; save it with ``lut.save()``), and the prediction completes.
+    them, unless a ``measure`` callback is given (``latency_lut.extend.measurer(store)``) -- then they are measured
+    on the LUT's device, added to the store and to ``lut`` (in memory; save it with ``lut.save()``), and the
+    prediction completes.
     """
-    from latency_lut.decompose import decompose_module
+    from latency_lut.decompose.torch_fx import decompose_module
     from latency_lut.models import infer_input_shape
 
     if input_shape is None:
         input_shape = infer_input_shape(model, space_of(lut).resolution)
     notes: list[str] = []
     ops = decompose_module(model, tuple(input_shape), known=lut.__contains__, notes=notes)
-    return _price(lut, ops, name or type(model).__name__, measure_missing, store, notes)
+    return _price(lut, ops, name or type(model).__name__, measure, notes)
 
 
-def predict_onnx(lut: LUT, path: str | Path, *, measure_missing: bool = False,
-                 store: str | Path | None = None) -> Prediction:
+def predict_onnx(lut: LUT, path: str | Path, *, measure: Measurer | None = None) -> Prediction:
     """Predicted latency of an ONNX model file; same rules as :func:`predict_module`."""
-    from latency_lut.decompose import decompose_onnx
+    from latency_lut.decompose.onnx import decompose_onnx
 
     ops = decompose_onnx(path, known=lut.__contains__)
-    return _price(lut, ops, Path(path).name, measure_missing, store)
+    return _price(lut, ops, Path(path).name, measure)
 
 
-def _price(lut: LUT, ops: Sequence[DecomposedOp], name: str, measure_missing: bool,
-           store: str | Path | None, notes: Sequence[str] = ()) -> Prediction:
+def _price(lut: LUT, ops: Sequence[DecomposedOp], name: str, measure: Measurer | None,
+           notes: Sequence[str] = ()) -> Prediction:
     missing = list(dict.fromkeys(o.spec.key for o in ops if not o.spec.is_identity and o.spec.key not in lut))
-    if missing and measure_missing:
-        from latency_lut.extend import measure_into
-
-        measure_into(lut, [OpSpec.from_key(k) for k in missing], store=store)
+    if missing and measure is not None:
+        measure(lut, [OpSpec.from_key(k) for k in missing])
         missing = [k for k in missing if k not in lut]
     if missing:
         raise UnknownOpError(
             f"{lut.name} lacks {len(missing)} op(s) of {name}: {', '.join(missing)}; measure them on the LUT's "
-            "device with --measure-missing (predict_module(..., measure_missing=True))"
+            "device with --measure-missing (predict_module(..., measure=latency_lut.extend.measurer(store)))"
             + "".join(f" [{n}]" for n in notes), missing,
         )
     pred = _prediction(lut, name, (), [o.spec for o in ops],

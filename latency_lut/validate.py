@@ -26,13 +26,14 @@ from typing import Protocol as _Protocol
 from latency_lut import __version__
 from latency_lut.build import config_for
 from latency_lut.calibration import Calibration, features, fit, from_header
-from latency_lut.errors import LatencyLutError, LUTFormatError, OutputPathError, ValidationError
+from latency_lut.errors import LatencyLutError, LUTFormatError, ValidationError
+from latency_lut.extend import measurer
 from latency_lut.lut import LUT, check_output_path
 from latency_lut.measure import GatedResult, Protocol, RunResult, protocol_seconds
 from latency_lut.metrics import accuracy, kendall_tau
 from latency_lut.models import store_rounds
 from latency_lut.networks import NetMeasurement, NetworkSpec, export_networks, measure_networks, sample_archs
-from latency_lut.outputs import check_kind
+from latency_lut.outputs import read_input
 from latency_lut.predict import predict, space_of
 from latency_lut.quantize import check_lut_dtype
 
@@ -535,16 +536,16 @@ def validate_models(
     cal = from_header(lut.header, lut.name)
     fitted = set(cal.fitted_on) if cal else set()
     protocol = Protocol.from_dict(lut.header.get("protocol") or {})
+    measure = measurer(store_path) if measure_missing else None
     rows: list[ModelRow] = []
     _start(progress, "predict", len(units))
     for u in units:
         row = ModelRow(u.name, "", "", 0)
         try:
             if u.module is not None:
-                p = predict_module(lut, u.module, u.input_shape, measure_missing=measure_missing, store=store_path,
-                                   name=u.name)
+                p = predict_module(lut, u.module, u.input_shape, measure=measure, name=u.name)
             else:
-                p = predict_onnx(lut, u.onnx, measure_missing=measure_missing, store=store_path)
+                p = predict_onnx(lut, u.onnx, measure=measure)
             row.plain_ms, row.predicted_ms, row.flops = p.raw_total_ms, p.total_ms, p.flops
             row.choices = f"{len(p.ops)} units, {sum(bool(o.note) for o in p.ops)} from primitives"
             row.feats = features((OpSpec.from_key(o.key), o.ms) for o in p.ops)
@@ -601,16 +602,8 @@ def read_model_list(path: str | Path) -> list[tuple[str, tuple[int, ...] | None,
     followed by an input shape ``1,3,224,224``; ``#`` starts a comment. Relative paths are relative to the file.
     """
     p = Path(path)
-    try:
-        check_kind(p, "--models file", "give the path of a text file listing models")
-    except OutputPathError as e:  # a pipe would block the read forever, a device node never ends
-        raise ValidationError(str(e)) from None
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ValidationError(f"--models file {p} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValidationError(f"cannot read --models file {p}: {e}") from None
+    text = read_input(p, "--models file", hint="give the path of a text file listing models", missing="",
+                      error=ValidationError)
     out: list[tuple[str, tuple[int, ...] | None, int]] = []
     for no, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()

@@ -12,6 +12,7 @@ from latency_lut.backends import create_backend
 from latency_lut.build import build_lut, config_for
 from latency_lut.devices import get_device
 from latency_lut.errors import ArchitectureError, LUTFormatError, UnknownOpError
+from latency_lut.extend import measurer
 from latency_lut.measure import Protocol
 from latency_lut.predict import arch_table, predict, predict_batch, predict_module
 from latency_lut.spaces import get_space
@@ -108,7 +109,7 @@ def test_measure_missing_measures_on_the_luts_device(tmp_path, artifact_cache):
     assert list(lut.entries) == ["conv-in32x32x3-out8-k3-s2"]
     with pytest.raises(UnknownOpError, match="conv-in16x16x8-out8-k3-s1-g8-relu6, add-in16x16x8"):
         predict_module(lut, Small())
-    p = predict_module(lut, Small(), measure_missing=True, store=store_path)
+    p = predict_module(lut, Small(), measure=measurer(store_path))
     new = ["conv-in16x16x8-out8-k3-s1-g8-relu6", "add-in16x16x8"]
     assert [o.key for o in p.ops] == ["conv-in32x32x3-out8-k3-s2", *new]
     for key in new:
@@ -118,7 +119,7 @@ def test_measure_missing_measures_on_the_luts_device(tmp_path, artifact_cache):
         assert set(new) <= st.completed_keys(config)
     # the store is the source of truth: a second LUT gets the same numbers without measuring again
     lut2, _ = _tiny_measured_lut(store_path)
-    p2 = predict_module(lut2, Small(), measure_missing=True, store=store_path)
+    p2 = predict_module(lut2, Small(), measure=measurer(store_path))
     assert p2.total_ms == p.total_ms
 
 
@@ -127,10 +128,10 @@ def test_measure_missing_refuses_another_configuration(tmp_path, artifact_cache)
     lut.header["settings_hash"] = "0" * 16
     lut.header["settings"] = {**lut.header["settings"], "runtime_version": "0.0"}
     with pytest.raises(LUTFormatError, match="runtime_version: '0.0' in the LUT"):
-        predict_module(lut, Small(), measure_missing=True, store=tmp_path / "store.sqlite")
+        predict_module(lut, Small(), measure=measurer(tmp_path / "store.sqlite"))
     synthetic = synthetic_lut(SPACE)
     with pytest.raises(Exception, match="unknown device 'synthetic'"):
-        predict_module(synthetic, Small(), measure_missing=True, store=tmp_path / "store.sqlite")
+        predict_module(synthetic, Small(), measure=measurer(tmp_path / "store.sqlite"))
 
 
 def test_predict_keeps_identity_rows_and_sums(lut):

@@ -201,11 +201,11 @@ def _use_descriptor(path: Path) -> None:
 
     dev = load_descriptor(path)
     if dev.kind == "android":
-        from latency_lut.android.config import AndroidConfig
+        from latency_lut.backends.android.config import AndroidConfig
 
         AndroidConfig.from_options(dev.name, dev.source, dev.threads, dev.options)
     elif dev.kind == "ios":
-        from latency_lut.ios.app import IOSApp
+        from latency_lut.backends.ios.app import IOSApp
 
         app = IOSApp(dev)
         app.protocol()
@@ -267,7 +267,7 @@ def _mutations(text: str) -> st.SearchStrategy[str]:
 @SETTINGS
 @given(st.one_of(_mutations(IOS_LOG), _mutations(IOS_JSON), st.text(max_size=300)))
 def test_ios_results_parse_or_raise_a_clean_error(text):
-    from latency_lut.ios.results import parse_results
+    from latency_lut.backends.ios.results import parse_results
 
     try:
         parsed = parse_results(text, "r.log", None)
@@ -281,7 +281,7 @@ def test_ios_results_parse_or_raise_a_clean_error(text):
 @SETTINGS
 @given(st.one_of(_mutations(ANDROID_OUT), st.text(max_size=300)))
 def test_android_benchmark_output_parses_or_raises_a_clean_error(text):
-    from latency_lut.backends.android import read_output
+    from latency_lut.backends.android.backend import read_output
 
     try:
         _, stats, _ = read_output(text, True, "k", 0, "p")

@@ -10,9 +10,11 @@ import torch
 
 from latency_lut.backends import create_backend
 from latency_lut.build import build_lut
-from latency_lut.decompose import decompose_module, decompose_onnx
+from latency_lut.decompose.onnx import decompose_onnx
+from latency_lut.decompose.torch_fx import decompose_module
 from latency_lut.devices import get_device
 from latency_lut.export import export_module
+from latency_lut.extend import measurer
 from latency_lut.measure import Protocol
 from latency_lut.models import ModelUnit
 from latency_lut.predict import predict_module
@@ -73,7 +75,7 @@ def test_zoo_model_end_to_end(tmp_path, artifact_cache):
         with Store(store_path) as st:
             lut = build_lut(space, device, backend, st, QUICK, specs=[space.stem_spec()]).lut
         model = zoo("mobilenetv3_small_100")
-        p = predict_module(lut, model, SHAPE, measure_missing=True, store=store_path, name="mnv3s")
+        p = predict_module(lut, model, SHAPE, measure=measurer(store_path), name="mnv3s")
         assert len(p.ops) == 16 and all(o.ms > 0 for o in p.ops) and not any(o.note for o in p.ops)
         assert p.total_ms == pytest.approx(sum(o.ms for o in p.ops))
         assert all(o.key in lut for o in p.ops)  # measured as one unit each, now in the LUT

@@ -16,9 +16,9 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("local", "onnxruntime"): "latency_lut.backends.local_onnxruntime:OnnxRuntimeBackend",
     ("local", "litert"): "latency_lut.backends.local_litert:LiteRTBackend",
     ("local", "torch"): "latency_lut.backends.local_torch:TorchBackend",
-    ("android", "litert"): "latency_lut.backends.android:AndroidBackend",
-    ("ssh", "litert"): "latency_lut.backends.ssh:SshLiteRTBackend",
-    ("ssh", "onnxruntime"): "latency_lut.backends.ssh:SshOnnxRuntimeBackend",
+    ("android", "litert"): "latency_lut.backends.android.backend:AndroidBackend",
+    ("ssh", "litert"): "latency_lut.backends.ssh.backend:SshLiteRTBackend",
+    ("ssh", "onnxruntime"): "latency_lut.backends.ssh.backend:SshOnnxRuntimeBackend",
 }
 
 

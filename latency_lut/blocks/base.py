@@ -184,6 +184,11 @@ class Kind:
     normalize: Callable[[Spec], None] | None = None  # canonicalize derived fields (runs before the checks)
     check: Callable[[Spec], None] | None = None  # raise ValueError for field combinations the kind forbids
     is_identity: Callable[[Spec], bool] = lambda spec: False
+    # A short human description for breakdown tables (default: the kind's name).
+    label: Callable[[Spec], str] | None = None
+    # A runtime fuses this op with its neighbours inside a network, so an op of it left over from decomposing a
+    # model and timed alone is a fallback, and the breakdown says so.
+    fusible: Callable[[Spec], bool] = lambda spec: False
     # The graph pattern that recognizes this kind inside a foreign model (decomposition fills these in).
     pattern: Any = None
     meta: dict[str, Any] = field(default_factory=dict)

@@ -84,6 +84,14 @@ def is_depthwise(s: Spec, channels: int | None = None) -> bool:
         (channels is None or s.cin == channels)
 
 
+def _label_conv(s: Spec) -> str:
+    kind = "dwconv" if s.groups == s.cin == s.cout and s.groups > 1 else "conv"
+    g = f" g{s.groups}" if s.groups > 1 and kind == "conv" else ""
+    kk = "+".join(f"{v}x{v}" for v in s.mix) if s.mix else f"{s.kernel}x{s.kernel}"
+    d = f" d{s.dilation}" if s.dilation > 1 else ""
+    return f"{kind}{kk}/{s.stride}{g}{d} {s.activation}"
+
+
 CONV = register(Kind(
     "conv",
     (OUT, MIX_KERNEL, MIX, STRIDE, PADDING, Token("groups", "g"), DILATION, TF_SAME),
@@ -99,6 +107,8 @@ CONV = register(Kind(
     out_hw=_conv_hw,
     normalize=_normalize,
     check=_groups_divide,
+    label=_label_conv,
+    fusible=lambda s: is_depthwise(s) or s.activation == "linear",  # folded into the block around it
 ))
 
 

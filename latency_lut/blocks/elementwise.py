@@ -41,28 +41,36 @@ def _check_concat(s: Spec) -> None:
         raise ValueError(f"a concat's output channels ({s.cout}) must exceed its first input's ({s.cin})")
 
 
+def _always(s: Spec) -> bool:
+    return True
+
+
+def _label_ew(s: Spec) -> str:
+    return s.kind if s.activation == "linear" else f"{s.kind} {s.activation}"
+
+
 ADD = register(Kind(
     "add", (), _build_add,
     doc="add-in{H}x{W}x{C}[-{act}]: elementwise add of two tensors (residual), + act.",
-    default_act="linear", acts=ACTS,
+    default_act="linear", acts=ACTS, label=_label_ew, fusible=_always,
 ))
 
 BN = register(Kind(
     "bn", (), _build_bn,
     doc="bn-in{H}x{W}x{C}[-{act}]: batch norm not preceded by a conv (+ act).",
-    default_act="linear", acts=ACTS, params=lambda s: 2 * s.cin,
+    default_act="linear", acts=ACTS, label=_label_ew, fusible=_always, params=lambda s: 2 * s.cin,
 ))
 
 ACT = register(Kind(
     "act", (), _build_act,
     doc="act-in{H}x{W}x{C}-{act}: a stand-alone activation.",
-    acts=ACTS, check=_check_act,
+    acts=ACTS, check=_check_act, label=lambda s: f"act {s.activation}", fusible=_always,
 ))
 
 CONCAT = register(Kind(
     "concat", (OUT,), _build_concat,
     doc="concat-in{H}x{W}x{C}-out{C'}: channel concat of the input (C) and a second tensor (C'-C).",
-    check=_check_concat,
+    check=_check_concat, fusible=_always,
 ))
 
 
@@ -80,5 +88,5 @@ def _check_slice(s: Spec) -> None:
 SLICE = register(Kind(
     "slice", (OUT,), _build_slice,
     doc="slice-in{H}x{W}x{C}-out{C'}: C' contiguous channels taken from C (a chunk/split part).",
-    check=_check_slice,
+    check=_check_slice, fusible=_always,
 ))

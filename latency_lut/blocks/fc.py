@@ -17,7 +17,7 @@ def _build_fc(s: Spec):  # -> nn.Module
 FC = register(Kind(
     "fc", (OUT,), _build_fc,
     doc="fc-in{C}-out{C'}[-{act}]: linear layer (+ act, default none).",
-    spatial=False, default_act="linear", acts=ACTS,
+    spatial=False, default_act="linear", acts=ACTS, label=lambda s: "linear" + (f" {s.act}" if s.act else ""),
     flops=lambda s: s.cin * s.cout, params=lambda s: s.cin * s.cout + s.cout,
     out_hw=lambda s: (1, 1), flat_out=True,
 ))

@@ -180,7 +180,7 @@ def _grouped_1x1(s: Spec) -> bool:
     return is_plain(s) and s.kernel == 1 and s.stride == 1 and s.groups > 1 and not s.mix
 
 
-def _match(ch, i: int):  # noqa: ANN001 - a ``latency_lut.units.Chain``
+def _match(ch, i: int):  # noqa: ANN001 - a ``latency_lut.decompose.units.Chain``
     """[1x1 conv + act [-> shuffle]] -> KxK depthwise + act -> [squeeze-excite] -> 1x1 conv (linear) [-> residual
     add], in a foreign model's primitive ops; grouped 1x1 convs (FBNet's g2) come with a channel shuffle. Returns
     the block's spec fields and the index past its last op."""
@@ -223,6 +223,13 @@ def _match(ch, i: int):  # noqa: ANN001 - a ``latency_lut.units.Chain``
     return fields, end + (1 if residual else 0)
 
 
+def _label(s: Spec) -> str:
+    kk = "_".join(str(v) for v in s.mix) if s.mix else str(s.kernel)
+    e = f" x{mid_channels(s) / s.cin:.3g}" if s.expand else " dw-sep"
+    g = f" g{s.groups}" if s.groups > 1 else ""
+    return f"ir k{kk}/{s.stride}{e}{g}{' se' if s.hidden else ''} {s.activation}"
+
+
 IR = register(Kind(
     "ir",
     (
@@ -242,6 +249,6 @@ IR = register(Kind(
     doc=__doc__.split("\n\n")[1],
     default_act="relu", acts=BLOCK_ACTS,
     flops=_flops, params=_params, out_hw=_hw,
-    normalize=_normalize, check=_check, pattern=_match,
+    normalize=_normalize, check=_check, pattern=_match, label=_label,
     meta={"mid": mid_channels, "has_residual": has_residual},
 ))

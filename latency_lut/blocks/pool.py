@@ -62,10 +62,12 @@ _POOL_DOC = "-in{H}x{W}x{C}-k{K}-s{S}[-p{P}][-tf][-ceil]: {what} pooling (tf: Te
 MAXPOOL = register(Kind(
     "maxpool", _POOL_TOKENS, _pool("maxpool"),
     doc="maxpool" + _POOL_DOC.replace("{what}", "max"), out_hw=_pool_hw, normalize=_normalize,
+    label=lambda s: f"maxpool{s.kernel}x{s.kernel}/{s.stride}",
 ))
 
 AVGPOOL = register(Kind(
     "avgpool", _POOL_TOKENS, _pool("avgpool"),
     doc="avgpool" + _POOL_DOC.replace("{what}", "average"), out_hw=_pool_hw, normalize=_normalize,
+    label=lambda s: f"avgpool{s.kernel}x{s.kernel}/{s.stride}",
     flops=lambda s: _pool_hw(s)[0] * _pool_hw(s)[1] * s.cin * s.kernel**2,
 ))

@@ -34,4 +34,5 @@ SE = register(Kind(
     flops=lambda s: s.h * s.w * s.cin + 2 * s.cin * s.hidden,
     params=lambda s: 2 * s.cin * s.hidden + s.cin + s.hidden,
     normalize=_normalize, check=_check,
+    label=lambda s: f"se {s.activation}", fusible=lambda s: True,  # the pool, 1x1s and gate run inside the block
 ))

@@ -23,6 +23,7 @@ def _check(s: Spec) -> None:
 SHUFFLE = register(Kind(
     "shuffle", (Token("groups", "g", required=True),), _build,
     doc="shuffle-in{H}x{W}x{C}-g{G}: channel shuffle with G groups.", check=_check,
+    fusible=lambda s: True,  # a reshape-transpose that the unit around it absorbs
 ))
 
 
@@ -86,7 +87,7 @@ def _torch_classes() -> SimpleNamespace:
     return SimpleNamespace(ShuffleV2Unit=ShuffleV2Unit)
 
 
-def _match_v2(ch, i: int):  # noqa: ANN001 - a ``latency_lut.units.Chain``
+def _match_v2(ch, i: int):  # noqa: ANN001 - a ``latency_lut.decompose.units.Chain``
     """A ShuffleNetV2 unit: split in halves, one half through 1x1 + ReLU, depthwise, 1x1 + ReLU, concat, shuffle 2
     (stride 1); or two branches on the whole input, depthwise s2 -> 1x1 + ReLU and 1x1 + ReLU -> depthwise s2 ->
     1x1 + ReLU, concat, shuffle 2 (stride 2). Returns the unit's spec fields and the index past its last op."""

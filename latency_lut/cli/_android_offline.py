@@ -1,4 +1,4 @@
-"""``build --bundle`` and ``ingest`` for an Android phone this host cannot reach (latency_lut/android/offline.py)."""
+"""``build --bundle`` and ``ingest`` for an Android phone this host cannot reach (backends/android/offline.py)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ def build_bundle(dev: Any, sp: Any, device_arg: str, *, threads: int | None, ove
                  only: Sequence[str], bundle_path: Path | None, store_path: Path | None, jobs: int, quiet: bool,
                  as_json: bool) -> None:
     """Export the micro-models and write the bundle with its scripts; print what to do next."""
-    from latency_lut.android.offline import OfflineAndroid, make_bundle
+    from latency_lut.backends.android.offline import OfflineAndroid, make_bundle
+    from latency_lut.backends.ios.bundle import default_bundle_root
     from latency_lut.build import config_for
     from latency_lut.export import artifact_path, export_many
-    from latency_lut.ios.bundle import default_bundle_root
-    from latency_lut.ios.flow import select_specs
     from latency_lut.measure import Protocol
+    from latency_lut.offline.bundles import select_specs
     from latency_lut.store import Store
 
     try:
@@ -63,12 +63,12 @@ def ingest_logs(dev: Any, results: Sequence[Path], bundle_path: Path | None, out
     """Read offline Android logs into the store and the LUT."""
     import re
 
-    from latency_lut.android.offline import BundleError, OfflineAndroid, ingest, load_manifest
+    from latency_lut.backends.android.offline import BundleError, OfflineAndroid, ingest, load_manifest
+    from latency_lut.backends.ios.bundle import default_bundle_root, find_bundle
     from latency_lut.build import aggregate
-    from latency_lut.cli.build import default_lut_path
-    from latency_lut.ios.bundle import default_bundle_root, find_bundle
     from latency_lut.lut import check_output_path
     from latency_lut.measure import Protocol
+    from latency_lut.paths import default_lut_path
     from latency_lut.spaces import from_description
     from latency_lut.store import Store
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,14 +12,7 @@ from typing import Any
 import click
 
 from latency_lut.devices import MAX_THREADS
-
-DEFAULT_PROFILES = Path("profiles")
-
-
-def default_store() -> Path:
-    """$FBNET_LUT_STORE, else profiles/store.sqlite beside the LUT files."""
-    return Path(os.environ.get("FBNET_LUT_STORE") or DEFAULT_PROFILES / "store.sqlite")
-
+from latency_lut.paths import DEFAULT_PROFILES, default_lut_path, default_store  # noqa: F401 - the CLI's defaults
 
 store_option = click.option(
     "--store", type=click.Path(dir_okay=False, path_type=Path), default=None,

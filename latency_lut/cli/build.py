@@ -11,7 +11,6 @@ from click.core import ParameterSource
 
 from latency_lut.cli._common import (
     COUNT,
-    DEFAULT_PROFILES,
     JOBS,
     RESOLUTION,
     SECONDS,
@@ -19,6 +18,7 @@ from latency_lut.cli._common import (
     WIDTH,
     ClickProgress,
     FiniteFloat,
+    default_lut_path,
     default_store,
     dtype_option,
     echo_json,
@@ -26,13 +26,6 @@ from latency_lut.cli._common import (
     table,
 )
 from latency_lut.validate import MAX_CALIBRATION_NOISE
-
-
-def default_lut_path(device: str, runtime: str, space_id: str, dtype: str = "fp32") -> Path:
-    """FBNet's LUTs keep their original names (profiles/local-onnxruntime-224.json); other spaces add theirs,
-    other dtypes theirs (profiles/local-litert-224-int8.json)."""
-    tail = space_id.split("-", 1)[1] if space_id.startswith("fbnet-") else space_id
-    return DEFAULT_PROFILES / f"{device}-{runtime}-{tail}{'' if dtype == 'fp32' else '-' + dtype}.json"
 
 
 @click.command()
@@ -142,8 +135,8 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
     except ValueError as e:
         hint = "--drift-every" if "every" in str(e) else "--drift-threshold"
         raise click.BadParameter(str(e).replace("drift guard ", ""), param_hint=hint) from None
-    if dev.kind == "ios":  # the phone runs the models itself: bundle out, results in (latency_lut/ios)
-        from latency_lut.ios.flow import ios_bundle_flow
+    if dev.kind == "ios":  # the phone runs the models itself: bundle out, results in (latency_lut/offline)
+        from latency_lut.cli._ios import ios_bundle_flow
 
         return ios_bundle_flow(dev, sp, runtime=runtime, threads=threads, overrides=overrides, only=only,
                                bundle_path=bundle_path, store_path=store, lut_path=output, csv_path=csv_path,

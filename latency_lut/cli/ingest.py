@@ -62,12 +62,12 @@ def ingest(results: tuple[Path, ...], device: str | None, bundle_path: Path | No
         return _dry_run(results, as_json)
     if device is None:
         raise click.UsageError("Missing option '--device' / '-d'.")
-    from latency_lut.cli.build import default_lut_path
     from latency_lut.devices import get_device
     from latency_lut.errors import DeviceError
-    from latency_lut.ios.ingest import ingest as run_ingest
-    from latency_lut.ios.ingest import manifest_space, resolve_manifest, space_missing, write_lut
+    from latency_lut.offline.ingest import ingest as run_ingest
+    from latency_lut.offline.ingest import manifest_space, resolve_manifest, space_missing, write_lut
     from latency_lut.outputs import check_outputs
+    from latency_lut.paths import default_lut_path
     from latency_lut.store import Store
 
     dev = get_device(device)
@@ -82,7 +82,7 @@ def ingest(results: tuple[Path, ...], device: str | None, bundle_path: Path | No
     if from_phone:
         if bundle_path is None:
             raise click.UsageError("--from-phone needs --bundle DIR (the bundle to run)")
-        from latency_lut.ios.automation import run_bundle_on_phone
+        from latency_lut.backends.ios.automation import run_bundle_on_phone
 
         log = run_bundle_on_phone(bundle_path, dev, udid=udid, echo=None if as_json else
                                   (lambda s: click.echo(s, err=True)))
@@ -188,9 +188,9 @@ def _tail(path: str, n: int = 40) -> str:
     return path if len(path) <= n else "..." + path[-(n - 3):]
 
 
-def _read(path: Path):  # -> latency_lut.ios.ingest.Source
-    from latency_lut.ios.errors import ResultsFormatError
-    from latency_lut.ios.ingest import Source
+def _read(path: Path):  # -> latency_lut.offline.ingest.Source
+    from latency_lut.backends.ios.errors import ResultsFormatError
+    from latency_lut.offline.ingest import Source
 
     if str(path) == "-":
         return Source("<stdin>", sys.stdin.read(MAX_RESULTS_BYTES))

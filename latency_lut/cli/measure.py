@@ -123,7 +123,7 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
         space = get_space("fbnet", shape[2] if shape else 224, 1.0)
         units += [NetworkSpec(space, space.parse_arch(a), a) for a in archs]
     if dev.kind == "ios":  # the phone runs the models itself: a bundle out, its log back in with 'ingest'
-        from latency_lut.ios.flow import build_models_bundle, ingest_command
+        from latency_lut.offline.bundles import build_models_bundle, ingest_command
 
         if runtime not in (None, dev.runtime):
             raise click.UsageError(f"device {dev.name!r} runs {dev.runtime} in the iOS benchmark app; drop --runtime")

@@ -59,6 +59,7 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
       fbnet-lut predict --lut L.json --onnx model.onnx --summary
     """
     from latency_lut.calibration import describe
+    from latency_lut.extend import measurer
     from latency_lut.lut import load
     from latency_lut.outputs import check_outputs
     from latency_lut.predict import predict as _predict
@@ -76,15 +77,16 @@ def predict(lut_path: Path, archs: tuple[str, ...], module: str | None, onnx_pat
     lut = load(lut_path)
     check_lut_dtype(lut.header, dtype, lut.name)
     before = len(lut)
+    measure = measurer(st) if measure_missing else None
     if archs:
         sp = lut_space(lut, space)
         preds = [_predict(lut, a, sp) for a in archs]
     elif module:
         model = load_model(module)
         shape = parse_shape(input_shape) if input_shape else None
-        preds = [predict_module(lut, model, shape, measure_missing=measure_missing, store=st, name=module)]
+        preds = [predict_module(lut, model, shape, measure=measure, name=module)]
     else:
-        preds = [predict_onnx(lut, onnx_path, measure_missing=measure_missing, store=st)]
+        preds = [predict_onnx(lut, onnx_path, measure=measure)]
     for p in preds:
         for note in p.notes:
             click.echo(f"note: {note}", err=True)

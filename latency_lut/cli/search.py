@@ -92,11 +92,11 @@ def search(space: str, resolution: int, width: float, device: str, runtime: str 
 
     from latency_lut.backends import create_backend
     from latency_lut.build import build_lut
-    from latency_lut.cli.build import default_lut_path
     from latency_lut.devices import get_device
     from latency_lut.lut import load
     from latency_lut.measure import Protocol
     from latency_lut.outputs import check_outputs
+    from latency_lut.paths import default_lut_path
     from latency_lut.predict import check_space
     from latency_lut.search import SearchConfig, closed_loop, write_plot
     from latency_lut.spaces import get_space

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from latency_lut.blocks import REGISTRY, Kind, Token, build_op, get_kind, register
+from latency_lut.decompose import describe
+from latency_lut.decompose.units import fallback_note
 from latency_lut.ops import OpSpec
 
 # One or more specs of every registered kind (the test below fails when a kind has none here).
@@ -124,6 +126,7 @@ def test_a_new_kind_is_one_registration():
                     Token("stride", "s", required=True)), build,
         flops=lambda s: s.out_hw[0] * s.out_hw[1] * s.cin * s.cout * s.kernel**2,
         params=lambda s: s.cin * s.cout * s.kernel**2,
+        label=lambda s: f"dilated {s.kernel}x{s.kernel}", fusible=lambda s: s.stride == 1,
     ))
     try:
         spec = OpSpec("dilconv", 8, 10, 10, 16, 3, 1)
@@ -131,10 +134,32 @@ def test_a_new_kind_is_one_registration():
         assert get_kind("dilconv") is kind and spec.params == 8 * 16 * 9
         m = build_op(spec)
         assert sum(p.numel() for p in m.parameters()) == spec.params
+        # the breakdown of a decomposed model asks the kind for its description and its fallback note
+        assert describe(spec) == "dilated 3x3" and fallback_note(spec) == "fallback: primitive"
+        assert fallback_note(OpSpec("dilconv", 8, 10, 10, 16, 3, 2)) == ""
         with pytest.raises(ValueError, match="registered twice"):
             register(kind)
     finally:
         REGISTRY.pop("dilconv")
+
+
+@pytest.mark.parametrize("spec, text, note", [
+    (SAMPLES[1], "dwconv3x3/1 hswish", ""),  # padding given: not the auto-padded depthwise of a block
+    (OpSpec("conv", 8, 9, 9, 8, 3, 1, groups=8), "dwconv3x3/1 relu", "fallback: primitive"),
+    (SAMPLES[0], "conv3x3/2 relu", ""),
+    (SAMPLES[18], "dwconv3x3+5x5+7x7/2 relu", "fallback: primitive"),
+    (SAMPLES[2], "ir k5/2 x3 g2 relu", ""),
+    (SAMPLES[3], "ir k3/1 dw-sep relu6", ""),
+    (SAMPLES[20], "dwconv3x3/1 d2 hswish_arith", "fallback: primitive"),
+    (SAMPLES[9], "logits", ""),
+    (SAMPLES[11], "add relu", "fallback: primitive"),
+    (SAMPLES[15], "bn relu6", "fallback: primitive"),
+    (SAMPLES[13], "maxpool3x3/2", ""),
+    (SAMPLES[10], "se hsigmoid", "fallback: primitive"),
+    (SAMPLES[8], "linear hswish", ""),
+])
+def test_descriptions_and_fallback_notes_come_from_the_kind(spec, text, note):
+    assert (describe(spec), fallback_note(spec)) == (text, note)
 
 
 def test_registry_imports_no_torch():

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import FAST, cli_env, run_cli
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "android"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backends" / "android"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adb_daemon import AdbDaemon  # noqa: E402
 from android_fixtures import LOOPBACK, install_standin  # noqa: E402

@@ -15,7 +15,7 @@ from conftest import REPO, run_cli
 from latency_lut.farm.config import FarmError, load_farm, parse_farm
 from latency_lut.farm.schedule import Task, WorkQueue
 
-LOOPBACK = REPO / "tests/android/loopback.yaml"
+LOOPBACK = REPO / "tests/backends/android/loopback.yaml"
 
 
 def phone(serial: str | None = None, **kw) -> dict:

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 
 from latency_lut.spaces import get_space, space_names
-from latency_lut.spaces.public_keys import map_public_table, parse_public_key, public_key_spec
+from latency_lut.spaces.public_keys import map_public_table, parse_key, public_key_spec
 
 # The keys (not the measurements) of the authors' public tables; see the file's "source".
 KEYS = json.loads((REPO / "tests" / "data" / "public_table_keys.json").read_text())
@@ -79,12 +79,14 @@ def test_every_ofa_note10_key_maps_to_one_op(res):
 def test_public_key_grammar_and_errors():
     space = get_space("ofa_mbv3", 224, 1.2)
     k = "expanded_conv-input:14x14x136-output:7x7x192-expand:816-kernel:5-stride:2-idskip:0-se:1-hs:1"
-    assert parse_public_key(k)["expand"] == 816
+    assert parse_key(k).expand == 816
     assert public_key_spec(space, k).key == \
         "ir-in14x14x136-out192-k5-e6-g1-s2-se208-gatehsigmoid-hswish"
     from latency_lut.errors import UnknownOpError
 
     with pytest.raises(UnknownOpError, match="no op of space ofa_mbv3-224-w1.2"):
         public_key_spec(space, k.replace("kernel:5", "kernel:9"))
-    with pytest.raises(ValueError, match="not a ProxylessNAS/OFA latency key"):
-        parse_public_key("conv-in224x224x3-out16-k3-s2")
+    with pytest.raises(ValueError, match="is not in the grammar"):
+        parse_key("conv-in224x224x3-out16-k3-s2")
+    with pytest.raises(ValueError, match="does not follow from input"):  # the strict grammar checks the shapes
+        parse_key(k.replace("output:7x7", "output:8x8"))
