@@ -56,5 +56,9 @@ def create_backend(device: Device, runtime: str | None = None, dtype: str = "fp3
     backend = cls.from_device(device, **overrides) if hasattr(cls, "from_device") else cls(
         threads=overrides.get("threads") or device.threads
     )
-    backend.dtype = dtype
+    try:
+        backend.use_dtype(dtype)
+    except BaseException:
+        backend.close()
+        raise
     return backend

@@ -127,7 +127,11 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
 
         if runtime not in (None, dev.runtime):
             raise click.UsageError(f"device {dev.name!r} runs {dev.runtime} in the iOS benchmark app; drop --runtime")
-        b = build_models_bundle(units, dev, threads=threads, protocol_overrides=overrides, bundle_path=bundle_path)
+        from latency_lut.quantize import check_dtype
+
+        check_dtype(dev.runtime, dtype, dev.name, dev.kind)
+        b = build_models_bundle(units, dev, threads=threads, protocol_overrides=overrides, bundle_path=bundle_path,
+                                dtype=dtype)
         cmd = ingest_command(dev, b.path)
         if as_json:
             echo_json({"device": dev.name, "bundle": str(b.path), "bundle_id": b.manifest.bundle_id,
