@@ -137,6 +137,11 @@ def test_cli_dtype_errors(tmp_path, cli):
     assert ok["predictions"][0]["total_ms"] > 0
     bad = cli("validate", "--lut", str(path), "--dtype", "fp32")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    lut.header["dtype"] = "fp32"  # the reverse: an fp32 LUT asked for int8 (or fp16) predictions
+    fp32 = lut.save(tmp_path / "fp32.json")
+    for want in ("int8", "fp16"):
+        bad = cli("predict", "--lut", str(fp32), "-a", "fbnet_a", "--dtype", want)
+        assert bad.returncode == 2 and f"measured in fp32, not {want}" in bad.stderr, bad.stderr
 
 
 def test_cli_int8_build_writes_its_own_lut(tmp_path, cli):
