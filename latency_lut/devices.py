@@ -41,8 +41,8 @@ _NUMBER = (int, float)
 KIND_FIELDS["android"] = {
     "transport": str, "serial": str, "address": str, "adb_key": str, "cpu_mask": (str, int),
     "thermal_zones": list, "cooldown_celsius": _NUMBER, "cooldown_timeout_seconds": _NUMBER,
-    "cooldown_poll_seconds": _NUMBER, "remote_dir": str, "benchmark_binary": str, "xnnpack": bool, "gpu": bool,
-    "nnapi": bool, "op_profiling": bool, "fixed_performance_mode": bool, "keep_files": bool,
+    "cooldown_poll_seconds": _NUMBER, "remote_dir": str, "benchmark_binary": str, "delegate": str, "xnnpack": bool,
+    "gpu": bool, "nnapi": bool, "op_profiling": bool, "fixed_performance_mode": bool, "keep_files": bool,
     "connect_timeout_seconds": _NUMBER, "auth_timeout_seconds": _NUMBER, "reconnect_attempts": int,
     "reconnect_delay_seconds": _NUMBER,
 }

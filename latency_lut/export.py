@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from latency_lut.errors import ExportError
 from latency_lut.ops import OpSpec
-from latency_lut.quantize import quantize_onnx, quantize_tflite, quantizer_info
+from latency_lut.quantize import fp16_tflite, quantize_onnx, quantize_tflite, quantizer_info
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -93,7 +93,8 @@ def export_module(module: Any, input_shape: Sequence[int], fmt: str, path: str |
                   fp32_onnx: Path | None = None) -> Path:
     """Export a torch module taking one NCHW (or NC) float tensor of ``input_shape`` to ``path``.
 
-    ``dtype`` int8 quantizes it (int8 I/O); for ONNX, ``fp32_onnx`` is its fp32 export when one exists already.
+    ``dtype`` int8 quantizes it (int8 I/O), fp16 (TFLite) casts its weights to fp16; ``fp32_onnx`` is its fp32
+    export in ``fmt`` when one exists already (ONNX int8 and TFLite fp16 start from it).
     """
     import torch
 
@@ -114,6 +115,8 @@ def export_module(module: Any, input_shape: Sequence[int], fmt: str, path: str |
             elif fmt == "onnx" and dtype == "fp32":
                 with _quiet_native_output():  # a failing export prints its advice before raising
                     _export_onnx(module, sample, tmp)
+            elif fmt == "tflite" and dtype == "fp16":
+                _export_tflite_fp16(module, sample, tmp, fp32_onnx)
             elif fmt == "tflite" and dtype in ("fp32", "int8"):
                 _export_tflite(module, sample, tmp, dtype)
             else:
@@ -238,6 +241,19 @@ def _export_tflite(module: Any, sample: Any, out: Path, dtype: str = "fp32") -> 
             log.unlink(missing_ok=True)
 
 
+def _export_tflite_fp16(module: Any, sample: Any, out: Path, fp32: Path | None) -> None:
+    made = fp32 is None or not fp32.exists()
+    if made:
+        fp32 = out.with_name(f"{out.name}.fp32.tflite")
+        _export_tflite(module, sample, fp32)
+    try:
+        with _quiet_native_output():  # the quantizer prints a size summary
+            fp16_tflite(fp32, out)
+    finally:
+        if made:
+            fp32.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def torch_no_grad() -> Iterator[None]:
     import torch
@@ -251,8 +267,9 @@ def export_spec(spec: OpSpec, fmt: str, root: Path | None = None, dtype: str = "
     """The artifact of one op spec in ``dtype``, exported (and quantized) on first use."""
     path = artifact_path(spec, fmt, root, dtype)
     if not path.exists():
-        # ONNX quantizes the cached fp32 export; a TFLite int8 model is converted from the torch module
-        fp32 = export_spec(spec, fmt, root) if fmt == "onnx" and dtype != "fp32" else None
+        # ONNX int8 and TFLite fp16 start from the cached fp32 export; a TFLite int8 model is converted from the
+        # torch module
+        fp32 = export_spec(spec, fmt, root) if (fmt == "onnx" and dtype != "fp32") or dtype == "fp16" else None
         export_module(spec.build_module(), spec.input_shape, fmt, path, dtype, fp32)
     return path
 

@@ -112,12 +112,15 @@ class ModelUnit:
                 "source": str(self.onnx) if self.onnx else "torch module", **self.info}
 
 
-def artifact_for(unit: ModelUnit, fmt: str | None) -> Path | None:
-    """Export ``unit`` for a backend's format into the artifact cache under its content key; sets ``unit.key``.
+def artifact_for(unit: ModelUnit, fmt: str | None, dtype: str = "fp32") -> Path | None:
+    """Export ``unit`` for a backend's format (quantized to ``dtype``) into the artifact cache under its content
+    key; sets ``unit.key``.
 
-    ``fmt`` None (the torch runtime builds the module itself): the key comes from the module's ONNX export.
+    ``fmt`` None (the torch runtime builds the module itself): the key comes from the module's ONNX export. An
+    ONNX file in int8 is quantized the way a build quantizes its ops (``quantize.quantize_onnx``).
     """
     from latency_lut.export import FORMATS, artifact_path, export_module
+    from latency_lut.quantize import quantize_onnx
 
     want = fmt or "onnx"
     if unit.onnx is not None:
@@ -127,13 +130,22 @@ def artifact_for(unit: ModelUnit, fmt: str | None) -> Path | None:
         if not unit.onnx.is_file():
             raise ExportError(f"ONNX file {unit.onnx} does not exist")
         src, copy = unit.onnx, True
-    else:
-        tmp_dir = artifact_path(_Keyed("model-tmp"), want).parent
-        src = tmp_dir / f".{unit.name.replace('/', '_').replace(':', '_')}.{os.getpid()}{FORMATS[want]}"
-        export_module(unit.build_module(), unit.input_shape, want, src)
-        copy = False
+    tmp_dir = artifact_path(_Keyed("model-tmp"), want, dtype=dtype).parent
+    tmp = tmp_dir / f".{unit.name.replace('/', '_').replace(':', '_')}.{os.getpid()}{FORMATS[want]}"
+    if unit.onnx is not None and dtype != "fp32":
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            quantize_onnx(unit.onnx, tmp, unit.input_shape)
+        except Exception as e:  # the quantizer raises anything; the user needs the file and the cause
+            tmp.unlink(missing_ok=True)
+            raise ExportError(f"{dtype} quantization of {unit.onnx} failed: {type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+        src, copy = tmp, False
+    elif unit.onnx is None:
+        export_module(unit.build_module(), unit.input_shape, want, tmp, dtype)
+        src, copy = tmp, False
     unit.key = MODEL_PREFIX + sha256_file(src)[:16]
-    dest = artifact_path(_Keyed(unit.key), want)
+    dest = artifact_path(_Keyed(unit.key), want, dtype=dtype)
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
@@ -149,19 +161,19 @@ class _Keyed:
     key: str
 
 
-def export_units(units: Sequence[Any], fmt: str | None,
-                 on_done: Callable[[Any], None] | None = None) -> dict[str, Path | LatencyLutError | None]:
-    """The artifact of every unit (a :class:`ModelUnit` or a space's ``NetworkSpec``); a failure is returned for
-    that unit, not raised, so one bad model does not end a run."""
+def export_units(units: Sequence[Any], fmt: str | None, on_done: Callable[[Any], None] | None = None,
+                 dtype: str = "fp32") -> dict[str, Path | LatencyLutError | None]:
+    """The artifact of every unit (a :class:`ModelUnit` or a space's ``NetworkSpec``) in ``dtype``; a failure is
+    returned for that unit, not raised, so one bad model does not end a run."""
     from latency_lut.export import export_spec
 
     out: dict[str, Path | LatencyLutError | None] = {}
     for u in units:
         try:
             if isinstance(u, ModelUnit):
-                art = artifact_for(u, fmt)
+                art = artifact_for(u, fmt, dtype)
             else:
-                art = export_spec(u, fmt) if fmt else None
+                art = export_spec(u, fmt, dtype=dtype) if fmt else None
             out[u.key] = art
         except LatencyLutError as e:
             if isinstance(u, ModelUnit) and not u.key:

@@ -15,6 +15,12 @@ blocks and the network it predicts run the same kernels.
   (``benchmarks/int8_speedup.py`` shows both).
 - TFLite: litert-torch's PT2E quantizer for XNNPACK (8-bit symmetric per-channel weights, 8-bit asymmetric
   activations), converted full-integer with NHWC int8 I/O.
+
+fp16 is LiteRT's: the fp32 flatbuffer with fp16 weights (ai-edge-quantizer's float casting of conv and fully
+connected weights, the fp16 model a user deploys), run with XNNPACK's FORCE_FP16 flag (``XNNPACK_FLAGS_FP16``),
+so that XNNPACK runs fp16 inference (on a phone: benchmark_model's ``--xnnpack_force_fp16``). Where the CPU has no
+native fp16 arithmetic, XNNPACK still runs it, converting around fp32 math: on this project's x86 host an fp16 block
+ran ~1.9x slower than fp32 (README, "fp16"), which is what such a device would pay.
 """
 
 from __future__ import annotations
@@ -37,6 +43,13 @@ RUNTIME_DTYPES: dict[str, tuple[str, ...]] = {
     "litert": ("fp32", "int8", "fp16"),
     "torch": ("fp32",),
 }
+# Device kinds whose LiteRT runner sets XNNPACK's fp16 flag (the local CompiledModel, benchmark_model on Android);
+# the iOS benchmark app and the SSH board runner have no such switch here.
+FP16_KINDS = ("local", "android")
+# TfLiteXNNPackDelegateOptions flags: QS8 | QU8 (the defaults), and FORCE_FP16
+XNNPACK_FLAGS_DEFAULT = 1 | 2
+XNNPACK_FLAGS_FP16 = XNNPACK_FLAGS_DEFAULT | 4
+FP16_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 CALIBRATION_DATA = ("random", "constant", "smooth")
 DEFAULT_CALIBRATION = "random"
 CALIBRATION_BATCHES = 8
@@ -47,12 +60,13 @@ class DtypeError(LatencyLutError):
     """A dtype that a runtime, a device or a LUT cannot take."""
 
 
-def check_dtype(runtime: str, dtype: str, device: str | None = None) -> str:
-    """``dtype`` if ``runtime`` (on ``device``) runs it; otherwise a :class:`DtypeError` naming both."""
+def check_dtype(runtime: str, dtype: str, device: str | None = None, kind: str | None = None) -> str:
+    """``dtype`` if ``runtime`` (on ``device``, a ``kind`` device) runs it; otherwise a :class:`DtypeError` naming
+    both."""
     ok = RUNTIME_DTYPES.get(runtime, ("fp32",))
-    if dtype == "fp16" and dtype in ok:
-        raise DtypeError(f"fp16 LUTs for {runtime!r} are not built yet: this version exports fp32 and int8 only; "
-                         "use --dtype int8 or fp32")
+    if dtype == "fp16" and dtype in ok and kind is not None and kind not in FP16_KINDS:
+        raise DtypeError(f"runtime {runtime!r} on device {device!r} ({kind}) cannot run dtype 'fp16': XNNPACK's fp16 "
+                         f"flag is set on {' and '.join(FP16_KINDS)} devices only; use --dtype fp32 or int8")
     if dtype not in ok:
         on = f" on device {device!r}" if device else ""
         raise DtypeError(f"runtime {runtime!r}{on} cannot run dtype {dtype!r}; it runs: {', '.join(ok)}"
@@ -81,6 +95,9 @@ def quantizer_info(fmt: str, dtype: str) -> dict[str, Any]:
                     "format": "qoperator", "activations": "uint8", "weights": "int8", "per_channel": True,
                     "io": "uint8"}
         return {**base, "quantizer": "litert-torch-pt2e", "torchao": _version("torchao"), "per_channel": True}
+    if dtype == "fp16" and fmt == "tflite":
+        return {**base, "quantizer": "ai-edge-quantizer", "ai_edge_quantizer": _version("ai-edge-quantizer"),
+                "weights": "fp16", "inference": "xnnpack-force-fp16"}
     raise ExportError(f"no {dtype} export to {fmt}")
 
 
@@ -277,6 +294,19 @@ def _elementwise_quantizer(pq: Any) -> Any:
             return model
 
     return Quantizer()
+
+
+def fp16_tflite(fp32: Path, out: Path) -> None:
+    """The fp32 flatbuffer ``fp32`` with fp16 conv / fully-connected weights (each feeding its op through a
+    DEQUANTIZE, which XNNPACK folds into the weights), written to ``out``."""
+    from ai_edge_quantizer import qtyping, quantizer
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    q = quantizer.Quantizer(str(fp32))
+    for op in FP16_WEIGHT_OPS:
+        q.add_weight_only_config(".*", getattr(qtyping.TFLOperationName, op), 16,
+                                 algorithm_key=AlgorithmName.FLOAT_CASTING)
+    q.quantize().export_model(str(out), overwrite=True)
 
 
 def tflite_ops(path: Path) -> list[tuple[str, tuple[str, ...]]]:

@@ -391,14 +391,17 @@ def calibration_pass(
         if left:
             cost = left * protocol_seconds(predict(lut, net.arch, space).raw_total_ms, protocol) * cost_ratio
             cached = not fmt or artifact_path(net, fmt, dtype=backend.dtype).exists()  # type: ignore[arg-type]
-            if spent + cost + (0.0 if cached else statistics.fmean(exports) if exports else 0.0) > budget_s:
+            # Exports after the first one run in measure_models' pool of ``jobs`` processes: an int8 network's
+            # quantization costs seconds (LiteRT: ~20 s), and exported one by one they crowded out the models.
+            export_s = 0.0 if cached else statistics.fmean(exports) / max(1, jobs) if exports else 0.0
+            if spent + cost + export_s > budget_s:
                 continue  # a smaller model further down may still fit
-            if not cached:
+            if not cached and not exports:  # the first export is timed here: it prices the others
                 te = time.perf_counter()
                 export_networks([net], fmt, dtype=backend.dtype)  # type: ignore[arg-type]
                 exports.append(time.perf_counter() - te)
-                cost += exports[-1]
-            spent += cost
+                export_s = exports[-1]
+            spent += cost + export_s
         chosen.append(net)
     _finish(progress)
     measured = (measure or partial(measure_models, lut, device, backend))(

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from latency_lut.backends.base import sample_input
 
 APP_DIR = "/private/var/containers/Bundle/Application/5F0C2E1A-7B7D-4C51-9A34-0D1E2F3A4B5C/TFLiteBenchmark.app"
 SYSLOG_HEADER = "Nov 22 10:14:03 Johns-iPhone TFLiteBenchmark(TensorFlowLiteBenchmarkC)[812] <Notice>: "
@@ -41,7 +41,8 @@ def time_model(folder: Path) -> Timing:
     it.allocate_tensors()
     init_us = (time.perf_counter_ns() - t0) // 1000
     d = it.get_input_details()[0]
-    it.set_tensor(d["index"], np.random.default_rng(0).standard_normal(d["shape"]).astype(np.float32))
+    # like the app's benchmark: random input of the model's input type (int8 for a full-integer model)
+    it.set_tensor(d["index"], sample_input(d["shape"], d["dtype"]))
 
     def timed(n: int) -> list[int]:
         out = []

@@ -137,6 +137,11 @@ def test_cli_dtype_errors(tmp_path, cli):
     assert ok["predictions"][0]["total_ms"] > 0
     bad = cli("validate", "--lut", str(path), "--dtype", "fp32")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    lut.header["dtype"] = "fp32"  # the reverse: an fp32 LUT asked for int8 (or fp16) predictions
+    fp32 = lut.save(tmp_path / "fp32.json")
+    for want in ("int8", "fp16"):
+        bad = cli("predict", "--lut", str(fp32), "-a", "fbnet_a", "--dtype", want)
+        assert bad.returncode == 2 and f"measured in fp32, not {want}" in bad.stderr, bad.stderr
 
 
 def test_cli_int8_build_writes_its_own_lut(tmp_path, cli):
@@ -158,3 +163,64 @@ def test_cli_int8_build_writes_its_own_lut(tmp_path, cli):
     report = json.loads(val.stdout)
     assert report["summary"]["settings_match"] is True and len(report["rows"]) == 3
     assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in report["rows"])
+
+
+def test_tflite_fp16_has_fp16_weights_and_xnnpack_runs_fp16(artifact_cache):
+    """fp16: the fp32 flatbuffer with fp16 conv weights, run with XNNPACK's FORCE_FP16 flag. The flag is honoured,
+    not ignored: the outputs differ from fp32 inference by fp16 rounding (and by no more)."""
+    from latency_lut.backends import create_backend
+    from latency_lut.devices import get_device
+
+    path = export_spec(BLOCK, "tflite", dtype="fp16")
+    assert path.name == f"{BLOCK.key}-fp16.tflite"
+    ops = tflite_ops(path)
+    assert [dt for op, dt in ops if op == "DEQUANTIZE"] == [("float16",)] * 3, ops  # the three convs' weights
+    assert all(dt[0] == "float32" for op, dt in ops if op == "CONV_2D")
+    fp32_out = _litert_out(export_spec(BLOCK, "tflite"), None)
+    fp16_out = _litert_out(path, "fp16")
+    rel = np.abs(fp16_out - fp32_out).max() / np.abs(fp32_out).max()
+    assert 1e-5 < rel < 2e-2, rel
+    backend = create_backend(get_device("local"), "litert", "fp16")
+    assert backend.measure(BLOCK, path, QUICK).summary().median > 0
+
+
+def _litert_out(path: Path, dtype: str | None) -> np.ndarray:
+    from latency_lut.backends.local_litert import LiteRTBackend
+
+    b = LiteRTBackend()
+    x = np.random.default_rng(0).standard_normal((1, 16, 16, 8)).astype(np.float32)
+    if dtype is None:
+        it = b.interpreter(path)
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"]).copy()
+    from ai_edge_litert import options
+    from ai_edge_litert.compiled_model import CompiledModel
+
+    from latency_lut.quantize import XNNPACK_FLAGS_FP16
+
+    m = CompiledModel.from_file(str(path), options=options.Options(
+        cpu_options=options.CpuOptions(num_threads=1, xnnpack_flags=XNNPACK_FLAGS_FP16)))
+    ins, outs = m.create_input_buffers(0), m.create_output_buffers(0)
+    ins[0].write(x)
+    m.run_by_index(0, ins, outs)
+    return outs[0].read(x.size, np.float32).reshape(x.shape)
+
+
+def test_fp16_build_on_litert_and_clean_errors_elsewhere(tmp_path, artifact_cache):
+    from latency_lut.backends import create_backend
+    from latency_lut.devices import get_device
+    from latency_lut.store import Store
+
+    dev = get_device("local")
+    fp16 = create_backend(dev, "litert", "fp16")
+    assert config_for(dev, fp16, QUICK).settings["exporter"]["inference"] == "xnnpack-force-fp16"
+    space = get_space("fbnet", 32, 0.25)
+    with Store(tmp_path / "s.sqlite") as st:
+        res = build_lut(space, dev, fp16, st, QUICK, specs=[BLOCK, space.stem_spec()])
+    assert res.lut.header["dtype"] == "fp16" and len(res.lut.entries) == 2 and not res.failed
+    assert all(e.median > 0 for e in res.lut.entries.values())
+    with pytest.raises(DtypeError, match=r"device 'iphonex' \(ios\) cannot run dtype 'fp16'"):
+        check_dtype("litert", "fp16", "iphonex", "ios")
+    with pytest.raises(DtypeError, match="runtime 'onnxruntime' on device 'local' cannot run dtype 'fp16'"):
+        create_backend(dev, "onnxruntime", "fp16")

@@ -51,10 +51,14 @@ def create_backend(device: Device, runtime: str | None = None, dtype: str = "fp3
         raise DeviceError(
             f"device {device.name!r} does not offer runtime {rt!r}; its runtimes: {', '.join(device.runtimes)}"
         )
-    check_dtype(rt, dtype, device.name)
+    check_dtype(rt, dtype, device.name, device.kind)
     cls = backend_class(device.kind, rt)
     backend = cls.from_device(device, **overrides) if hasattr(cls, "from_device") else cls(
         threads=overrides.get("threads") or device.threads
     )
-    backend.dtype = dtype
+    try:
+        backend.use_dtype(dtype)
+    except BaseException:
+        backend.close()
+        raise
     return backend

@@ -33,6 +33,11 @@ class Backend(ABC):
     @abstractmethod
     def runtime_version(self) -> str: ...
 
+    def use_dtype(self, dtype: str) -> None:
+        """Run artifacts in ``dtype`` (the runtime is known to run it); a device that cannot, refuses it here with a
+        :class:`~latency_lut.quantize.DtypeError` naming the device."""
+        self.dtype = dtype
+
     @abstractmethod
     def measure(self, spec: OpSpec, artifact: Path | None, protocol: Protocol) -> RunResult:
         """One attempt at one unit: warmup, timed runs, raw samples in ms.

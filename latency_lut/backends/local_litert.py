@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Callable, Iterator
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -35,8 +39,42 @@ class LiteRTBackend(Backend):
         it.allocate_tensors()
         return it
 
+    def compiled_fp16(self, path: Path) -> contextlib.AbstractContextManager[Callable[[], None]]:
+        """fp16 inference, as a callable running one: the Interpreter has no XNNPACK flags, LiteRT's CompiledModel
+        takes them (FORCE_FP16)."""
+        from latency_lut.quantize import XNNPACK_FLAGS_FP16
+
+        return self.compiled(path, XNNPACK_FLAGS_FP16)
+
+    @contextlib.contextmanager
+    def compiled(self, path: Path, xnnpack_flags: int) -> Iterator[Callable[[], None]]:
+        """A callable running one inference of ``path`` through LiteRT's CompiledModel with these XNNPACK flags.
+
+        Its first run and its release log every accelerator LiteRT registers or destroys, so they happen quietly
+        here (the first run is one more warmup)."""
+        from ai_edge_litert import options
+        from ai_edge_litert.compiled_model import CompiledModel
+
+        from latency_lut.export import _quiet_native_output
+
+        cpu = options.CpuOptions(num_threads=self.threads, xnnpack_flags=xnnpack_flags)
+        with _quiet_native_output():
+            model = CompiledModel.from_file(str(path), options=options.Options(cpu_options=cpu))
+            held = [partial(model.run_by_index, 0, model.create_input_buffers(0), model.create_output_buffers(0))]
+            del model
+            held[0]()
+        try:
+            yield lambda: held[0]()
+        finally:
+            with _quiet_native_output():
+                held.clear()  # the model and its environment go now, not when the caller lets go
+                gc.collect()
+
     def measure(self, spec: OpSpec, artifact: Path | None, protocol: Protocol) -> RunResult:
         assert artifact is not None
+        if self.dtype == "fp16":
+            with self.compiled_fp16(artifact) as run:
+                return RunResult(time_callable(run, protocol))
         it = self.interpreter(artifact)
         d = it.get_input_details()[0]
         it.set_tensor(d["index"], sample_input(d["shape"], d["dtype"]))

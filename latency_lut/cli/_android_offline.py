@@ -15,7 +15,7 @@ from latency_lut.cli._common import ClickProgress, default_store, echo_json, tab
 
 def build_bundle(dev: Any, sp: Any, device_arg: str, *, threads: int | None, overrides: dict[str, Any],
                  only: Sequence[str], bundle_path: Path | None, store_path: Path | None, jobs: int, quiet: bool,
-                 as_json: bool) -> None:
+                 as_json: bool, dtype: str = "fp32") -> None:
     """Export the micro-models and write the bundle with its scripts; print what to do next."""
     from latency_lut.backends.android.offline import OfflineAndroid, make_bundle
     from latency_lut.backends.ios.bundle import default_bundle_root
@@ -23,20 +23,23 @@ def build_bundle(dev: Any, sp: Any, device_arg: str, *, threads: int | None, ove
     from latency_lut.export import artifact_path, export_many
     from latency_lut.measure import Protocol
     from latency_lut.offline.bundles import select_specs
+    from latency_lut.quantize import check_dtype
     from latency_lut.store import Store
 
     try:
         protocol = Protocol(**{**overrides, "retries": 0})  # the phone runs each model once per script run
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+    check_dtype(dev.runtime, dtype, dev.name, dev.kind)
     backend = OfflineAndroid.from_device(dev, threads)
+    backend.use_dtype(dtype)  # the phone script's flags and the configuration (its settings) carry it
     config = config_for(dev, backend, protocol)
     specs = select_specs(sp, only)
     t0 = time.perf_counter()
-    cached = sum(artifact_path(s, "tflite").exists() for s in specs)
+    cached = sum(artifact_path(s, "tflite", dtype=dtype).exists() for s in specs)
     bar = ClickProgress(quiet or as_json)
-    bar.start("export tflite", len(specs))
-    artifacts = export_many(specs, "tflite", jobs=jobs, on_done=lambda s: bar.advance(s.key))
+    bar.start("export tflite" + ("" if dtype == "fp32" else f" {dtype}"), len(specs))
+    artifacts = export_many(specs, "tflite", jobs=jobs, on_done=lambda s: bar.advance(s.key), dtype=dtype)
     bar.finish()
     res = make_bundle(specs, artifacts, backend, config, protocol, {**sp.describe(), "id": sp.id}, not only,
                       root=default_bundle_root(), path=bundle_path)
@@ -45,7 +48,7 @@ def build_bundle(dev: Any, sp: Any, device_arg: str, *, threads: int | None, ove
     cmd = (f"fbnet-lut ingest --device {shlex.quote(device_arg)} --bundle {shlex.quote(str(res.path))} "
            f"fbnet-lut-{res.manifest.bundle_id}.log")
     summary = {"status": "complete" if have == len(specs) else "waiting_for_results", "bundle": str(res.path),
-               "bundle_id": res.manifest.bundle_id, "bundle_reused": res.reused, "device": dev.name,
+               "bundle_id": res.manifest.bundle_id, "bundle_reused": res.reused, "device": dev.name, "dtype": dtype,
                "space": sp.id, "models": len(specs), "exported": len(specs) - cached, "cached": cached,
                "results_in_store": have, "total_seconds": round(time.perf_counter() - t0, 2),
                "ingest_command": cmd}
@@ -85,7 +88,8 @@ def ingest_logs(dev: Any, results: Sequence[Path], bundle_path: Path | None, out
     if m.device != dev.name:
         raise BundleError(f"bundle {m.bundle_id} ({m.path}) was made for device {m.device!r}, not {dev.name!r}")
     space = from_description(m.space, str(m.path))
-    out = check_output_path(output or default_lut_path(dev.name, dev.runtime, space.id))
+    out = check_output_path(output or default_lut_path(dev.name, dev.runtime, space.id,
+                                                       str(m.settings.get("dtype", "fp32"))))
     backend = OfflineAndroid.from_device(dev, m.threads)
     with Store(store or default_store()) as st:
         rep = ingest([(s.name, s.text) for s in sources], m, st, Protocol.from_dict(m.protocol).noise_threshold)

@@ -15,6 +15,7 @@ from latency_lut.errors import DeviceError
 from latency_lut.offline.bundles import IOS_CALIBRATION_MODELS, build_bundle, ingest_command
 from latency_lut.outputs import check_outputs
 from latency_lut.paths import default_lut_path
+from latency_lut.quantize import check_dtype
 from latency_lut.spaces import SearchSpace
 from latency_lut.store import Store
 
@@ -22,19 +23,20 @@ from latency_lut.store import Store
 def ios_bundle_flow(device: Device, space: SearchSpace, *, runtime: str | None, threads: int | None,
                     overrides: dict[str, Any], only: Sequence[str], bundle_path: Path | None, store_path: Path | None,
                     lut_path: Path | None, csv_path: Path | None, jobs: int, quiet: bool, as_json: bool,
-                    calibration_models: int | None = None) -> None:
+                    calibration_models: int | None = None, dtype: str = "fp32") -> None:
     """The build command's iOS branch: print what was bundled and what to do next."""
     if runtime not in (None, device.runtime):
         raise DeviceError(f"device {device.name!r} runs {device.runtime} in the iOS benchmark app; drop --runtime")
+    check_dtype(device.runtime, dtype, device.name, device.kind)
     store_path = store_path or default_store()
-    out = check_outputs({"-o": lut_path or default_lut_path(device.name, device.runtime, space.id),
+    out = check_outputs({"-o": lut_path or default_lut_path(device.name, device.runtime, space.id, dtype),
                          "--csv": csv_path}, store=store_path)["-o"]
     t0 = time.perf_counter()
     with Store(store_path) as st:
         res = build_bundle(space, device, st, threads=threads, protocol_overrides=overrides, only=only,
                            bundle_path=bundle_path, jobs=jobs, progress=ClickProgress(quiet or as_json),
                            calibration_models=IOS_CALIBRATION_MODELS if calibration_models is None
-                           else calibration_models)
+                           else calibration_models, dtype=dtype)
     m = res.bundle.manifest
     if res.lut is not None:
         res.lut.save(out)

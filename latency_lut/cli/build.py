@@ -141,12 +141,13 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
         return ios_bundle_flow(dev, sp, runtime=runtime, threads=threads, overrides=overrides, only=only,
                                bundle_path=bundle_path, store_path=store, lut_path=output, csv_path=csv_path,
                                jobs=jobs, quiet=quiet, as_json=as_json,
-                               calibration_models=0 if no_calibrate else calibration_models)
+                               calibration_models=0 if no_calibrate else calibration_models, dtype=dtype)
     if dev.kind == "android" and bundle_path is not None:  # a phone this host cannot reach: bundle out, log in
         from latency_lut.cli._android_offline import build_bundle
 
         return build_bundle(dev, sp, device, threads=threads, overrides=overrides, only=only,
-                            bundle_path=bundle_path, store_path=store, jobs=jobs, quiet=quiet, as_json=as_json)
+                            bundle_path=bundle_path, store_path=store, jobs=jobs, quiet=quiet, as_json=as_json,
+                            dtype=dtype)
     try:
         protocol = Protocol(**overrides)
     except ValueError as e:

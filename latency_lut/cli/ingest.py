@@ -94,7 +94,8 @@ def ingest(results: tuple[Path, ...], device: str | None, bundle_path: Path | No
 
     store = store or default_store()
     inputs = {f"RESULTS #{i + 1}": p for i, p in enumerate(results)}
-    out = check_outputs({"-o": output or default_lut_path(dev.name, dev.runtime, manifest_space(manifest).id),
+    out = check_outputs({"-o": output or default_lut_path(dev.name, dev.runtime, manifest_space(manifest).id,
+                                                          str(manifest.settings.get("dtype", "fp32"))),
                          "--csv": csv_path}, inputs=inputs, store=store)["-o"]
     with Store(store) as st:
         rep = run_ingest(sources, manifest, dev, st, device_info=given)

@@ -13,6 +13,7 @@ from latency_lut.cli._common import (
     THREADS,
     ClickProgress,
     default_store,
+    dtype_option,
     echo_json,
     parse_shape,
     store_option,
@@ -65,6 +66,9 @@ def _onnx_shape(path: Path) -> tuple[int, ...]:
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 1000),
               help="Interleaved rounds; a model's latency is the median of its round medians.")
 @click.option("--threads", "-t", default=None, type=THREADS, help="Runtime threads [default: the device's].")
+@dtype_option("fp32", "Precision of the models: int8 (static post-training quantization with synthetic calibration "
+                      "data and 8-bit I/O, as 'build --dtype int8' quantizes its ops; ONNX Runtime and LiteRT) or "
+                      "fp32.")
 @click.option("--warmup", default=None, type=COUNT, help="Warmup runs per round [default: 5].")
 @click.option("--runs", default=None, type=click.IntRange(3, COUNT.max),
               help="Minimum timed runs per round [default: 30].")
@@ -75,7 +79,8 @@ def _onnx_shape(path: Path) -> tuple[int, ...]:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_files: tuple[Path, ...],
-            archs: tuple[str, ...], input_shape: str | None, rounds: int, threads: int | None, warmup: int | None,
+            archs: tuple[str, ...], input_shape: str | None, rounds: int, threads: int | None, dtype: str,
+            warmup: int | None,
             runs: int | None, min_seconds: float | None, store: Path | None, bundle_path: Path | None,
             quiet: bool, as_json: bool) -> None:
     """Measure whole models end to end on a device: any torch module, ONNX file or architecture of the space.
@@ -92,6 +97,7 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
       fbnet-lut measure -r litert -m mymodels.py:net -m geffnet:efficientnet_b0 --json
       fbnet-lut measure --onnx model.onnx --device local
       fbnet-lut measure -d pixel -a fbnet_c
+      fbnet-lut measure -r litert --dtype int8 -a fbnet_a -a fbnet_c   # full-integer int8 models
     """
     from latency_lut.backends import create_backend
     from latency_lut.build import config_for
@@ -120,7 +126,11 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
 
         if runtime not in (None, dev.runtime):
             raise click.UsageError(f"device {dev.name!r} runs {dev.runtime} in the iOS benchmark app; drop --runtime")
-        b = build_models_bundle(units, dev, threads=threads, protocol_overrides=overrides, bundle_path=bundle_path)
+        from latency_lut.quantize import check_dtype
+
+        check_dtype(dev.runtime, dtype, dev.name, dev.kind)
+        b = build_models_bundle(units, dev, threads=threads, protocol_overrides=overrides, bundle_path=bundle_path,
+                                dtype=dtype)
         cmd = ingest_command(dev, b.path)
         if as_json:
             echo_json({"device": dev.name, "bundle": str(b.path), "bundle_id": b.manifest.bundle_id,
@@ -134,11 +144,13 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
         protocol = Protocol(**overrides)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
-    backend = create_backend(dev, runtime, threads=threads)
+    backend = create_backend(dev, runtime, dtype, threads=threads)  # a dtype the runtime lacks: error naming both
     progress = ClickProgress(quiet or as_json)
     try:
-        progress.start(f"export {backend.artifact_format or 'onnx'}", len(units))
-        arts = export_units(units, backend.artifact_format, on_done=lambda u: progress.advance(u.name))
+        progress.start(f"export {backend.artifact_format or 'onnx'}{'' if dtype == 'fp32' else ' ' + dtype}",
+                       len(units))
+        arts = export_units(units, backend.artifact_format, on_done=lambda u: progress.advance(u.name),
+                            dtype=dtype)
         progress.finish()
         progress.start(f"measure x{rounds}", len(units) * rounds)
         with Store(st_path) as st:  # each round stored as it is taken: a killed measure resumes
@@ -155,13 +167,13 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
                      "median_ms": m.median_ms if m.ok else None, "round_ms": m.round_medians if m.ok else [],
                      "noise": m.noise if m.ok else None, "error": m.error})
     if as_json:
-        echo_json({"device": dev.name, "runtime": backend.runtime, "threads": backend.threads,
+        echo_json({"device": dev.name, "runtime": backend.runtime, "dtype": dtype, "threads": backend.threads,
                    "protocol": protocol.to_dict(), "rounds": rounds, "store": str(st_path), "models": rows})
         return
     body = [[r["model"], r["key"], "x".join(str(v) for v in r["input_shape"]), r["median_ms"] or "",
              "" if r["noise"] is None else f"{100 * r['noise']:.1f}%", (r["error"] or "")[:60]] for r in rows]
     click.echo(table(body, ["model", "key", "input", "median ms", "noise", "error"]))
-    click.echo(f"({dev.name}, {backend.runtime} {backend.runtime_version()}, {backend.threads} thread(s), "
+    click.echo(f"({dev.name}, {backend.runtime} {backend.runtime_version()} {dtype}, {backend.threads} thread(s), "
                f"{rounds} interleaved round(s); stored in {st_path})")
     failed = [r for r in rows if r["error"]]
     if failed and len(failed) == len(rows):

@@ -72,10 +72,13 @@ def build_bundle(
     jobs: int = 1,
     progress: Progress | None = None,
     calibration_models: int = IOS_CALIBRATION_MODELS,
+    dtype: str = "fp32",
 ) -> BundleBuild:
     """Export the ops (and, for a whole-space bundle, the calibration networks: the space's named architectures
-    plus ``calibration_models`` sampled ones, which ingest fits the LUT's calibration on) into a bundle."""
+    plus ``calibration_models`` sampled ones, which ingest fits the LUT's calibration on) into a bundle, in
+    ``dtype`` (int8: full-integer models, which the app's benchmark feeds 8-bit inputs)."""
     app = IOSApp(device, threads)
+    app.use_dtype(dtype)
     protocol = app.protocol(**(protocol_overrides or {}))
     specs = select_specs(space, only)
     config = config_for(device, app, protocol)
@@ -83,11 +86,11 @@ def build_bundle(
     t0 = time.perf_counter()
     from latency_lut.export import artifact_path
 
-    cached = sum(artifact_path(s, "tflite").exists() for s in specs)
+    cached = sum(artifact_path(s, "tflite", dtype=dtype).exists() for s in specs)
     if progress:
-        progress.start("export tflite", len(specs))
+        progress.start("export tflite" + ("" if dtype == "fp32" else f" {dtype}"), len(specs))
     artifacts = export_many(specs, "tflite", jobs=jobs, on_done=(lambda s: progress.advance(s.key)) if progress
-                            else None)
+                            else None, dtype=dtype)
     if progress:
         progress.finish()
     nets: list[NetworkSpec] = []
@@ -95,7 +98,7 @@ def build_bundle(
         candidates = sample_archs(space, calibration_models, CALIBRATION_SEED, named=True)
         if progress:
             progress.start("export networks", len(candidates))
-        made = export_networks(candidates, "tflite", jobs=jobs,
+        made = export_networks(candidates, "tflite", jobs=jobs, dtype=dtype,
                                on_done=(lambda n: progress.advance(n.name)) if progress else None)
         if progress:
             progress.finish()
@@ -123,17 +126,19 @@ def ingest_command(device: Device, bundle: Path) -> str:
 
 def build_models_bundle(units: Sequence[Any], device: Device, *, threads: int | None = None,
                         protocol_overrides: dict[str, Any] | None = None, bundle_path: Path | None = None,
-                        bundle_root: Path | None = None) -> BundleResult:
+                        bundle_root: Path | None = None, dtype: str = "fp32") -> BundleResult:
     """A bundle of whole models (``models.ModelUnit``s or a space's networks) for ``fbnet-lut measure`` on an
-    iPhone: each exported to TFLite under its content key; the phone's log is read back with ``ingest``."""
+    iPhone: each exported to TFLite (in ``dtype``) under its content key; the phone's log is read back with
+    ``ingest``."""
     from latency_lut.errors import LatencyLutError
     from latency_lut.models import export_units
     from latency_lut.spaces import get_space
 
     app = IOSApp(device, threads)
+    app.use_dtype(dtype)
     protocol = app.protocol(**(protocol_overrides or {}))
     config = config_for(device, app, protocol)
-    arts = export_units(units, "tflite")
+    arts = export_units(units, "tflite", dtype=dtype)
     bad = [(u.name, a) for u in units if isinstance(a := arts.get(u.key), LatencyLutError)]
     if bad:
         raise LatencyLutError(f"cannot bundle {bad[0][0]}: {bad[0][1]}")

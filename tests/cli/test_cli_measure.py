@@ -137,3 +137,31 @@ def test_measure_on_iphone_bundles_whole_models_and_ingest_stores_them(cli, work
     assert rep["added"] == [key] and rep["missing"] == []
     with sqlite3.connect(work / "store.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM measurements WHERE key = ?", (key,)).fetchone()[0] == 1
+
+
+def test_measure_dtype_int8_runs_quantized_models(cli, work, artifact_cache):
+    """--dtype int8 quantizes a torch module and an ONNX file as a build quantizes its ops: other content keys
+    than fp32, int8 kernels in what ONNX Runtime runs, the dtype in the stored settings; torch: a clean error."""
+    from pathlib import Path
+
+    from latency_lut.quantize import ort_kernels
+
+    fp32 = json.loads(cli("measure", "-m", "mymodels:block", "--input-shape", "1,3,32,32", "--rounds", "1", *QUICK,
+                          "--json", check=True).stdout)["models"][0]
+    onnx_file = next(Path(artifact_cache).glob(f"artifacts/*/{fp32['key']}.onnx"))
+    res = json.loads(cli("measure", "-m", "mymodels:block", "--onnx", str(onnx_file), "--input-shape", "1,3,32,32",
+                         "--dtype", "int8", "--rounds", "2", *QUICK, "--json", check=True).stdout)
+    assert res["dtype"] == "int8" and len(res["models"]) == 2
+    for m in res["models"]:
+        assert m["median_ms"] > 0 and m["key"] != fp32["key"] and not m["error"]
+        (art,) = Path(artifact_cache).glob(f"artifacts/*int8*/{m['key']}-int8.onnx")
+        kernels = ort_kernels(art)
+        assert kernels["com.microsoft:QLinearConv"] >= 3 and "Conv" not in kernels, kernels
+    with sqlite3.connect(work / "store.sqlite") as db:
+        settings = [json.loads(s) for (s,) in db.execute(
+            "SELECT s.settings FROM measurements m JOIN sessions s ON m.session_id = s.id WHERE m.key = ?",
+            (res["models"][0]["key"],))]
+    assert settings and all(s["dtype"] == "int8" for s in settings)
+    bad = cli("measure", "-r", "torch", "--dtype", "int8", "-m", "mymodels:block", "--input-shape", "1,3,32,32")
+    assert bad.returncode == 2 and bad.stderr.startswith("Error:") and "'torch'" in bad.stderr \
+        and "'int8'" in bad.stderr, bad.stderr

@@ -42,8 +42,9 @@ def _bool(v: bool) -> str:
     return "true" if v else "false"
 
 
-def benchmark_flags(c: AndroidConfig, threads: int, protocol: Protocol) -> list[str]:
-    """benchmark_model's flags after ``--graph`` for this descriptor and protocol (live and offline runs alike)."""
+def benchmark_flags(c: AndroidConfig, threads: int, protocol: Protocol, dtype: str = "fp32") -> list[str]:
+    """benchmark_model's flags after ``--graph`` for this descriptor, protocol and dtype (live and offline runs
+    alike): fp16 asks the delegate for fp16 inference (XNNPACK's FORCE_FP16, the GPU's reduced precision)."""
     args = [
         f"--num_threads={threads}", f"--warmup_runs={protocol.warmup}", "--warmup_min_secs=0",
         f"--num_runs={protocol.runs}", f"--min_secs={protocol.min_seconds:g}", f"--max_secs={protocol.max_seconds:g}",
@@ -51,6 +52,9 @@ def benchmark_flags(c: AndroidConfig, threads: int, protocol: Protocol) -> list[
     ]
     if c.nnapi:
         args.append("--use_nnapi=true")
+    if dtype == "fp16":
+        args += ["--xnnpack_force_fp16=true"] if c.xnnpack else []
+        args += ["--gpu_precision_loss_allowed=true"] if c.gpu else []
     if c.op_profiling:
         args.append("--enable_op_profiling=true")
     return args
@@ -129,6 +133,15 @@ class AndroidBackend(Backend):
     def runtime_version(self) -> str:
         # benchmark_model prints no version; its checksum identifies the build (a new binary is a new config).
         return f"benchmark_model sha256:{self.binary_sha256()[:16]}"
+
+    def use_dtype(self, dtype: str) -> None:
+        if dtype == "fp16" and not (self.config.xnnpack or self.config.gpu):
+            from latency_lut.quantize import DtypeError
+
+            raise DtypeError(f"device {self.config.name!r} (delegate {self.config.delegate!r}) cannot run dtype "
+                             "'fp16': benchmark_model runs fp16 inference with the xnnpack or gpu delegate; set "
+                             f"delegate: xnnpack in {self.config.source}, or use --dtype fp32 or int8")
+        super().use_dtype(dtype)
 
     def settings(self) -> dict[str, Any]:
         c = self.config
@@ -281,7 +294,7 @@ class AndroidBackend(Backend):
     def command(self, remote_model: str, protocol: Protocol) -> str:
         """The benchmark command line, every word quoted."""
         return quote("taskset", self.config.cpu_mask, self.remote_binary, f"--graph={remote_model}",
-                     *benchmark_flags(self.config, self.threads, protocol))
+                     *benchmark_flags(self.config, self.threads, protocol, self.dtype))
 
     def measure(self, spec: OpSpec, artifact: Path | None, protocol: Protocol) -> RunResult:
         if artifact is None:

@@ -16,6 +16,9 @@ from latency_lut.errors import DeviceError
 DEFAULT_KEY = "~/.android/adbkey"  # the key `adb` itself uses, so a phone that trusts adb trusts this tool too
 DEFAULT_REMOTE_DIR = "/data/local/tmp/fbnet-lut"
 
+# The descriptor's ``delegate``: what benchmark_model runs the model with (none: TFLite's built-in CPU kernels).
+DELEGATES = ("xnnpack", "none", "gpu", "nnapi")
+
 # ELF e_machine -> Android ABI, to check the benchmark binary before pushing it.
 ELF_ABIS = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}
 
@@ -46,6 +49,10 @@ class AndroidConfig:
     auth_timeout_seconds: float = 30.0
     reconnect_attempts: int = 3
     reconnect_delay_seconds: float = 2.0
+
+    @property
+    def delegate(self) -> str:
+        return "gpu" if self.gpu else "nnapi" if self.nnapi else "xnnpack" if self.xnnpack else "none"
 
     @classmethod
     def from_options(cls, name: str, source: str, threads: int, opts: dict[str, Any]) -> AndroidConfig:
@@ -82,16 +89,32 @@ class AndroidConfig:
         attempts = int(opts.get("reconnect_attempts", 3))
         if attempts < 0:
             raise bad("reconnect_attempts", "must be >= 0")
+        switches = delegate_switches(opts, bad)
 
         return cls(
             name=name, source=source, target=target, adb_key=Path(_expand(opts.get("adb_key")) or DEFAULT_KEY),
             cpu_mask=mask_text, threads=threads, benchmark_binary=Path(binary), remote_dir=remote,
             thermal_zones=zones, cooldown_celsius=cool,
-            xnnpack=bool(opts.get("xnnpack", True)), gpu=bool(opts.get("gpu", False)),
-            nnapi=bool(opts.get("nnapi", False)), op_profiling=bool(opts.get("op_profiling", False)),
+            **switches, op_profiling=bool(opts.get("op_profiling", False)),
             fixed_performance_mode=bool(opts.get("fixed_performance_mode", False)),
             keep_files=bool(opts.get("keep_files", False)), reconnect_attempts=attempts, **nums,
         )
+
+
+def delegate_switches(opts: dict[str, Any], bad: Any) -> dict[str, bool]:
+    """benchmark_model's delegate switches from ``delegate`` (xnnpack, none, gpu, nnapi), or from the older
+    booleans ``xnnpack``/``gpu``/``nnapi``; a boolean that contradicts ``delegate`` is an error naming both."""
+    if opts.get("delegate") is None:
+        return {"xnnpack": bool(opts.get("xnnpack", True)), "gpu": bool(opts.get("gpu", False)),
+                "nnapi": bool(opts.get("nnapi", False))}
+    delegate = str(opts["delegate"]).lower()
+    if delegate not in DELEGATES:
+        raise bad("delegate", f"must be one of {', '.join(DELEGATES)}, got {opts['delegate']!r}")
+    switches = {name: delegate == name for name in ("xnnpack", "gpu", "nnapi")}
+    for name, on in switches.items():
+        if name in opts and bool(opts[name]) != on:
+            raise bad(name, f"({opts[name]!r}) contradicts delegate {delegate!r}; drop {name!r}")
+    return switches
 
 
 def elf_abi(path: Path, source: str = "the device descriptor") -> str | None:

@@ -93,7 +93,7 @@ def load_manifest(bundle: str | Path) -> Manifest:
 
 def phone_script(m: Manifest, config: AndroidConfig, protocol: Protocol) -> str:
     """The POSIX sh script that runs every model of the bundle on the phone, output on stdout."""
-    flags = quote(*benchmark_flags(config, m.threads, protocol))
+    flags = quote(*benchmark_flags(config, m.threads, protocol, str(m.settings.get("dtype", "fp32"))))
     zones = " ".join(shlex.quote(str(z)) for z in config.thermal_zones)
     cool = config.cooldown_celsius
     lines = [

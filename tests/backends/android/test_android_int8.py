@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from android_fixtures import LOOPBACK, env_for_cli, phone, phone_home  # noqa: F401
+from android_fixtures import LOOPBACK, env_for_cli, loopback_doc, make_backend, phone, phone_home, tiny_models  # noqa: F401
 from conftest import FAST, run_cli
 
 from latency_lut.export import artifact_path, export_spec
@@ -39,3 +39,61 @@ def test_int8_build_on_the_phone_runs_int8_models_with_xnnpack(tmp_path, phone, 
     # the phone ran the int8 file (pushed under its checksum): one distinct model, the full-integer one
     assert len({c.split("--graph=")[1].split()[0] for c in graphs}) == 1
     assert [p for p in phone.sent if p.endswith(".tflite")] and not (phone.data_dir / "fbnet-lut").exists()
+
+
+def _bench_words(phone) -> list[list[str]]:
+    import shlex
+
+    return [shlex.split(c.split("\n")[0].removeprefix("( ")) for c in phone.commands
+            if "--graph=" in c and ".no-such-model" not in c]
+
+
+def test_descriptor_delegate_reaches_benchmark_model(phone, make_backend, tiny_models):
+    """``delegate`` (xnnpack / none / gpu / nnapi) picks benchmark_model's delegate flags; the loopback phone's
+    stand-in runs the model as told (XNNPACK or the built-in kernels) and, like a phone without one, refuses GPU."""
+    import pytest
+
+    from latency_lut.devices import parse_descriptor
+    from latency_lut.errors import DeviceError
+    from latency_lut.measure import Protocol
+
+    quick = Protocol(warmup=1, runs=3, min_seconds=0, retries=0)
+    spec, path = next(iter(tiny_models.items()))
+    for delegate, want in (("xnnpack", "--use_xnnpack=true"), ("none", "--use_xnnpack=false")):
+        phone.commands.clear()
+        backend = make_backend(delegate=delegate, xnnpack=None)
+        assert backend.config.delegate == delegate and backend.measure(spec, path, quick).summary().median > 0
+        (words,) = _bench_words(phone)
+        assert want in words and "--use_gpu=false" in words and "--use_nnapi=true" not in words
+    gpu = make_backend(delegate="gpu", xnnpack=None)
+    with pytest.raises(DeviceError, match="GPU acceleration is unsupported"):
+        gpu.measure(spec, path, quick)
+    assert "--use_gpu=true" in _bench_words(phone)[-1]
+    with pytest.raises(DeviceError, match=r"field 'xnnpack' \(True\) contradicts delegate 'none'"):
+        make_backend(delegate="none", xnnpack=True)
+    with pytest.raises(DeviceError, match="field 'delegate' must be one of xnnpack, none, gpu, nnapi"):
+        make_backend(delegate="coreml", xnnpack=None)
+    with pytest.raises(DeviceError, match=r"field 'delegate' has the wrong type"):
+        parse_descriptor(loopback_doc(delegate=1, xnnpack=None), "loopback.yaml")
+
+
+def test_fp16_on_the_phone_forces_xnnpack_fp16(phone, tiny_models, artifact_cache):
+    """--dtype fp16 on a phone: the fp16-weight model, run with benchmark_model's --xnnpack_force_fp16 (which the
+    stand-in honours with XNNPACK's FORCE_FP16 flag); a phone with delegate none cannot, and says so."""
+    import pytest
+
+    from latency_lut.backends import create_backend
+    from latency_lut.devices import parse_descriptor
+    from latency_lut.measure import Protocol
+    from latency_lut.quantize import DtypeError
+
+    spec = next(iter(tiny_models))
+    path = export_spec(spec, "tflite", artifact_cache, dtype="fp16")
+    backend = create_backend(parse_descriptor(loopback_doc(), "loopback.yaml"), dtype="fp16")
+    try:
+        r = backend.measure(spec, path, Protocol(warmup=1, runs=3, min_seconds=0, retries=0))
+    finally:
+        backend.close()
+    assert r.summary().median > 0 and "--xnnpack_force_fp16=true" in _bench_words(phone)[-1]
+    with pytest.raises(DtypeError, match=r"device 'loopback' \(delegate 'none'\) cannot run dtype 'fp16'"):
+        create_backend(parse_descriptor(loopback_doc(delegate="none", xnnpack=None), "loopback.yaml"), dtype="fp16")

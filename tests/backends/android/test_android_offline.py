@@ -113,3 +113,31 @@ def test_log_without_names_is_keyed_by_graph_path(lab):
     (root / "plain.log").write_text(plain)
     p = cli("ingest", "--device", "lab.yaml", "--bundle", "b", "plain.log", "--json", check=True)
     assert sorted(json.loads(p.stdout)["already_ingested"]) == KEYS
+
+
+def test_int8_and_fp16_bundles(lab):
+    """--dtype on an offline bundle: int8 full-integer models whose LUT ingest writes as an int8 LUT (its own default
+    file); fp16 models run with --xnnpack_force_fp16."""
+    from latency_lut.quantize import tflite_ops
+
+    root, cli, _, _ = lab
+    s = json.loads(cli("build", "--device", "lab.yaml", *SPACE, *FAST, "--only", KEYS[0], "--dtype", "int8",
+                       "--bundle", "b8", "--json", check=True).stdout)
+    m = json.loads((root / "b8" / "manifest.json").read_text())
+    assert s["dtype"] == "int8" and m["settings"]["dtype"] == "int8"
+    ops = tflite_ops(root / "b8" / m["models"][0]["file"])
+    assert {dt[0] for op, dt in ops if op.endswith("CONV_2D")} == {"int8"}, ops
+    log = subprocess.run(["sh", str(root / "b8" / "run_on_phone.sh")], capture_output=True, text=True, check=True,
+                         timeout=300).stdout
+    (root / "int8.log").write_text(log)
+    rep = json.loads(cli("ingest", "--device", "lab.yaml", "--bundle", "b8", "int8.log", "--json", check=True).stdout)
+    assert rep["added"] == [KEYS[0]] and rep["lut"].endswith("labphone-litert-32-w0.25-int8.json"), rep["lut"]
+    assert json.loads((root / rep["lut"]).read_text())["header"]["dtype"] == "int8"
+    cli("build", "--device", "lab.yaml", *SPACE, *FAST, "--only", KEYS[0], "--dtype", "fp16", "--bundle", "b16",
+        "--json", check=True)
+    assert "--xnnpack_force_fp16=true" in (root / "b16" / "run_on_phone.sh").read_text()
+    doc = yaml.safe_load((root / "lab.yaml").read_text())
+    (root / "lab-cpu.yaml").write_text(yaml.safe_dump({**doc, "name": "labcpu", "delegate": "none"}))
+    bad = cli("build", "--device", "lab-cpu.yaml", *SPACE, "--only", KEYS[0], "--dtype", "fp16", "--bundle", "bx")
+    assert bad.returncode == 2 and bad.stderr.startswith("Error:") and "Traceback" not in bad.stderr
+    assert "'labcpu' (delegate 'none') cannot run dtype 'fp16'" in bad.stderr and not (root / "bx").exists()

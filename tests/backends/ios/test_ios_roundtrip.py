@@ -195,3 +195,26 @@ def test_whole_space_bundle(tmp_path: Path, artifact_cache: Path):
     cal = lut.header["calibration"]
     assert cal["device"] == "iphonex" and sorted(cal["fitted_on"]) == sorted(nets)
     assert cal["source"]["by"] == "ingest" and cal["cross_validated"]["calibrated_cv"]["n"] == 3
+
+
+def test_int8_bundle_round_trip_and_fp16_refused(tmp_path: Path, artifact_cache: Path):
+    """--dtype int8 for an iPhone: full-integer models in the bundle, the configuration (settings) int8, and ingest
+    writes an int8 LUT under its own default name; fp16 is refused naming the device (the app has no fp16 switch)."""
+    from latency_lut.quantize import tflite_ops
+
+    env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(tmp_path / "store.sqlite"))
+    s = json.loads(run_cli("build", "--device", "iphonex", *SPACE, *FAST, "--only", KEYS[1], "--dtype", "int8",
+                           "--json", cwd=tmp_path, env=env, check=True).stdout)
+    bundle = tmp_path / s["bundle"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["settings"]["dtype"] == "int8" and manifest["settings"]["exporter"]["io"] == "int8"
+    ops = tflite_ops(bundle / manifest["models"][0]["file"])
+    assert {dt[0] for op, dt in ops if op.endswith("CONV_2D")} == {"int8"}, ops
+    (tmp_path / "run.log").write_text(console_log(time_bundle(bundle), device=DEVICE))
+    rep = json.loads(run_cli("ingest", "--device", "iphonex", "--bundle", str(bundle), "run.log", "--json",
+                             cwd=tmp_path, env=env, check=True).stdout)
+    assert rep["added"] == [KEYS[1]] and rep["lut"].endswith("iphonex-litert-32-w0.25-int8.json"), rep["lut"]
+    assert load(tmp_path / rep["lut"]).header["dtype"] == "int8"
+    bad = run_cli("build", "--device", "iphonex", *SPACE, "--only", KEYS[1], "--dtype", "fp16", cwd=tmp_path,
+                  env=env)
+    assert bad.returncode == 2 and "device 'iphonex' (ios) cannot run dtype 'fp16'" in bad.stderr, bad.stderr
