@@ -155,8 +155,7 @@ class Store:
                     "use a new --store file"
                 )
             if not self.read_only:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.executescript(_SCHEMA)
+                self._init_schema()
             if row is None:
                 with self._writing():
                     self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -164,6 +163,22 @@ class Store:
             raise StoreError(f"cannot open measurement store {self.path}: {e}; {_fix(e)}") from e
         except OSError as e:
             raise StoreError(f"cannot create measurement store {self.path}: {e.strerror}") from e
+
+    def _init_schema(self, wait_s: float = 30.0) -> None:
+        # Switching a new file to WAL needs it alone for a moment, and SQLite answers "locked" at once, without its
+        # busy wait, when builds started together open a fresh store at the same instant: retry for a while.
+        deadline = time.monotonic() + wait_s
+        delay = 0.01
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 0.5)
 
     def __enter__(self) -> Store:
         return self

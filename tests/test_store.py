@@ -50,6 +50,34 @@ def test_corrupt_store_is_a_clear_error(tmp_path):
         Store(bad)
 
 
+def _open_at(path: str, go, out) -> None:
+    go.wait()
+    try:
+        Store(path).close()
+        out.put("ok")
+    except StoreError as e:
+        out.put(str(e))
+
+
+def test_builds_started_together_open_a_fresh_store(tmp_path):
+    """Switching a new file to WAL needs it alone, and SQLite says "locked" at once to the others that try it at the
+    same instant (before the retry, 5 of 40 such triples failed here)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    results = []
+    for trial in range(12):
+        go, out = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_open_at, args=(str(tmp_path / f"s{trial}.sqlite"), go, out)) for _ in range(4)]
+        for pr in procs:
+            pr.start()
+        go.set()
+        results += [out.get(timeout=60) for _ in procs]
+        for pr in procs:
+            pr.join(60)
+    assert results == ["ok"] * len(results), [r for r in results if r != "ok"][:3]
+
+
 def test_foreign_schema_version_is_refused(tmp_path):
     path = tmp_path / "s.sqlite"
     Store(path).close()
