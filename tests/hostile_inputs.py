@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import shutil
 import stat
 import subprocess
@@ -403,7 +404,9 @@ def cases() -> list[Case]:
 
     # ingest (21, 22) and the store (9).
     ing = ["ingest", "-d", "iphonex", "--bundle", "b1"]
-    add(Case("ingest-random-bytes", [*ing, "r.log"], write("r.log", os.urandom(4096)), 21, ("found no result",)))
+    # seeded: os.urandom started with "{" or "[" about once in 128 runs, and was then (rightly) read as cut-off JSON
+    add(Case("ingest-random-bytes", [*ing, "r.log"], write("r.log", random.Random(21).randbytes(4096)), 21,
+             ("found no result",)))
     add(Case("ingest-empty-file", [*ing, "e.log"], write("e.log", ""), 21, ("found no result",)))
     add(Case("ingest-json-array", [*ing, "a.json"], write("a.json", "[1, 2, 3]\n"), 21, ("found no result",)))
     add(Case("ingest-average-1e308", [*ing, "r.json"], bundle_results(lambda bid: results_doc(bid, 1e308)), 22,
