@@ -233,7 +233,6 @@ class Hogged(Recording):
         return super().measure(spec, artifact, protocol)
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pins the build and the hog to one CPU (Linux)")
 def test_drift_guard_catches_a_real_cpu_hog_and_retakes_the_ops_it_slowed(tmp_path, artifact_cache):
     # A heavy op (~8 ms a run, so every run spans the hogs' time slices) is the reference, as in a real space.
     # The wall clock (FAST): a hog that only takes turns on the core slows what a user waits, not the thread's
