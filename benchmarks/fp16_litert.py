@@ -11,23 +11,19 @@ range) shows that fp16 inference really ran.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from int8_calibration_data import BLOCKS, median_ms, runner  # noqa: E402
+from int8_calibration_data import BLOCKS, interleaved, runner, speed_args, speed_units  # noqa: E402
 
 from latency_lut.backends.local_litert import LiteRTBackend  # noqa: E402
 from latency_lut.export import export_spec  # noqa: E402
-from latency_lut.networks import NetworkSpec  # noqa: E402
 from latency_lut.ops import OpSpec  # noqa: E402
 from latency_lut.quantize import XNNPACK_FLAGS_DEFAULT, XNNPACK_FLAGS_FP16  # noqa: E402
-from latency_lut.spaces import get_space  # noqa: E402
 
 
 def cpu_flags() -> str:
@@ -36,14 +32,8 @@ def cpu_flags() -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--resolution", type=int, default=224)
-    args = ap.parse_args()
-    space = get_space("fbnet", args.resolution)
-    units = [(k, OpSpec.from_key(k)) for k in BLOCKS]
-    units += [(name, NetworkSpec(space, space.parse_arch(name), name)) for name in sorted(space.archs)]
+    args = speed_args()
+    units = speed_units(args.resolution)
     backend = LiteRTBackend()
     backend.dtype = "fp16"
     rows = []
@@ -54,12 +44,7 @@ def main() -> None:
                    "fp32c": stack.enter_context(backend.compiled(fp32, XNNPACK_FLAGS_DEFAULT)),
                    "fp16": stack.enter_context(backend.compiled_fp16(export_spec(unit, "tflite", dtype="fp16")))}
             runs = args.runs if isinstance(unit, OpSpec) else max(5, args.runs // 5)
-            meds: dict[str, list[float]] = {d: [] for d in fns}
-            for r in range(args.rounds):
-                for d in (fns if r % 2 == 0 else reversed(list(fns))):
-                    meds[d].append(median_ms(fns[d], runs))
-            m = {d: statistics.median(v) for d, v in meds.items()}
-            noise = max((max(v) - min(v)) / statistics.median(v) for v in meds.values())
+            m, noise = interleaved(fns, runs, args.rounds)
             rows.append([name, m["fp32"], m["fp32c"], m["fp16"], m["fp16"] / m["fp32c"], noise])
             print(".", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

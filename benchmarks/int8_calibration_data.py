@@ -74,6 +74,36 @@ def median_ms(fn, runs: int) -> float:
     return 1e3 * statistics.median(ts)
 
 
+def speed_args() -> argparse.Namespace:
+    """The options of the dtype-against-fp32 speed benchmarks (int8_speedup, fp16_litert)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--resolution", type=int, default=224)
+    return ap.parse_args()
+
+
+def speed_units(resolution: int) -> list[tuple[str, object]]:
+    """BLOCKS as op specs, then FBNet's named networks at ``resolution``."""
+    from latency_lut.networks import NetworkSpec
+    from latency_lut.spaces import get_space
+
+    space = get_space("fbnet", resolution)
+    return [(k, OpSpec.from_key(k)) for k in BLOCKS] + \
+        [(name, NetworkSpec(space, space.parse_arch(name), name)) for name in sorted(space.archs)]
+
+
+def interleaved(fns: dict, runs: int, rounds: int) -> tuple[dict[str, float], float]:
+    """Median ms of each runner over ``rounds`` rounds (order reversed every other round), and the noise: the
+    largest spread of a runner's round medians relative to their median."""
+    meds: dict[str, list[float]] = {d: [] for d in fns}
+    for r in range(rounds):
+        for d in (fns if r % 2 == 0 else reversed(list(fns))):
+            meds[d].append(median_ms(fns[d], runs))
+    noise = max((max(v) - min(v)) / statistics.median(v) for v in meds.values())
+    return {d: statistics.median(v) for d, v in meds.items()}, noise
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)

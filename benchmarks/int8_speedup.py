@@ -9,40 +9,25 @@ given beside each speedup.
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from int8_calibration_data import BLOCKS, median_ms, runner  # noqa: E402
+from int8_calibration_data import interleaved, runner, speed_args, speed_units  # noqa: E402
 
 from latency_lut.export import export_spec  # noqa: E402
-from latency_lut.networks import NetworkSpec  # noqa: E402
 from latency_lut.ops import OpSpec  # noqa: E402
-from latency_lut.spaces import get_space  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--resolution", type=int, default=224)
-    args = ap.parse_args()
-    space = get_space("fbnet", args.resolution)
-    units = [(k, OpSpec.from_key(k)) for k in BLOCKS]
-    units += [(name, NetworkSpec(space, space.parse_arch(name), name)) for name in sorted(space.archs)]
+    args = speed_args()
+    units = speed_units(args.resolution)
     rows = []
     for fmt in ("onnx", "tflite"):
         for name, unit in units:
             fns = {d: runner(export_spec(unit, fmt, dtype=d)) for d in ("fp32", "int8")}
             runs = args.runs if isinstance(unit, OpSpec) else max(5, args.runs // 5)
-            meds: dict[str, list[float]] = {d: [] for d in fns}
-            for r in range(args.rounds):
-                for d in (fns if r % 2 == 0 else reversed(list(fns))):
-                    meds[d].append(median_ms(fns[d], runs))
-            m = {d: statistics.median(v) for d, v in meds.items()}
-            noise = max((max(v) - min(v)) / statistics.median(v) for v in meds.values())
+            m, noise = interleaved(fns, runs, args.rounds)
             rows.append([fmt, name, m["fp32"], m["int8"], m["fp32"] / m["int8"], noise])
             print(".", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
