@@ -46,7 +46,7 @@ PRIOR = {"lut_ms": 1.0, "wparams": 0.0, "ops": 0.0, "grouped": 0.0, "const": 0.0
 
 def shuffles(spec: OpSpec) -> bool:
     """The op contains a channel shuffle (the ``grouped`` feature)."""
-    return (spec.kind == "ir" and spec.groups > 1) or spec.kind in ("shuffle", "shufflev2")
+    return spec.spec_kind.shuffles(spec)
 
 
 def features(op_ms: Iterable[tuple[OpSpec, float]]) -> dict[str, float]:

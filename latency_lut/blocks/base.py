@@ -190,6 +190,9 @@ class Kind:
     # A runtime fuses this op with its neighbours inside a network, so an op of it left over from decomposing a
     # model and timed alone is a fallback, and the breakdown says so.
     fusible: Callable[[Spec], bool] = lambda spec: False
+    # The op contains a channel shuffle (a reshape-transpose: cache-hot timed alone, not inside a network; the
+    # calibration's ``grouped`` feature counts these).
+    shuffles: Callable[[Spec], bool] = lambda spec: False
     # The graph pattern that recognizes this kind inside a foreign model (decomposition fills these in).
     pattern: Any = None
     meta: dict[str, Any] = field(default_factory=dict)

@@ -249,6 +249,6 @@ IR = register(Kind(
     doc=__doc__.split("\n\n")[1],
     default_act="relu", acts=BLOCK_ACTS,
     flops=_flops, params=_params, out_hw=_hw,
-    normalize=_normalize, check=_check, pattern=_match, label=_label,
+    normalize=_normalize, check=_check, pattern=_match, label=_label, shuffles=lambda s: s.groups > 1,
     meta={"mid": mid_channels, "has_residual": has_residual},
 ))

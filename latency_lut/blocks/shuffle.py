@@ -24,6 +24,7 @@ SHUFFLE = register(Kind(
     "shuffle", (Token("groups", "g", required=True),), _build,
     doc="shuffle-in{H}x{W}x{C}-g{G}: channel shuffle with G groups.", check=_check,
     fusible=lambda s: True,  # a reshape-transpose that the unit around it absorbs
+    shuffles=lambda s: True,
 ))
 
 
@@ -134,5 +135,5 @@ SHUFFLEV2 = register(Kind(
         " one half through 1x1 + BN + ReLU, KxK depthwise + BN, 1x1 + BN + ReLU, concatenated with the other half;"
         " S = 2 runs two such branches on the whole input (KxK depthwise s2 + BN, 1x1 + BN + ReLU / the three-conv"
         " branch); then a channel shuffle (2).",
-    flops=_v2_flops, params=_v2_params, out_hw=_v2_hw, check=_v2_check, pattern=_match_v2,
+    flops=_v2_flops, params=_v2_params, out_hw=_v2_hw, check=_v2_check, pattern=_match_v2, shuffles=lambda s: True,
 ))
