@@ -40,9 +40,10 @@ sys.path.insert(0, str(REPO))
 from latency_lut.backends import create_backend  # noqa: E402
 from latency_lut.build import build_lut, config_for, reference_op  # noqa: E402
 from latency_lut.devices import get_device  # noqa: E402
+from latency_lut.drift import DriftGuard  # noqa: E402
 from latency_lut.export import export_many  # noqa: E402
 from latency_lut.lut import LUT  # noqa: E402
-from latency_lut.measure import DriftGuard, Protocol  # noqa: E402
+from latency_lut.measure import Protocol  # noqa: E402
 from latency_lut.metrics import accuracy  # noqa: E402
 from latency_lut.networks import export_networks, sample_archs  # noqa: E402
 from latency_lut.predict import predict  # noqa: E402
@@ -85,7 +86,7 @@ def one_build(space, dev, cfg: dict, store_path: Path, seed: int, guard: DriftGu
         cal_s = 0.0
         if cfg["calibrate"]:
             p = calibration_pass(res.lut, dev, backend, st, budget_s=BUDGET * (t1 - t0),
-                                 cost_ratio=res.cost_ratio or 1.0)
+                                 cost_ratio=res.cost_ratio or 1.0, watch=res.watch)
             cal_s = p.seconds
     backend.close()
     return {"lut": res.lut, "build_s": t1 - t0, "cal_s": cal_s, "drift": res.drift, "created": created}

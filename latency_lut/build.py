@@ -21,9 +21,10 @@ from typing import Protocol as _Protocol
 from latency_lut import __version__
 from latency_lut.backends.base import Backend
 from latency_lut.devices import Device
+from latency_lut.drift import DriftGuard, Watch
 from latency_lut.export import export_many, exporter_info
 from latency_lut.lut import LUT
-from latency_lut.measure import DriftGuard, DriftMonitor, Protocol, compute_stats, measure_gated, protocol_seconds
+from latency_lut.measure import Protocol, compute_stats, measure_gated, protocol_seconds
 from latency_lut.metrics import kendall_tau, spread
 from latency_lut.networks import sample_archs
 from latency_lut.ops import OpSpec
@@ -58,6 +59,9 @@ class BuildResult:
     # nothing was measured.
     cost_ratio: float | None = None
     failed: dict[str, str] = field(default_factory=dict)  # key -> why it could not be exported/quantized
+    # The drift guard as this build left it (its baseline, its band): the calibration pass watches its networks
+    # with it. None without a guard, or when the build had nothing to measure.
+    watch: Watch | None = None
 
 
 def config_for(device: Device, backend: Backend, protocol: Protocol, dtype: str | None = None) -> Config:
@@ -144,6 +148,7 @@ def build_lut(
 
     flagged: set[str] = set()
     drift = {"checks": 0, "drifts": 0, "remeasured": 0, "rebased": 0}
+    watch: Watch | None = None
     if any(todo):
         env = backend.device_info()
         session = store.start_session(config, env, __version__)
@@ -159,33 +164,14 @@ def build_lut(
                 flagged.add(spec.key)
             return store.add(session, spec.key, result, round_no=r)
 
-        monitor = DriftMonitor(guard) if guard else None
-
-        def check(r: int, waiting: bool = False, rebase: bool = False) -> bool:
-            """Re-time the reference; True when the ops since the last check must be re-taken.
-
-            A scheduled check whose time looks drifted is re-timed at once, and only a drift that holds counts:
-            one slow re-timing on a busy host is no reason to re-take a block of ops (a temperature rise is a
-            reading, and counts at once). While ``waiting`` for the
-            reference to come back, one good re-timing is enough."""
-            assert monitor is not None and ref is not None
-            res = backend.measure(ref, artifacts.get(ref.key), protocol)
-            if not waiting and (first := monitor.judge(res)).drifted and not first.hot:
-                store.add_check(session, ref.key, res, {**first.to_dict(), "drifted": False, "round": r,
-                                                        "reason": f"{first.reason}: re-timed to confirm"})
-                drift["checks"] += 1
-                res = backend.measure(ref, artifacts.get(ref.key), protocol)
-            c = monitor.check(res, rebase=rebase, scheduled=not waiting)
-            store.add_check(session, ref.key, res, {**c.to_dict(), "round": r})
-            drift["checks"] += 1
-            drift["drifts"] += c.drifted
-            drift["rebased"] += c.rebased
-            return c.drifted
+        watch = (Watch(guard, backend, ref, artifacts.get(ref.key), protocol, store, session)
+                 if guard and ref is not None else None)
+        drift = watch.counts if watch else drift
 
         if progress:
             progress.start(f"measure {backend.runtime} x{rounds}", sum(map(len, todo)))
-        if monitor:
-            check(0)  # the baseline
+        if watch:
+            watch.check(0)  # the baseline
         mine: set[str] = set()
         for r, ops in enumerate(todo):
             order = list(ops)
@@ -197,21 +183,14 @@ def build_lut(
             def verify(r: int = r, again: deque[OpSpec] = again, retaken: dict[str, int] = retaken) -> None:
                 """A drift check after a block of ops; a drift rejects the block and queues it again."""
                 nonlocal since
-                if check(r):
+                assert watch is not None
+                if watch.block_drifted(r):
                     redo = [(sp, ids) for sp, ids in since if retaken.get(sp.key, 0) < guard.max_remeasure]
                     store.reject([x for _, ids in redo for x in ids], "drift guard: reference op drifted")
                     for sp, _ in redo:
                         retaken[sp.key] = retaken.get(sp.key, 0) + 1
                         again.append(sp)
                     drift["remeasured"] += len(redo)
-                    # Measure on only once the reference is back in two re-timings in a row (a load that comes
-                    # and goes, as a memory-streaming neighbour's does, lets one through), or re-based after the
-                    # longest wait.
-                    waited, back = 0.0, 0
-                    while waited < guard.max_wait_seconds and back < 2:
-                        time.sleep(guard.wait_seconds)
-                        waited += guard.wait_seconds
-                        back = 0 if check(r, waiting=True, rebase=waited >= guard.max_wait_seconds) else back + 1
                 since = []
 
             # A concurrent build on the same store claims (op, round) pairs too: each is taken by one of them.
@@ -220,7 +199,7 @@ def build_lut(
                 while True:
                     spec = again.popleft() if again else next(claimed, None)
                     if spec is None:
-                        if guard and since:  # the round's last block is checked too
+                        if watch and since:  # the round's last block is checked too
                             verify()
                             if again:
                                 continue
@@ -229,7 +208,7 @@ def build_lut(
                     mine.add(spec.key)
                     if progress and retaken.get(spec.key, 0) == 0:
                         progress.advance(spec.key)
-                    if guard and len(since) >= guard.every:
+                    if watch and len(since) >= guard.every:
                         verify()
         if progress:
             progress.finish()
@@ -239,7 +218,7 @@ def build_lut(
     measured = len(mine) if any(todo) else 0  # ops this build took rounds of (a concurrent one took the rest)
     ratio = cost[0] / cost[1] if any(todo) and cost[1] > 0 else None
     return BuildResult(lut, measured, len(specs) - measured - len(failed), sorted(flagged), t1 - t0, t2 - t1,
-                       rounds, drift, ratio, failed)
+                       rounds, drift, ratio, failed, watch)
 
 
 def _dtype_label(dtype: str) -> str:

@@ -127,12 +127,13 @@ class Progress(_Protocol):
 def measure_models(
     lut: LUT, device: Any, backend: Any, nets: Sequence[NetworkSpec], *, rounds: int, seed: int, jobs: int = 1,
     store: Any | None = None, progress: Progress | None = None, tag: str = "validate",
-    deadline: float | None = None,
+    deadline: float | None = None, watch: Any = None,
 ) -> dict[str, NetMeasurement]:
     """Export and measure whole models with the LUT's protocol (stored rows carry ``tag`` in their extra).
 
     Each round goes into the store as it is taken (one accepted row per model and round), and rounds the store
-    already holds for this configuration are reused: kill a validation and rerun it, and it resumes.
+    already holds for this configuration are reused: kill a validation and rerun it, and it resumes. A drift
+    ``watch`` (:class:`latency_lut.drift.Watch`) re-takes the models timed while the machine drifted.
     """
     protocol = Protocol.from_dict(lut.header.get("protocol") or {})
     config = config_for(device, backend, protocol, lut.header.get("dtype", "fp32"))
@@ -146,7 +147,7 @@ def measure_models(
         _finish(progress)
     _start(progress, f"measure x{rounds}", len(nets) * rounds)
     res = measure_stored(backend, nets, arts, protocol, rounds=rounds, seed=seed, store=store, config=config,
-                         tag=tag, deadline=deadline,
+                         tag=tag, deadline=deadline, watch=watch,
                          on_measured=(lambda n, r: progress.advance(n.name)) if progress else None)
     _finish(progress)
     return res
@@ -347,7 +348,7 @@ def calibration_pass(
     lut: LUT, device: Any, backend: Any, store: Any, *, budget_s: float, max_models: int = 40, rounds: int = 3,
     seed: int = CALIBRATION_SEED, jobs: int = 1, folds_k: int = 5, progress: Progress | None = None,
     cost_ratio: float = 1.0, max_noise: float = MAX_CALIBRATION_NOISE,
-    measure: Callable[..., dict[str, NetMeasurement]] | None = None,
+    measure: Callable[..., dict[str, NetMeasurement]] | None = None, watch: Any = None,
 ) -> CalibrationPass:
     """A short whole-network pass: the space's named architectures plus sampled ones, measured in interleaved
     rounds (each round stored as taken), then the calibration fitted on them, with its k-fold cross-validated
@@ -362,6 +363,10 @@ def calibration_pass(
 
     ``measure`` replaces :func:`measure_models` (same keywords, minus the device): a farm shards the models'
     rounds over the phones of the LUT's model. Its budget and cost ratio are then in device-seconds.
+
+    ``watch`` is the build's drift guard (``BuildResult.watch``): the networks are judged against the baseline
+    and band the ops were, so a neighbour's burst during the pass does not end up in the calibration as a
+    difference between ops and networks (it moved two builds' FBNet-A/B/C predictions 13% apart, README).
     """
     import time
 
@@ -404,11 +409,14 @@ def calibration_pass(
             spent += cost + export_s
         chosen.append(net)
     _finish(progress)
-    measured = (measure or partial(measure_models, lut, device, backend))(
+    before = dict(watch.counts) if watch is not None else {}
+    measured = (measure or partial(measure_models, lut, device, backend, watch=watch))(
         chosen, rounds=rounds, seed=seed, jobs=jobs, store=store, progress=progress, tag=tag, deadline=t0 + budget_s)
     reused = sum(len(have.get(n.key, {})) >= rounds for n in chosen)
     cal, report, rows = fit_into_header(lut, device.name, chosen, measured, folds_k, seed,
-                                        {"by": "build", "named": len(named), "rounds": rounds, "seed": seed},
+                                        {"by": "build", "named": len(named), "rounds": rounds, "seed": seed,
+                                         **({"drift": {k: v - before.get(k, 0) for k, v in watch.counts.items()}}
+                                            if watch is not None else {})},
                                         max_noise=max_noise)
     took = sum(bool(m.ok) for m in measured.values())  # the deadline may have cut the first round short
     return CalibrationPass(cal, took, reused, time.perf_counter() - t0, budget_s, report, rows)

@@ -13,7 +13,8 @@ import pytest
 from latency_lut.backends import create_backend
 from latency_lut.build import build_lut, config_for, reference_op
 from latency_lut.devices import get_device
-from latency_lut.measure import DriftGuard, DriftMonitor, Protocol, RunResult, time_callable
+from latency_lut.drift import DriftGuard
+from latency_lut.measure import Protocol, RunResult, time_callable
 from latency_lut.ops import OpSpec
 from latency_lut.spaces import get_space
 from latency_lut.store import Store
@@ -119,56 +120,6 @@ def test_drift_guard_retakes_the_ops_since_the_last_good_check(tmp_path, artifac
     hdr = res.lut.header["drift_guard"]
     assert hdr["drifts"] == res.drift["drifts"] and hdr["remeasured"] == 4 and hdr["every"] == 4
     assert len(res.lut) == len(SPECS)
-
-
-def test_drift_monitor_counts_temperature_and_recovers_from_a_slow_start():
-    g = DriftGuard(threshold=0.10, temp_rise_c=5.0)
-    m = DriftMonitor(g)
-
-    def r(ms: float, t: float | None = None) -> RunResult:
-        return RunResult([ms] * 5, None, {} if t is None else {"temperature_c": t})
-
-    assert not m.check(r(1.0, 40.0)).drifted  # baseline
-    assert not m.check(r(1.05, 41.0)).drifted
-    hot = m.check(r(1.02, 46.5))  # same speed, but the phone heated up past the allowed rise
-    assert hot.drifted and "temperature" in hot.reason
-    assert m.judge(r(1.3, 40.0)).drifted and m.baseline_ms == pytest.approx(1.02)  # judging takes nothing in
-    slow = m.check(r(1.3, 40.0))
-    assert slow.drifted and "reference +" in slow.reason
-    # The baseline is the median of the scheduled checks, this slow one too: one burst does not move it far.
-    assert m.baseline_ms == pytest.approx(1.035)
-    # A re-timing while waiting for the reference to come back samples the same event: not taken in.
-    assert m.check(r(1.3), scheduled=False).drifted and m.baseline_ms == pytest.approx(1.035)
-    fast = m.check(r(0.5))  # the baseline was taken under load: drift, and the baseline restarts there
-    assert fast.drifted and m.baseline_ms == 0.5 and not m.check(r(0.52)).drifted
-    # A load that outlasts the longest wait: the last wait check re-bases there, so the blocks after it are judged
-    # against the loaded state (and the load's end is a drift again, which restarts the baseline).
-    assert m.check(r(1.0), scheduled=False).drifted and m.baseline_ms == pytest.approx(0.51)
-    last = m.check(r(1.0), rebase=True, scheduled=False)
-    assert last.drifted and last.rebased and "re-based" in last.reason and m.baseline_ms == 1.0
-    assert not m.check(r(1.04)).drifted and m.check(r(0.5)).drifted and m.baseline_ms == 0.5
-    assert not m.check(r(0.5), rebase=True).rebased  # a good check is never a re-base
-
-
-def test_a_steady_background_load_is_no_drift_a_step_on_top_of_it_is():
-    m = DriftMonitor(DriftGuard(threshold=0.20))
-
-    def r(ms: float) -> RunResult:
-        return RunResult([ms] * 5)
-
-    m.check(r(1.0))  # a quiet moment at the start
-    # Then a busy shared host: the reference scatters around +20% for the rest of the build.
-    busy = [1.25, 1.1, 1.3, 1.15, 1.22, 1.18, 1.28, 1.12, 1.2, 1.24]
-    drifted = [m.check(r(x)).drifted for x in busy]
-    assert sum(drifted) <= 2 and not any(drifted[4:])  # the baseline follows the host's typical state
-    assert m.check(r(1.8)).drifted  # a hog on top of it still is a drift
-
-
-@pytest.mark.parametrize("kw", [dict(every=0), dict(threshold=-0.1), dict(threshold=math.nan),
-                                dict(temp_rise_c=math.inf)])
-def test_drift_guard_settings_are_checked(kw):
-    with pytest.raises(ValueError, match="drift guard"):
-        DriftGuard(**kw)
 
 
 def test_rounds_must_be_positive(tmp_path):

@@ -116,7 +116,8 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
     from latency_lut.backends import create_backend
     from latency_lut.build import build_lut
     from latency_lut.devices import get_device
-    from latency_lut.measure import DriftGuard, Protocol
+    from latency_lut.drift import DriftGuard
+    from latency_lut.measure import Protocol
     from latency_lut.outputs import check_outputs
     from latency_lut.spaces import get_space
     from latency_lut.store import Store
@@ -190,7 +191,8 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
                 cal = calibration_pass(res.lut, dev, backend, st, budget_s=calibration_budget * build_s,
                                        max_models=40 if calibration_models is None else calibration_models,
                                        jobs=jobs, progress=bar,
-                                       cost_ratio=res.cost_ratio or 1.0, max_noise=calibration_max_noise)
+                                       cost_ratio=res.cost_ratio or 1.0, max_noise=calibration_max_noise,
+                                       watch=res.watch)
     finally:
         backend.close()
     res.lut.save(out)

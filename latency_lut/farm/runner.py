@@ -40,14 +40,13 @@ import ray
 from latency_lut import __version__
 from latency_lut.build import DEFAULT_ROUNDS, Progress, aggregate, config_for, reference_op
 from latency_lut.devices import Device
+from latency_lut.drift import DriftGuard, DriftMonitor
 from latency_lut.errors import LatencyLutError
 from latency_lut.export import FORMATS, artifact_path, export_many
 from latency_lut.farm.config import HOST_RESOURCE, LOCAL, Farm, FarmDevice, FarmError
 from latency_lut.farm.schedule import Task, WorkQueue, round_order
 from latency_lut.lut import LUT
 from latency_lut.measure import (
-    DriftGuard,
-    DriftMonitor,
     GatedResult,
     Protocol,
     RunResult,
@@ -253,7 +252,7 @@ class _Member:
     group: GroupResult | None = None
     session: int | None = None
     shipped: set[str] = field(default_factory=set)
-    monitor: Any = None  # its drift monitor (measure.DriftMonitor), when the build has a drift guard
+    monitor: Any = None  # its drift monitor (drift.DriftMonitor), when the build has a drift guard
     since: list[tuple[Task, list[int]]] = field(default_factory=list)  # tasks timed since its last good check
     rechecks: int = 0  # checks in a row after a drift, waiting for the reference to come back
 
@@ -639,7 +638,7 @@ def _drive(members: list[_Member], queues: dict[int, WorkQueue], by_key: dict[st
     ``deadline`` (a ``time.monotonic()`` value), tasks after round 0 are no longer handed out. A device whose next
     task's artifact is still being exported (``artifacts.pending``) waits for it, and only for it.
 
-    With a drift guard (``guard``, a measure.DriftGuard, and its reference op ``ref``), each device re-times the
+    With a drift guard (``guard``, a drift.DriftGuard, and its reference op ``ref``), each device re-times the
     reference before its first task, after every ``guard.every`` tasks and when it runs dry; when it drifted, the
     tasks that device timed since its last good check are rejected in the store and go back to the queue (each
     at most ``guard.max_remeasure`` times), and the device re-checks before measuring on.

@@ -13,6 +13,7 @@ SMALL = ["--resolution", "32", "--width", "0.25"]
 # The functional protocol without the flags that switch the pass off; a generous budget, so the tiny space
 # (whose networks cost more than its ops) still gets its few models.
 PROTOCOL = [a for a in FAST if a != "--no-calibrate"]
+WATCHED = [a for a in PROTOCOL if a != "--no-drift-guard"]  # the default: the drift guard watches the pass too
 CALIBRATE = ["--calibration-budget", "100", "--calibration-models", "4", "--calibration-max-noise", "10"]
 
 
@@ -28,7 +29,7 @@ def calibrated(tmp_path_factory, artifact_cache):
 
     d = tmp_path_factory.mktemp("calibrated")
     env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(d / "store.sqlite"))
-    out = run_cli("build", *SMALL, *PROTOCOL, *CALIBRATE, "-o", "lut.json", "-q", "--json", cwd=d, env=env,
+    out = run_cli("build", *SMALL, *WATCHED, *CALIBRATE, "-o", "lut.json", "-q", "--json", cwd=d, env=env,
                   check=True)
     return d, env, json.loads(out.stdout)
 
@@ -40,6 +41,8 @@ def test_build_ends_with_a_calibration_pass(calibrated):
     assert 0 <= c["cv_within_10"] <= 1 and c["cv_rmspe"] > 0
     cal = load(d / "lut.json").header["calibration"]
     assert cal["device"] == "local" and len(cal["fitted_on"]) == 7 and cal["source"]["by"] == "build"
+    # The build's drift guard watched the networks too: a check after every 4 models and at each round's end.
+    assert cal["source"]["drift"]["checks"] >= 3 * 2
     cv = cal["cross_validated"]
     assert cv["calibrated_cv"]["n"] == 7 and cv["plain_sum"]["n"] == 7 and cv["noise"]["median"] >= 0
     assert all(math.isfinite(v) for v in cal["coef"].values())
@@ -52,7 +55,7 @@ def test_a_rerun_reuses_the_pass_and_measures_nothing(calibrated):
 
     d, env, first = calibrated
     before = _net_rows(d / "store.sqlite")
-    out = json.loads(run_cli("build", *SMALL, *PROTOCOL, *CALIBRATE, "-o", "lut2.json", "-q", "--json", cwd=d,
+    out = json.loads(run_cli("build", *SMALL, *WATCHED, *CALIBRATE, "-o", "lut2.json", "-q", "--json", cwd=d,
                              env=env, check=True).stdout)
     assert out["measured"] == 0 and out["calibration"]["reused"] == 7 == out["calibration"]["models"]
     assert _net_rows(d / "store.sqlite") == before

@@ -7,7 +7,7 @@ from android_fixtures import QUICK, make_backend, phone, phone_home, tiny_models
 
 from latency_lut.build import build_lut, config_for
 from latency_lut.devices import get_device
-from latency_lut.measure import DriftGuard
+from latency_lut.drift import DriftGuard
 from latency_lut.spaces import get_space
 from latency_lut.store import Store
 

@@ -1,0 +1,156 @@
+"""The drift guard: its decisions on a reference's timings (pure), its band, and a watched pass of whole networks
+on the real ONNX Runtime backend."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sqlite3
+import statistics
+
+import pytest
+
+from latency_lut.backends import create_backend
+from latency_lut.build import config_for, reference_op
+from latency_lut.devices import get_device
+from latency_lut.drift import DriftGuard, DriftMonitor, Watch
+from latency_lut.export import export_many
+from latency_lut.measure import Protocol, RunResult
+from latency_lut.networks import export_networks, measure_stored, sample_archs
+from latency_lut.spaces import get_space
+from latency_lut.store import Store
+
+
+def r(ms: float, t: float | None = None) -> RunResult:
+    return RunResult([ms] * 5, None, {} if t is None else {"temperature_c": t})
+
+
+def test_drift_monitor_counts_temperature_and_recovers_from_a_slow_start():
+    g = DriftGuard(threshold=0.10, temp_rise_c=5.0)
+    m = DriftMonitor(g)
+
+    assert not m.check(r(1.0, 40.0)).drifted  # baseline
+    assert not m.check(r(1.05, 41.0)).drifted
+    hot = m.check(r(1.02, 46.5))  # same speed, but the phone heated up past the allowed rise
+    assert hot.drifted and "temperature" in hot.reason
+    assert m.judge(r(1.3, 40.0)).drifted and m.baseline_ms == pytest.approx(1.02)  # judging takes nothing in
+    slow = m.check(r(1.3, 40.0))
+    assert slow.drifted and "reference +" in slow.reason
+    # The baseline is the median of the scheduled checks, this slow one too: one burst does not move it far.
+    assert m.baseline_ms == pytest.approx(1.035)
+    # A re-timing while waiting for the reference to come back samples the same event: not taken in.
+    assert m.check(r(1.3), scheduled=False).drifted and m.baseline_ms == pytest.approx(1.035)
+    fast = m.check(r(0.5))  # the baseline was taken under load: drift, and the baseline restarts there
+    assert fast.drifted and m.baseline_ms == 0.5 and not m.check(r(0.52)).drifted
+    # A load that outlasts the longest wait: the last wait check re-bases there, so the blocks after it are judged
+    # against the loaded state (and the load's end is a drift again, which restarts the baseline).
+    assert m.check(r(1.0), scheduled=False).drifted and m.baseline_ms == pytest.approx(0.51)
+    last = m.check(r(1.0), rebase=True, scheduled=False)
+    assert last.drifted and last.rebased and "re-based" in last.reason and m.baseline_ms == 1.0
+    assert not m.check(r(1.04)).drifted and m.check(r(0.5)).drifted and m.baseline_ms == 0.5
+    assert not m.check(r(0.5), rebase=True).rebased  # a good check is never a re-base
+
+
+def test_a_steady_background_load_is_no_drift_a_step_on_top_of_it_is():
+    m = DriftMonitor(DriftGuard(threshold=0.20))
+
+    m.check(r(1.0))  # a quiet moment at the start
+    # Then a busy shared host: the reference scatters around +20% for the rest of the build.
+    busy = [1.25, 1.1, 1.3, 1.15, 1.22, 1.18, 1.28, 1.12, 1.2, 1.24]
+    drifted = [m.check(r(x)).drifted for x in busy]
+    assert sum(drifted) <= 2 and not any(drifted[4:])  # the baseline follows the host's typical state
+    assert m.check(r(1.8)).drifted  # a hog on top of it still is a drift
+
+
+@pytest.mark.parametrize("kw", [dict(every=0), dict(threshold=-0.1), dict(threshold=math.nan),
+                                dict(temp_rise_c=math.inf), dict(min_threshold=0), dict(scatter_k=-1),
+                                dict(min_checks=0)])
+def test_drift_guard_settings_are_checked(kw):
+    with pytest.raises(ValueError, match="drift guard"):
+        DriftGuard(**kw)
+
+
+def test_the_band_narrows_to_a_quiet_references_scatter_and_widens_with_a_busy_one():
+    g = DriftGuard(threshold=0.20, min_threshold=0.06, scatter_k=3.0, min_checks=5)
+    rng = random.Random(1)
+    quiet = DriftMonitor(g)
+    for _ in range(12):  # a quiet host: the reference within +-1.5%
+        quiet.check(r(1.0 + rng.uniform(-0.015, 0.015)))
+    assert quiet.threshold == pytest.approx(0.06)  # 3x a ~0.7% scatter is under the floor
+    step = quiet.judge(r(1.12))  # a neighbour's burst: every op 12% slower
+    assert step.drifted and step.threshold == pytest.approx(0.06) and "+12%" in step.reason
+    busy = DriftMonitor(g)
+    for _ in range(12):  # a busy shared host: the reference scatters by +-15%
+        busy.check(r(1.0 + rng.uniform(-0.15, 0.15)))
+    assert busy.threshold == pytest.approx(0.20)  # never wider than the threshold
+    assert not busy.judge(r(1.12)).drifted and busy.judge(r(1.5)).drifted
+    fresh = DriftMonitor(g)
+    for x in (1.0, 1.0, 1.0, 1.0):  # fewer than min_checks deviations: the full threshold
+        fresh.check(r(x))
+    assert fresh.threshold == 0.20 and not fresh.judge(r(1.12)).drifted
+
+
+def test_a_host_that_turns_busy_widens_the_band_instead_of_drifting_at_every_check():
+    m = DriftMonitor(DriftGuard(threshold=0.20))
+    for _ in range(8):
+        m.check(r(1.0))
+    assert m.threshold == pytest.approx(0.06)
+    rng = random.Random(2)
+    drifted = [m.check(r(1.0 + rng.uniform(-0.12, 0.12)), rebase=True).drifted for _ in range(30)]
+    # The drifted checks count in the scatter, the quiet start drops out of its window: the band opens up and the
+    # checks pass again.
+    assert m.threshold > 0.12 and sum(drifted[15:]) <= 3, (m.threshold, drifted)
+
+
+class Slowed:
+    """The real ONNX Runtime backend; its measurements number ``window`` (1-based, over all calls) come back
+    ``slow`` times slower, as under a neighbour's burst of load."""
+
+    def __init__(self, slow: float, window: tuple[int, int]) -> None:
+        self.inner = create_backend(get_device("local"), "onnxruntime")
+        self.seen: list[str] = []
+        self.slow, self.window = slow, window
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def measure(self, spec, artifact, protocol):
+        self.seen.append(spec.key)
+        res = self.inner.measure(spec, artifact, protocol)
+        if self.window[0] <= len(self.seen) < self.window[1]:
+            res = RunResult([x * self.slow for x in res.samples_ms], None, dict(res.extra))
+        return res
+
+
+def test_a_watched_network_pass_retakes_the_models_timed_while_the_reference_drifted(tmp_path, artifact_cache):
+    space = get_space("fbnet", 32, 0.25)
+    nets = sample_archs(space, 3, seed=5)[:6]  # FBNet-A/B/C and 3 sampled
+    ref = reference_op(space.unique_specs())
+    protocol = Protocol(warmup=1, runs=8, min_seconds=0, retries=0)
+    # One round: baseline check (call 1), models 2-5, check 6 (confirmed by 7), ...; calls 3-7 are slowed 4x:
+    # models 2-4 of the first block and both re-timings of its check, so the block is re-taken once it is over.
+    be = Slowed(4.0, (3, 8))
+    guard = DriftGuard(every=16, threshold=1.0, min_checks=1000, wait_seconds=0.01, max_wait_seconds=0.2)
+    arts = export_networks(nets, "onnx")
+    ref_art = export_many([ref], "onnx")[ref.key]
+    with Store(tmp_path / "s.sqlite") as st:
+        config = config_for(get_device("local"), be, protocol)
+        session = st.start_session(config, be.device_info(), "test")
+        watch = Watch(guard, be, ref, ref_art, protocol, st, session)
+        watch.check(0)
+        got = measure_stored(be, nets, arts, protocol, rounds=1, store=st, config=config, tag="calibration",
+                             watch=watch)
+    assert be.seen[0] == ref.key and be.seen[5] == be.seen[6] == ref.key
+    first_block = be.seen[1:5]
+    assert watch.counts["drifts"] >= 1 and watch.counts["remeasured"] == 4
+    assert all(be.seen.count(k) == 2 for k in first_block)  # each re-taken once
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        rows = db.execute("SELECT key, accepted, stats, extra FROM measurements WHERE key LIKE 'net-%'").fetchall()
+    rejected = {k: json.loads(s)["median"] for k, a, s, e in rows
+                if not a and "drift guard" in json.loads(e)["rejected"]}
+    accepted = {k: json.loads(s)["median"] for k, a, s, _ in rows if a}
+    assert set(rejected) == set(first_block) and set(accepted) == {n.key for n in nets}
+    # The models that ran slowed were taken again at their own speed, and that is what the pass reports.
+    assert statistics.median(rejected[k] / accepted[k] for k in first_block[1:]) > 2.5, (rejected, accepted)
+    assert all(got[k].median_ms == pytest.approx(accepted[k]) for k in accepted)
