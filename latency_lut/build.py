@@ -305,7 +305,7 @@ def aggregate(store: Store, config: Config, space: SearchSpace, device: Device, 
     header = lut_header(device, backend, config, space, complete, env)
     header["rounds"] = rounds or max((len(v) for v in by_round.values()), default=0)
     header["reliability"] = split_half_reliability(space, by_round)
-    checks = store.drift_checks(config)
+    checks = [c for c in store.drift_checks(config) if not c.get("observed")]  # a calibration pass's are its own
     if guard is not None or checks:
         header["drift_guard"] = {**(guard.to_dict() if guard else {}), "checks": len(checks),
                                  "drifts": sum(bool(c.get("drifted")) for c in checks),

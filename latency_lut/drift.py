@@ -2,8 +2,9 @@
 
 ``DriftGuard`` holds the settings, ``DriftMonitor`` the decisions (pure: no timing, no I/O), and ``Watch`` does
 the work on one device: it times the reference, records each check in the store and waits out a drift. A build
-watches its ops with it, and the calibration pass after it watches its whole networks with the same one, so the
-two are judged against one baseline.
+watches its ops with it; the calibration pass after it only observes the reference between its whole networks,
+against the ops' baseline, to put the networks back on the machine state the ops were timed in
+(``host_factor``).
 """
 
 from __future__ import annotations
@@ -199,6 +200,17 @@ class Watch:
         self.counts["rebased"] += c.rebased
         return c.drifted
 
+    def observe(self, r: int, by: str) -> float:
+        """Re-time the reference between measurements of another kind (whole networks), and record it, tagged
+        ``by``, as an observation: it leaves the baseline and the band alone and makes nobody wait. Returns the
+        reference's time against the baseline (1.0: the machine as the ops saw it)."""
+        res = self.backend.measure(self.ref, self.artifact, self.protocol)
+        c = self.monitor.judge(res)
+        self.store.add_check(self.session, self.ref.key, res, {**c.to_dict(), "round": r, "drifted": False,
+                                                               "observed": True, "by": by})
+        self.counts["checks"] += 1
+        return c.ratio
+
     def block_drifted(self, r: int) -> bool:
         """The check after a block of measurements: True when the block must be re-taken. After a drift it returns
         only once the reference is back in two re-timings in a row (a load that comes and goes, as a
@@ -211,3 +223,11 @@ class Watch:
             waited += g.wait_seconds
             back = 0 if self.check(r, waiting=True, rebase=waited >= g.max_wait_seconds) else back + 1
         return True
+
+
+def host_factor(checks: list[dict[str, Any]], by: str, min_checks: int = 3) -> float | None:
+    """How much slower the machine was during a pass tagged ``by`` than while the ops were timed: the median of
+    its observations' ratios (reference time over the ops' baseline). None with fewer than ``min_checks``."""
+    ratios = [float(c["ratio"]) for c in checks if c.get("observed") and c.get("by") == by
+              and isinstance(c.get("ratio"), (int, float)) and math.isfinite(c["ratio"]) and c["ratio"] > 0]
+    return statistics.median(ratios) if len(ratios) >= min_checks else None

@@ -16,7 +16,6 @@ import math
 import random
 import statistics
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,8 +202,8 @@ class NetMeasurement:
                 "pooled": compute_stats(all_samples).to_dict() if all_samples else None}
 
 
-# Whole networks are checked against the drift guard's reference every few models, not every 16 as ops are: a
-# network runs as long as a dozen ops, and a block of them re-taken after a drift must stay a small share of a pass.
+# Whole networks are interleaved with a re-timing of the drift guard's reference every few models: a network
+# runs as long as a dozen ops, and the observations must stay a small share of a pass.
 NETWORKS_PER_CHECK = 4
 
 
@@ -221,7 +220,7 @@ def measure_networks(
     on_round: Callable[[NetworkSpec, int, RunResult], None] | None = None,
     deadline: float | None = None,
     watch: Any = None,
-    on_reject: Callable[[NetworkSpec, int], None] | None = None,
+    watch_tag: str = "",
 ) -> dict[str, NetMeasurement]:
     """Measure every model ``rounds`` times, interleaved: round r visits all models in its own shuffled order.
 
@@ -234,9 +233,8 @@ def measure_networks(
     A model whose export failed, or whose run raises, is recorded with its error and skipped in later rounds.
 
     With a ``watch`` (a :class:`latency_lut.drift.Watch`, the build's own when this is its calibration pass), the
-    reference op is re-timed after every ``NETWORKS_PER_CHECK`` models and at the end of each round; the models
-    timed since the last good check when it drifted are dropped (``on_reject`` un-accepts their stored rounds)
-    and measured again, each at most the guard's ``max_remeasure`` times.
+    reference op is observed after every ``NETWORKS_PER_CHECK`` models measured and at the end of each round
+    (recorded in the store, tagged ``watch_tag``).
     """
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
@@ -254,26 +252,8 @@ def measure_networks(
             break
         order = list(nets)
         random.Random(f"{seed}-round-{r}").shuffle(order)
-        queue, since, retaken = deque(order), [], Counter[str]()
-
-        def verify(r: int = r, queue: deque = queue, retaken: Counter = retaken) -> None:
-            nonlocal since
-            if watch.block_drifted(r):
-                redo = [n for n in since if retaken[n.key] < watch.guard.max_remeasure]
-                for n in redo:
-                    retaken[n.key] += 1
-                    del taken[n.key][r]
-                    if on_reject:
-                        on_reject(n, r)
-                    queue.append(n)
-                watch.counts["remeasured"] += len(redo)
-            since = []
-
-        while queue or (watch is not None and since):
-            if not queue:  # the round's last block is checked too
-                verify()
-                continue
-            net = queue.popleft()
+        since = 0
+        for net in order:
             m = res[net.key]
             if (not r and deadline is not None and m.error is None and not taken[net.key]
                     and time.perf_counter() > deadline and sum(bool(t) for t in taken.values()) >= 2):
@@ -285,13 +265,16 @@ def measure_networks(
                 except Exception as e:  # a runtime that rejects one model: report it, measure the rest
                     m.error = f"{type(e).__name__}: {e}".splitlines()[0]
                 else:
-                    since.append(net)
+                    since += 1
                     if on_round:
                         on_round(net, r, result)
-            if on_measured and not retaken[net.key]:
+            if on_measured:
                 on_measured(net, r)
-            if watch is not None and len(since) >= NETWORKS_PER_CHECK:
-                verify()
+            if watch is not None and since >= NETWORKS_PER_CHECK:
+                watch.observe(r, watch_tag)
+                since = 0
+        if watch is not None and since:
+            watch.observe(r, watch_tag)
         last = time.perf_counter() - started
     for key, m in res.items():
         m.rounds = [taken[key][r] for r in sorted(taken[key])]
@@ -313,25 +296,21 @@ def measure_stored(
     """:func:`measure_networks` with the store in the loop, the build's per-round path: the rounds ``store``
     already holds for ``config`` are reused, and each new round is committed as it is taken
     (``store.add(..., round_no=r)``, its extra naming the model and ``tag``), so a killed run -- a validation, a
-    ``measure`` of whole models -- resumes mid-round; a round a drift ``watch`` rejects stays in the store,
-    un-accepted, with the reason. Models are networks of a space or ``models.ModelUnit``s (anything with ``key``
-    and ``to_dict()``)."""
+    ``measure`` of whole models -- resumes mid-round. A drift ``watch`` observes the reference between them (its
+    checks tagged ``tag``). Models are networks of a space or ``models.ModelUnit``s (anything with ``key`` and
+    ``to_dict()``)."""
     if store is None:
         return measure_networks(backend, nets, artifacts, protocol, rounds=rounds, seed=seed,
-                                on_measured=on_measured, deadline=deadline, watch=watch)
+                                on_measured=on_measured, deadline=deadline, watch=watch, watch_tag=tag)
     session: list[int] = []
-    ids: dict[tuple[str, int], list[int]] = {}
 
     def keep(net: Any, r: int, result: RunResult) -> None:
         if not session:
             session.append(store.start_session(config, backend.device_info(), __version__))
         noisy = result.summary().noise > protocol.noise_threshold
         result.extra.update(network=net.to_dict(), by=tag)
-        ids[net.key, r] = store.add(session[0], net.key, GatedResult([result], 0, noisy), round_no=r)
-
-    def reject(net: Any, r: int) -> None:
-        store.reject(ids.pop((net.key, r), []), "drift guard: reference op drifted")
+        store.add(session[0], net.key, GatedResult([result], 0, noisy), round_no=r)
 
     return measure_networks(backend, nets, artifacts, protocol, rounds=rounds, seed=seed, on_measured=on_measured,
                             done=stored_rounds(store, config, nets), on_round=keep, deadline=deadline,
-                            watch=watch, on_reject=reject)
+                            watch=watch, watch_tag=tag)

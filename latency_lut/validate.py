@@ -27,6 +27,7 @@ from typing import Protocol as _Protocol
 from latency_lut import __version__
 from latency_lut.build import config_for
 from latency_lut.calibration import Calibration, features, fit, from_header
+from latency_lut.drift import host_factor
 from latency_lut.errors import LatencyLutError, LUTFormatError, ValidationError
 from latency_lut.extend import measurer
 from latency_lut.lut import LUT, check_output_path
@@ -364,9 +365,11 @@ def calibration_pass(
     ``measure`` replaces :func:`measure_models` (same keywords, minus the device): a farm shards the models'
     rounds over the phones of the LUT's model. Its budget and cost ratio are then in device-seconds.
 
-    ``watch`` is the build's drift guard (``BuildResult.watch``): the networks are judged against the baseline
-    and band the ops were, so a neighbour's burst during the pass does not end up in the calibration as a
-    difference between ops and networks (it moved two builds' FBNet-A/B/C predictions 13% apart, README).
+    ``watch`` is the build's drift guard (``BuildResult.watch``): the reference op is re-timed between the
+    networks and compared with the ops' baseline. The median of those ratios, the ``host_factor``, is how much
+    slower the machine ran the pass than the ops, and the networks are fitted divided by it: otherwise a
+    neighbour's load during the pass alone ends up in the calibration as a difference between ops and networks
+    (two cold builds' FBNet-A/B/C predictions came out 6-13% apart while their plain sums agreed within 1.1%).
     """
     import time
 
@@ -409,28 +412,34 @@ def calibration_pass(
             spent += cost + export_s
         chosen.append(net)
     _finish(progress)
-    before = dict(watch.counts) if watch is not None else {}
     measured = (measure or partial(measure_models, lut, device, backend, watch=watch))(
         chosen, rounds=rounds, seed=seed, jobs=jobs, store=store, progress=progress, tag=tag, deadline=t0 + budget_s)
     reused = sum(len(have.get(n.key, {})) >= rounds for n in chosen)
+    checks = [c for c in store.drift_checks(config) if c.get("observed") and c.get("by") == tag]
+    factor = host_factor(checks, tag)
     cal, report, rows = fit_into_header(lut, device.name, chosen, measured, folds_k, seed,
                                         {"by": "build", "named": len(named), "rounds": rounds, "seed": seed,
-                                         **({"drift": {k: v - before.get(k, 0) for k, v in watch.counts.items()}}
-                                            if watch is not None else {})},
-                                        max_noise=max_noise)
+                                         "host_factor": factor, "observations": len(checks)},
+                                        max_noise=max_noise, host_factor=factor)
     took = sum(bool(m.ok) for m in measured.values())  # the deadline may have cut the first round short
     return CalibrationPass(cal, took, reused, time.perf_counter() - t0, budget_s, report, rows)
 
 
 def fit_into_header(
     lut: LUT, device_name: str, nets: Sequence[NetworkSpec], measured: dict[str, NetMeasurement], folds_k: int,
-    seed: int, source: dict[str, Any], max_noise: float = MAX_CALIBRATION_NOISE,
+    seed: int, source: dict[str, Any], max_noise: float = MAX_CALIBRATION_NOISE, host_factor: float | None = None,
 ) -> tuple[Calibration | None, dict[str, Any], list[ModelRow]]:
     """Fit the calibration on measured whole networks (k-fold cross-validated summary included) and put it into
     the LUT's header. None (and the header untouched) with fewer than 3 measured models, or when the networks'
     rounds disagree by a median of more than ``max_noise`` (``report["refused"]`` says so): a fit on
-    a host that was that busy would move predictions further than the plain sum is off."""
+    a host that was that busy would move predictions further than the plain sum is off. With a ``host_factor``
+    (see :func:`calibration_pass`) the networks' times are divided by it first; the rows returned are too."""
     rows = compare(lut, nets, measured)
+    if host_factor:
+        for r in rows:
+            if r.measured_ms is not None:
+                r.measured_ms /= host_factor
+                r.round_ms = [x / host_factor for x in r.round_ms]
     ok = [r for r in rows if r.ok]
     if len(ok) < 3:
         return None, {}, rows

@@ -69,3 +69,26 @@ def cli(tmp_path: Path, artifact_cache: Path):
 # A quick protocol for functional tests: measurement accuracy is the benchmarks' business, not the tests'. The
 # drift guard and the calibration pass have their own tests (tests/test_build.py, tests/cli/test_cli_calibrate.py).
 FAST = ["--warmup", "1", "--runs", "3", "--min-seconds", "0", "--retries", "0", "--no-drift-guard", "--no-calibrate"]
+
+
+class SlowedBackend:
+    """The real ONNX Runtime backend, every measurement ``slow`` times slower once ``slow`` is set (as under a
+    neighbour's load that contends for the caches: thread CPU time grows too). Records what it measured."""
+
+    def __init__(self) -> None:
+        from latency_lut.backends import create_backend
+        from latency_lut.devices import get_device
+
+        self.inner = create_backend(get_device("local"), "onnxruntime")
+        self.seen: list[str] = []
+        self.slow = 1.0
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def measure(self, spec, artifact, protocol):
+        from latency_lut.measure import RunResult
+
+        self.seen.append(spec.key)
+        res = self.inner.measure(spec, artifact, protocol)
+        return RunResult([x * self.slow for x in res.samples_ms], None, dict(res.extra))

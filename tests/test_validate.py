@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import sqlite3
+import statistics
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,29 @@ def test_the_first_round_stops_at_the_deadline(artifact_cache):
     measured = [m for m in res.values() if m.ok]
     assert len(measured) == 2 and all(len(m.rounds) == 1 for m in measured)
     assert all("time budget ran out" in m.error for m in res.values() if not m.ok)
+
+
+def test_the_calibration_pass_fits_networks_on_the_machine_state_of_the_ops(tmp_path, artifact_cache):
+    """A machine 1.5x slower during the pass than during the build (a neighbour's load): the pass's observations
+    of the reference see it, and the networks are fitted divided by it, not as a 50% gap between ops and nets."""
+    from conftest import SlowedBackend
+
+    from latency_lut.build import build_lut, config_for
+    from latency_lut.drift import DriftGuard
+    from latency_lut.measure import Protocol
+    from latency_lut.store import Store
+    from latency_lut.validate import calibration_pass
+
+    space, dev, be = get_space("fbnet", 32, 0.25), get_device("local"), SlowedBackend()
+    protocol = Protocol(warmup=1, runs=8, min_seconds=0, retries=0)
+    with Store(tmp_path / "s.sqlite") as st:
+        res = build_lut(space, dev, be, st, protocol, rounds=1, guard=DriftGuard())
+        be.slow = 1.5
+        p = calibration_pass(res.lut, dev, be, st, budget_s=1000, max_models=3, rounds=2, folds_k=3,
+                             watch=res.watch, max_noise=10)
+        raw = {k: statistics.median(rec.stats.median for rec in rs.values())
+               for k, rs in st.round_records(config_for(dev, be, protocol), [r.key for r in p.rows]).items()}
+    src = res.lut.header["calibration"]["source"]
+    assert src["observations"] >= 4 and 1.2 < src["host_factor"] < 1.9, src
+    for row in p.rows:
+        assert row.measured_ms == pytest.approx(raw[row.key] / src["host_factor"], rel=1e-6)
