@@ -236,7 +236,7 @@ def _export_tflite(module: Any, sample: Any, out: Path, dtype: str = "fp32") -> 
                 litert_torch.convert(wrapped.eval(), (nhwc,)).export(str(out))
         except Exception as e:
             tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-            raise ExportError(f"litert-torch conversion failed: {e}; {' | '.join(tail)}") from e
+            raise ExportError(f"litert-torch conversion failed: {e}" + (f"; {' | '.join(tail)}" if tail else "")) from e
         finally:
             log.unlink(missing_ok=True)
 

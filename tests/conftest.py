@@ -92,3 +92,52 @@ class SlowedBackend:
         self.seen.append(spec.key)
         res = self.inner.measure(spec, artifact, protocol)
         return RunResult([x * self.slow for x in res.samples_ms], None, dict(res.extra))
+
+
+# A whole space of six ops that export to TFLite in seconds: a bundle of all of it makes a complete LUT, so an
+# incomplete one tells of the op it lacks.
+TINY_SPACE = """\
+name: tiny
+resolution: {default: 32}
+num_classes: 10
+stem:
+  - {op: conv, out: 8, kernel: 3, stride: 2}
+stages:
+  - {out: 8, layers: 1, stride: 1, candidates: [k3_e1, k3_e3, skip]}
+head:
+  - {op: conv, out: 16, kernel: 1}
+  - {op: gap}
+  - {op: fc, out: classes}
+"""
+REJECTED = "ir-in16x16x8-out8-k3-e3-g1-s1"  # the block of TINY_SPACE that reject_int8_block fails
+
+
+def reject_int8_block(monkeypatch: pytest.MonkeyPatch, key: str = REJECTED, reason: str = "unsupported op") -> None:
+    """litert-torch's int8 quantizer fails on block ``key`` with ``reason`` (the other blocks are quantized for
+    real), and the block's cached artifact goes, so that the converter is asked. In this process only: drive the
+    CLI with ``main`` here, not in a subprocess."""
+    from latency_lut import export as export_mod
+    from latency_lut.ops import OpSpec
+
+    real = export_mod.quantize_tflite
+
+    def failing(module, sample, out, *args):
+        if f"{key}-int8.tflite" in str(out):
+            raise RuntimeError(reason)
+        return real(module, sample, out, *args)
+
+    monkeypatch.setattr(export_mod, "quantize_tflite", failing)
+    export_mod.artifact_path(OpSpec.from_key(key), "tflite", dtype="int8").unlink(missing_ok=True)
+
+
+def main_in(cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str,
+            store: Path | None = None) -> tuple[int, str, str]:
+    """``fbnet-lut ARGS`` in this process (exit status, stdout, stderr), in ``cwd`` with ``store``."""
+    from latency_lut.cli import main
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("FBNET_LUT_STORE", str(store or cwd / "store.sqlite"))
+    capsys.readouterr()
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err

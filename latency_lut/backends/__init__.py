@@ -41,16 +41,22 @@ def backend_class(kind: str, runtime: str) -> type[Backend]:
         ) from e
 
 
-def create_backend(device: Device, runtime: str | None = None, dtype: str = "fp32", **overrides: Any) -> Backend:
-    """The backend for a device descriptor and runtime (the descriptor's default runtime if None), running
-    artifacts in ``dtype`` (a :class:`~latency_lut.quantize.DtypeError` if that runtime cannot)."""
-    from latency_lut.quantize import check_dtype
-
+def check_runtime(device: Device, runtime: str | None = None) -> str:
+    """``runtime`` (the descriptor's default if None), if the descriptor offers it; else an error naming both."""
     rt = runtime or device.runtime
     if device.runtimes and rt not in device.runtimes:
         raise DeviceError(
             f"device {device.name!r} does not offer runtime {rt!r}; its runtimes: {', '.join(device.runtimes)}"
         )
+    return rt
+
+
+def create_backend(device: Device, runtime: str | None = None, dtype: str = "fp32", **overrides: Any) -> Backend:
+    """The backend for a device descriptor and runtime (the descriptor's default runtime if None), running
+    artifacts in ``dtype`` (a :class:`~latency_lut.quantize.DtypeError` if that runtime cannot)."""
+    from latency_lut.quantize import check_dtype
+
+    rt = check_runtime(device, runtime)
     check_dtype(rt, dtype, device.name, device.kind)
     cls = backend_class(device.kind, rt)
     backend = cls.from_device(device, **overrides) if hasattr(cls, "from_device") else cls(

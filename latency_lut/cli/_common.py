@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,17 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], right: Sequence
 
     out = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells]
     return "\n".join(out)
+
+
+def failed_rows(failed: Mapping[str, str], label: str = "failed") -> list[list[str]]:
+    """One table row per block that failed to export or quantize, naming it with the converter's reason."""
+    return [[f"{label} {key}", why] for key, why in failed.items()]
+
+
+def failed_note(failed: Mapping[str, str]) -> str:
+    """What a bundle's failed blocks mean for its LUT, and what to do about them."""
+    return (f"{len(failed)} block(s) failed to export or quantize and are not in the bundle; the LUT stays "
+            "incomplete without them. Once the cause is fixed, 'fbnet-lut build ... --only KEY' bundles just them.")
 
 
 def echo_json(obj: Any) -> None:

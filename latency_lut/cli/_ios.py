@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from latency_lut.cli._common import ClickProgress, default_store, echo_json, table
+from latency_lut.cli._common import ClickProgress, default_store, echo_json, failed_note, failed_rows, table
 from latency_lut.devices import Device
 from latency_lut.errors import DeviceError
 from latency_lut.offline.bundles import IOS_CALIBRATION_MODELS, build_bundle, ingest_command
@@ -50,13 +50,15 @@ def ios_bundle_flow(device: Device, space: SearchSpace, *, runtime: str | None, 
         "cached": res.cached, "calibration_networks": len(m.networks), "results_in_store": res.have,
         "lut": str(out) if res.lut is not None else None,
         "export_seconds": round(res.export_seconds, 2), "bundle_seconds": round(res.bundle_seconds, 2),
-        "total_seconds": round(time.perf_counter() - t0, 2), "ingest_command": cmd,
+        "total_seconds": round(time.perf_counter() - t0, 2), "ingest_command": cmd, "failed": res.failed,
     }
     if as_json:
         echo_json(summary)
         return
-    rows = [[k, v] for k, v in summary.items() if k not in ("status", "ingest_command") and v is not None]
-    click.echo(table(rows, ["bundle", "value"], right=[False, False]))
+    rows = [[k, v] for k, v in summary.items() if k not in ("status", "ingest_command", "failed") and v is not None]
+    click.echo(table(rows + failed_rows(res.failed), ["bundle", "value"], right=[False, False]))
+    if res.failed:
+        click.echo(f"\n{failed_note(res.failed)}")
     if not res.waiting:
         click.echo(f"\nAll {len(m.models)} results of this bundle are in the store; LUT written to {out}.")
         return

@@ -22,6 +22,7 @@ from latency_lut.cli._common import (
     default_store,
     dtype_option,
     echo_json,
+    failed_rows,
     store_option,
     table,
 )
@@ -148,7 +149,7 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
 
         return build_bundle(dev, sp, device, threads=threads, overrides=overrides, only=only,
                             bundle_path=bundle_path, store_path=store, jobs=jobs, quiet=quiet, as_json=as_json,
-                            dtype=dtype)
+                            dtype=dtype, runtime=runtime)
     try:
         protocol = Protocol(**overrides)
     except ValueError as e:
@@ -214,7 +215,7 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
         return
     rows = [[k, ", ".join(v) if isinstance(v, list) else v] for k, v in summary.items()
             if k not in ("flagged", "drift", "calibration", "failed")]
-    rows += [[f"failed {key}", why] for key, why in res.failed.items()]
+    rows += failed_rows(res.failed)
     d = res.drift
     rows.append(["drift guard", "off" if guard is None else f"{d['checks']} checks, {d['drifts']} drifted, "
                  f"{d['remeasured']} op(s) re-measured"

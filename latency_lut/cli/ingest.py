@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from latency_lut.cli._common import default_store, echo_json, store_option, table
+from latency_lut.cli._common import default_store, echo_json, failed_note, failed_rows, store_option, table
 
 MAX_RESULTS_BYTES = 256 << 20  # a console log of a whole space's bundle is a few MB
 
@@ -107,7 +107,7 @@ def ingest(results: tuple[Path, ...], device: str | None, bundle_path: Path | No
         "results": rep.parsed, "added": rep.added, "already_ingested": rep.duplicates, "replaced": rep.replaced,
         "unknown": rep.unknown, "failed": rep.failed, "flagged": rep.flagged, "missing": rep.missing,
         "lut": str(out), "lut_entries": len(rep.lut), "complete": complete, "device_info": rep.device_info,
-        "calibration": rep.calibration,
+        "calibration": rep.calibration, "export_failed": manifest.failed,
     }
     if as_json:
         echo_json(summary)
@@ -130,15 +130,18 @@ def ingest(results: tuple[Path, ...], device: str | None, bundle_path: Path | No
     rows.append(["missing", f"{len(rep.missing)} of {n}" + (f": {_short(rep.missing)}" if rep.missing else "")])
     rows.append(["lut", f"{out} ({len(rep.lut)} entries, {'complete' if complete else 'INCOMPLETE'})"])
     rows.append(["calibration", rep.calibration])
+    rows += failed_rows(manifest.failed, "not bundled")
     click.echo(table(rows, ["ingest", "value"], right=[False, False]))
     for key, why in list(rep.failed.items())[:5]:
         click.echo(f"no result for {key}: {why}", err=True)
     if rep.missing:
         click.echo(f"\n{len(rep.missing)} model(s) of the bundle still have no result; run them on the phone and "
                    "ingest their log (the LUT is marked incomplete until then).")
-    elif not complete:
+    elif not complete and not manifest.failed:
         click.echo(f"\nThis bundle is complete; {space_missing(rep)} op(s) of the space are in no ingested bundle "
                    "yet (it was built with --only).")
+    if manifest.failed:
+        click.echo(f"\n{failed_note(manifest.failed)}")
 
 
 def _dry_run(results: tuple[Path, ...], as_json: bool) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from latency_lut.backends.ios.app import IOSApp
 from latency_lut.backends.ios.bundle import BundleResult, make_bundle
 from latency_lut.build import Progress, aggregate, config_for
 from latency_lut.devices import Device
+from latency_lut.errors import ExportError
 from latency_lut.export import export_many
 from latency_lut.lut import LUT
 from latency_lut.networks import NetworkSpec, export_networks, sample_archs
@@ -38,6 +39,7 @@ class BundleBuild:
     bundle_seconds: float
     have: int  # keys of the bundle already in the store
     lut: LUT | None
+    failed: dict[str, str] = field(default_factory=dict)  # key -> why it could not be exported/quantized
 
     @property
     def waiting(self) -> bool:
@@ -59,6 +61,16 @@ def select_specs(space: SearchSpace, only: Sequence[str] = ()) -> list[OpSpec]:
     return [by_key[k] for k in dict.fromkeys(only)]
 
 
+def bundled_specs(specs: Sequence[OpSpec], failed: dict[str, str]) -> list[OpSpec]:
+    """The specs that go into a bundle: those that exported (the failed ones are named in the manifest and the
+    LUT stays incomplete); an error naming a failure when none did, since an empty bundle measures nothing."""
+    ok = [s for s in specs if s.key not in failed]
+    if not ok and failed:
+        key, why = next(iter(failed.items()))
+        raise ExportError(f"none of the {len(specs)} models could be exported, so no bundle was written; {key}: {why}")
+    return ok
+
+
 def build_bundle(
     space: SearchSpace,
     device: Device,
@@ -76,7 +88,8 @@ def build_bundle(
 ) -> BundleBuild:
     """Export the ops (and, for a whole-space bundle, the calibration networks: the space's named architectures
     plus ``calibration_models`` sampled ones, which ingest fits the LUT's calibration on) into a bundle, in
-    ``dtype`` (int8: full-integer models, which the app's benchmark feeds 8-bit inputs)."""
+    ``dtype`` (int8: full-integer models, which the app's benchmark feeds 8-bit inputs). A block that fails to
+    export (or quantize) is left out and named in ``failed`` and in the manifest, as in an online build."""
     app = IOSApp(device, threads)
     app.use_dtype(dtype)
     protocol = app.protocol(**(protocol_overrides or {}))
@@ -89,10 +102,12 @@ def build_bundle(
     cached = sum(artifact_path(s, "tflite", dtype=dtype).exists() for s in specs)
     if progress:
         progress.start("export tflite" + ("" if dtype == "fp32" else f" {dtype}"), len(specs))
+    failed: dict[str, str] = {}
     artifacts = export_many(specs, "tflite", jobs=jobs, on_done=(lambda s: progress.advance(s.key)) if progress
-                            else None, dtype=dtype)
+                            else None, dtype=dtype, errors=failed)
     if progress:
         progress.finish()
+    specs = bundled_specs(specs, failed)
     nets: list[NetworkSpec] = []
     if not only and calibration_models > 0:
         candidates = sample_archs(space, calibration_models, CALIBRATION_SEED, named=True)
@@ -111,13 +126,13 @@ def build_bundle(
         space={**space.describe(), "id": space.id},
         app={"app_bundle_id": app.option("app_bundle_id"), "documents_dir": app.option("documents_dir"),
              "delegate": app.delegate},
-        whole_space=not only, root=bundle_root, path=bundle_path,
+        whole_space=not only, root=bundle_root, path=bundle_path, failed=failed,
     )
     t2 = time.perf_counter()
     done = store.completed_keys(config)
     have = sum(s.key in done for s in [*specs, *nets])
     lut = aggregate(store, config, space, device, app) if done else None
-    return BundleBuild(bundle, len(specs) - cached, cached, t1 - t0, t2 - t1, have, lut)
+    return BundleBuild(bundle, len(specs) - cached, cached, t1 - t0, t2 - t1, have, lut, failed)
 
 
 def ingest_command(device: Device, bundle: Path) -> str:

@@ -40,7 +40,14 @@ from latency_lut import __version__
 from latency_lut.backends.android.adb import quote
 from latency_lut.backends.android.backend import BINARY_NAME, AndroidBackend, benchmark_flags
 from latency_lut.backends.android.config import AndroidConfig
-from latency_lut.backends.ios.bundle import NAME_PREFIX, BundleResult, ModelEntry, place_bundle, split_benchmark_name
+from latency_lut.backends.ios.bundle import (
+    NAME_PREFIX,
+    BundleResult,
+    ModelEntry,
+    failed_ident,
+    place_bundle,
+    split_benchmark_name,
+)
 from latency_lut.backends.ios.bundle import Manifest as BundleManifest
 from latency_lut.backends.ios.bundle import load_manifest as load_bundle_manifest
 from latency_lut.backends.ios.errors import BundleError
@@ -200,17 +207,18 @@ Ingest as many partial logs as you like: missing models are listed and the LUT s
 
 def make_bundle(specs: Sequence[OpSpec], artifacts: Mapping[str, Path], backend: OfflineAndroid, config: Config,
                 protocol: Protocol, space: dict[str, Any], whole_space: bool, *, root: Path,
-                path: Path | None = None) -> BundleResult:
-    """Write (or find up to date) the bundle of ``specs`` at ``path`` (default ``root/<device>-<space>-<id>``)."""
+                path: Path | None = None, failed: Mapping[str, str] | None = None) -> BundleResult:
+    """Write (or find up to date) the bundle of ``specs`` at ``path`` (default ``root/<device>-<space>-<id>``);
+    ``failed`` are the blocks left out because they failed to export (key -> reason), recorded in the manifest."""
     hashes = {s.key: sha256_file(Path(artifacts[s.key])) for s in specs}
     ident = {"config": [config.device, config.fingerprint, config.runtime, config.settings], "space": space,
-             "models": [[s.key, hashes[s.key]] for s in specs]}
+             "models": [[s.key, hashes[s.key]] for s in specs], **failed_ident(failed)}
     bundle_id = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
     models = [ModelEntry(s.key, "models", f"models/{s.key}.tflite", PHONE_SCRIPT, hashes[s.key],
                          Path(artifacts[s.key]).stat().st_size) for s in specs]
     m = Manifest(bundle_id, config.device, config.fingerprint, config.runtime, config.settings, protocol.to_dict(),
                  space, {"platform": "android", "remote_dir": backend.config.remote_dir}, models, whole_space,
-                 created=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
+                 created=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()), failed=dict(failed or {}))
     target = Path(path) if path is not None else root / f"{config.device}-{space['id']}-{bundle_id[:12]}"
 
     def fill(tmp: Path) -> None:

@@ -120,6 +120,9 @@ class Manifest:
     path: Path | None = field(default=None, compare=False)
     # Whole networks the bundle carries for the calibration (key -> NetworkSpec.to_dict()); ingest fits on them.
     networks: dict[str, Any] = field(default_factory=dict)
+    # Blocks of the build that failed to export or quantize (key -> the converter's reason): left out of the
+    # bundle, so its LUT stays incomplete, and ingest names them.
+    failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def keys(self) -> list[str]:
@@ -152,8 +155,9 @@ class Manifest:
         try:
             models = [ModelEntry(**m) for m in doc["models"]]
             fields = {f.name: doc[f.name] for f in dataclass_fields(cls)
-                      if f.name not in ("models", "path", "networks")}
+                      if f.name not in ("models", "path", "networks", "failed")}
             fields["networks"] = dict(doc.get("networks") or {})  # none in bundles made before calibration
+            fields["failed"] = {str(k): str(v) for k, v in (doc.get("failed") or {}).items()}
         except (KeyError, TypeError) as e:
             raise BundleError(f"{source}: manifest is incomplete or malformed ({e}); rebuild the bundle") from None
         return cls(models=models, **fields)
@@ -217,8 +221,10 @@ def make_bundle(
     root: Path | None = None,
     path: Path | None = None,
     networks: Mapping[str, Any] | None = None,
+    failed: Mapping[str, str] | None = None,
 ) -> BundleResult:
-    """Assemble (or find up to date) the bundle of ``specs``; ``path`` overrides ``root/<name>-<id>``."""
+    """Assemble (or find up to date) the bundle of ``specs``; ``path`` overrides ``root/<name>-<id>``. ``failed``
+    are the blocks left out because they failed to export (key -> reason), recorded in the manifest."""
     settings = config.settings
     threads, delegate = int(settings["threads"]), str(settings["delegate"])
     hashes = {s.key: sha256_file(Path(artifacts[s.key])) for s in specs}
@@ -227,7 +233,7 @@ def make_bundle(
                                 settings["warmup_min_seconds"], settings["run_delay"]) for s in specs}
     ident = {"device": config.device, "fingerprint": config.fingerprint, "runtime": config.runtime,
              "settings": settings, "space": space,
-             "models": [[s.key, hashes[s.key], params[s.key]] for s in specs]}
+             "models": [[s.key, hashes[s.key], params[s.key]] for s in specs], **failed_ident(failed)}
     blob = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
     bundle_id = hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -238,7 +244,7 @@ def make_bundle(
         bundle_id=bundle_id, device=config.device, fingerprint=config.fingerprint, runtime=config.runtime,
         settings=settings, protocol=protocol.to_dict(), space=space, app=app, models=models,
         whole_space=whole_space, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        networks=dict(networks or {}),
+        networks=dict(networks or {}), failed=dict(failed or {}),
     )
     name = f"{config.device}-{space['id']}-{bundle_id[:12]}"
     target = Path(path) if path is not None else (root or default_bundle_root()) / name
@@ -253,6 +259,12 @@ def make_bundle(
         (tmp / "README.md").write_text(bundle_readme(manifest, name))
 
     return place_bundle(target, manifest, fill)
+
+
+def failed_ident(failed: Mapping[str, str] | None) -> dict[str, Any]:
+    """The failed blocks' part of a bundle id: none without failures (the ids of such bundles stay as they were),
+    else their keys, so that a bundle that lacks them is never taken for the same models built without them."""
+    return {"failed": sorted(failed)} if failed else {}
 
 
 def place_bundle(target: Path, manifest: Manifest, fill: Callable[[Path], None]) -> BundleResult:

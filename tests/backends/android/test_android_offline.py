@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from android_fixtures import install_standin
-from conftest import cli_env, run_cli
+from conftest import REJECTED, TINY_SPACE, cli_env, main_in, reject_int8_block, run_cli
 
 SPACE = ["--resolution", "32", "--width", "0.25"]
 FAST = ["--warmup", "1", "--runs", "4", "--min-seconds", "0"]
@@ -142,3 +142,64 @@ def test_int8_and_fp16_bundles(lab):
     bad = cli("build", "--device", "lab-cpu.yaml", *SPACE, "--only", KEYS[0], "--dtype", "fp16", "--bundle", "bx")
     assert bad.returncode == 2 and bad.stderr.startswith("Error:") and "Traceback" not in bad.stderr
     assert "'labcpu' (delegate 'none') cannot run dtype 'fp16'" in bad.stderr and not (root / "bx").exists()
+
+
+def test_block_that_fails_to_quantize_is_named_and_left_out(lab, tmp_path, monkeypatch, capsys):
+    """One block of a whole space fails to quantize: the build names it with the converter's reason and bundles the
+    others, the manifest records it, and ingest writes the LUT of the others, incomplete for want of it."""
+    from latency_lut.spaces import get_space
+
+    root = lab[0]
+    (tmp_path / "tiny.yaml").write_text(TINY_SPACE)
+    keys = [s.key for s in get_space(tmp_path / "tiny.yaml").unique_specs()]
+    assert REJECTED in keys
+    reject_int8_block(monkeypatch, reason="unsupported op: QUANTIZE of HARD_SWISH")
+    args = ["build", "--device", str(root / "lab.yaml"), "--space", "tiny.yaml", "--dtype", "int8", *FAST,
+            "--bundle", "b"]
+    rc, out, err = main_in(tmp_path, monkeypatch, capsys, *args, "--json")
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert list(summary["failed"]) == [REJECTED] and "unsupported op: QUANTIZE of HARD_SWISH" in summary["failed"][
+        REJECTED] and summary["models"] == len(keys) - 1
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert [x["key"] for x in m["models"]] == [k for k in keys if k != REJECTED] and m["whole_space"]
+    assert m["failed"] == summary["failed"] and not list((tmp_path / "b" / "models").glob(f"{REJECTED}*"))
+    assert f"run {REJECTED}" not in (tmp_path / "b" / "run_on_phone.sh").read_text()
+    rc, out, _ = main_in(tmp_path, monkeypatch, capsys, *args)  # the terminal: one line per failed block
+    lines = [x for x in out.splitlines() if x.startswith("failed ")]
+    assert rc == 0 and len(lines) == 1 and re.match(rf"failed {REJECTED}\s+litert-torch conversion failed: "
+                                                    r"unsupported op: QUANTIZE of HARD_SWISH", lines[0]), out
+    assert "1 block(s) failed to export or quantize" in out
+
+    log = subprocess.run(["sh", str(tmp_path / "b" / "run_on_phone.sh")], capture_output=True, text=True,
+                         check=True, timeout=300).stdout
+    (tmp_path / "phone.log").write_text(log)
+    env = cli_env(FBNET_LUT_STORE=str(tmp_path / "store.sqlite"))
+    rep = json.loads(run_cli("ingest", "--device", str(root / "lab.yaml"), "--bundle", "b", "phone.log", "--json",
+                             cwd=tmp_path, env=env, check=True).stdout)
+    assert rep["missing"] == [] and rep["failed"] == {} and rep["export_failed"] == summary["failed"]
+    lut = json.loads((tmp_path / rep["lut"]).read_text())
+    entries = lut["entries"] if isinstance(lut["entries"], dict) else {e["key"]: e for e in lut["entries"]}
+    assert sorted(entries) == sorted(k for k in keys if k != REJECTED)
+    assert rep["complete"] is False and lut["header"]["complete"] is False and lut["header"]["dtype"] == "int8"
+    p = run_cli("ingest", "--device", str(root / "lab.yaml"), "--bundle", "b", "phone.log", cwd=tmp_path, env=env,
+                check=True)
+    assert re.search(rf"^not bundled {REJECTED}\s+litert-torch conversion failed: unsupported op", p.stdout, re.M)
+    assert "the LUT stays incomplete without them" in p.stdout
+
+
+def test_runtime_other_than_litert_is_refused(lab):
+    """benchmark_model runs LiteRT models only: another runtime, asked for or in the descriptor, is a clean error."""
+    root, cli, _, _ = lab
+    bad = cli("build", "--device", "lab.yaml", *SPACE, "--only", KEYS[0], "--runtime", "onnxruntime", "--bundle",
+              "bo")
+    err = bad.stderr.strip()
+    assert bad.returncode == 2 and len(err.splitlines()) == 1 and not (root / "bo").exists(), err
+    assert err == ("Error: device 'labphone' cannot run runtime 'onnxruntime' offline: its bundle runs on the phone "
+                   "with benchmark_model, which runs LiteRT models only; drop --runtime")
+    doc = yaml.safe_load((root / "lab.yaml").read_text())
+    (root / "lab-ort.yaml").write_text(yaml.safe_dump({**doc, "name": "labort", "runtime": "onnxruntime"}))
+    bad = cli("build", "--device", "lab-ort.yaml", *SPACE, "--only", KEYS[0], "--bundle", "bo")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and not (root / "bo").exists()
+    assert "device 'labort' cannot run runtime 'onnxruntime' offline" in bad.stderr
+    assert "LiteRT models only; set 'runtime: litert' in lab-ort.yaml" in bad.stderr

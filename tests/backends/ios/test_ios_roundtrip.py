@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, run_cli
+from conftest import REJECTED, TINY_SPACE, cli_env, main_in, reject_int8_block, run_cli
 from ios_applog import console_log, mean_ms, time_bundle
 
 from latency_lut.lut import load
@@ -218,3 +218,41 @@ def test_int8_bundle_round_trip_and_fp16_refused(tmp_path: Path, artifact_cache:
     bad = run_cli("build", "--device", "iphonex", *SPACE, "--only", KEYS[1], "--dtype", "fp16", cwd=tmp_path,
                   env=env)
     assert bad.returncode == 2 and "device 'iphonex' (ios) cannot run dtype 'fp16'" in bad.stderr, bad.stderr
+
+
+def test_block_that_fails_to_quantize_is_named_and_left_out(tmp_path: Path, artifact_cache: Path, monkeypatch,
+                                                             capsys):
+    """One block of a whole space fails to quantize: the iPhone bundle holds the others and names it with the
+    converter's reason, and the LUT that ingest writes from the app's log is incomplete for want of it."""
+    from latency_lut.spaces import get_space
+
+    (tmp_path / "tiny.yaml").write_text(TINY_SPACE)
+    keys = [s.key for s in get_space(tmp_path / "tiny.yaml").unique_specs()]
+    reject_int8_block(monkeypatch, reason="unsupported op: QUANTIZE of HARD_SWISH")
+    args = ["build", "--device", "iphonex", "--space", "tiny.yaml", "--dtype", "int8", *FAST, "--no-calibrate",
+            "--bundle", "b"]
+    rc, out, err = main_in(tmp_path, monkeypatch, capsys, *args, "--json")
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert list(summary["failed"]) == [REJECTED] and "unsupported op: QUANTIZE of HARD_SWISH" in summary["failed"][
+        REJECTED] and summary["models"] == len(keys) - 1 and summary["status"] == "waiting_for_results"
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert [m["key"] for m in manifest["models"]] == [k for k in keys if k != REJECTED] and manifest["whole_space"]
+    assert manifest["failed"] == summary["failed"] and not (tmp_path / "b" / "models" / REJECTED).exists()
+    rc, out, _ = main_in(tmp_path, monkeypatch, capsys, *args)  # the terminal: one line per failed block
+    lines = [x for x in out.splitlines() if x.startswith("failed ")]
+    assert rc == 0 and len(lines) == 1 and re.match(rf"failed {REJECTED}\s+litert-torch conversion failed: "
+                                                    r"unsupported op: QUANTIZE of HARD_SWISH", lines[0]), out
+
+    (tmp_path / "app.log").write_text(console_log(time_bundle(tmp_path / "b"), device=DEVICE))
+    env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(tmp_path / "store.sqlite"))
+    p = run_cli("ingest", "--device", "iphonex", "--bundle", "b", "app.log", "-o", "lut.json", cwd=tmp_path, env=env,
+                check=True)
+    assert re.search(rf"^not bundled {REJECTED}\s+litert-torch conversion failed: unsupported op", p.stdout, re.M)
+    assert "the LUT stays incomplete without them" in p.stdout and "built with --only" not in p.stdout
+    rep = json.loads(run_cli("ingest", "--device", "iphonex", "--bundle", "b", "app.log", "-o", "lut.json",
+                             "--json", cwd=tmp_path, env=env, check=True).stdout)
+    assert rep["missing"] == [] and rep["export_failed"] == summary["failed"] and rep["complete"] is False
+    lut = load(tmp_path / "lut.json")
+    assert sorted(lut.entries) == sorted(k for k in keys if k != REJECTED)
+    assert lut.header["complete"] is False and lut.header["dtype"] == "int8"
