@@ -32,6 +32,9 @@ from latency_lut.spaces import SearchSpace
 from latency_lut.store import Config, Record, Store
 
 DEFAULT_ROUNDS = 3
+# The ops whose base round medians spread by more than EXTRA_SPREAD get EXTRA_ROUNDS more (see noisy_rounds).
+EXTRA_ROUNDS = 2
+EXTRA_SPREAD = 0.10
 # Architectures sampled for the header's split-half reliability (a fixed seed: the same archs for every build).
 RELIABILITY_ARCHS, RELIABILITY_SEED = 200, 12
 
@@ -111,6 +114,7 @@ def build_lut(
     rounds: int = DEFAULT_ROUNDS,
     guard: DriftGuard | None = DriftGuard(),
     seed: int = 0,
+    extra_rounds: int = EXTRA_ROUNDS,
 ) -> BuildResult:
     """Measure every op of ``space`` (or ``specs``) in ``rounds`` interleaved rounds; return the LUT.
 
@@ -118,13 +122,19 @@ def build_lut(
     load lands on different ops in different rounds; each op's round is committed as soon as it is taken, so a
     kill loses at most the op in flight and a rerun resumes mid-round. With a ``guard``, a reference op is
     re-timed every ``guard.every`` ops and the ops timed since the last good check are re-taken when it drifted.
+    Then the ops whose round medians disagree get ``extra_rounds`` more rounds (see :func:`noisy_rounds`).
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a whole number >= 1, got {rounds!r}")
+    if isinstance(extra_rounds, bool) or not isinstance(extra_rounds, int) or extra_rounds < 0:
+        raise ValueError(f"extra rounds must be a whole number >= 0, got {extra_rounds!r}")
     specs = list(specs if specs is not None else space.unique_specs())
     config = config_for(device, backend, protocol)
     have = store.round_records(config, [s.key for s in specs])
     todo = [[s for s in specs if r not in have.get(s.key, {})] for r in range(rounds)]
+    extended = not any(todo)  # every base round is in the store: the extra rounds are known now
+    if extended:
+        todo += noisy_rounds(have, specs, rounds, extra_rounds)
     need = {s.key: s for r in todo for s in r}
     ref = reference_op(specs) if guard and need else None
     if ref is not None:
@@ -173,7 +183,10 @@ def build_lut(
         if watch:
             watch.check(0)  # the baseline
         mine: set[str] = set()
-        for r, ops in enumerate(todo):
+        r = -1
+        while r + 1 < len(todo):
+            r += 1
+            ops = todo[r]
             order = list(ops)
             random.Random(f"build-{seed}-round-{r}").shuffle(order)
             again: deque[OpSpec] = deque()  # this build's own re-takes after a drift
@@ -210,11 +223,26 @@ def build_lut(
                         progress.advance(spec.key)
                     if watch and len(since) >= guard.every:
                         verify()
+            if r == rounds - 1 and not extended:  # the base rounds are in: which ops need more?
+                extended = True
+                more = noisy_rounds(store.round_records(config, [s.key for s in specs]), specs, rounds,
+                                    extra_rounds)
+                more = [[s for s in ops if s.key not in failed] for ops in more]
+                lack = {s.key: s for ops in more for s in ops if s.key not in artifacts}
+                if lack and backend.artifact_format:  # ops whose base rounds were reused: from the cache
+                    artifacts.update(export_many(list(lack.values()), backend.artifact_format, jobs=jobs,
+                                                 dtype=backend.dtype, errors=failed))
+                todo += more
+                if progress and any(more):
+                    progress.finish()
+                    noisy = len({s.key for ops in more for s in ops})
+                    progress.start(f"re-time {noisy} noisy ops x{extra_rounds}", sum(map(len, more)))
         if progress:
             progress.finish()
     t2 = time.perf_counter()
 
-    lut = aggregate(store, config, space, device, backend, specs, rounds=rounds, guard=guard)
+    lut = aggregate(store, config, space, device, backend, specs, rounds=rounds, guard=guard,
+                    extra_rounds=extra_rounds)
     measured = len(mine) if any(todo) else 0  # ops this build took rounds of (a concurrent one took the rest)
     ratio = cost[0] / cost[1] if any(todo) and cost[1] > 0 else None
     return BuildResult(lut, measured, len(specs) - measured - len(failed), sorted(flagged), t1 - t0, t2 - t1,
@@ -235,6 +263,25 @@ def reference_op(specs: Sequence[OpSpec]) -> OpSpec | None:
     """
     real = [s for s in specs if not s.is_identity]
     return max(real, key=lambda s: (s.flops, s.key)) if real else None
+
+
+def noisy_rounds(have: dict[str, dict[int, Record]], specs: Sequence[OpSpec], rounds: int,
+                 extra_rounds: int, spread_over: float = EXTRA_SPREAD) -> list[list[OpSpec]]:
+    """The extra rounds a build still owes: for each of rounds ``rounds`` .. ``rounds + extra_rounds - 1``, the
+    ops lacking it whose ``rounds`` base round medians spread by more than ``spread_over``, (max - min) / median.
+
+    Why: on a shared host a neighbour's burst slows every op timed during it by 10-20%, and an op that had two of
+    its three rounds in bursts carries them into its median; those entries made the p90 of two cold builds'
+    differences. Five rounds outvote two slowed ones, and only the ops whose rounds disagree pay for them (pure:
+    decided from the stored base rounds alone, so a rerun owes the same rounds).
+    """
+    noisy = []
+    for s in specs:
+        recs = have.get(s.key, {})
+        meds = [recs[r].stats.median for r in range(rounds) if r in recs]
+        if len(meds) == rounds > 1 and spread(meds) > spread_over:
+            noisy.append(s)
+    return [[s for s in noisy if r not in have.get(s.key, {})] for r in range(rounds, rounds + extra_rounds)]
 
 
 def combine_rounds(recs: dict[int, Record], rounds: int | None = None) -> Record:
@@ -295,15 +342,19 @@ def split_half_reliability(space: SearchSpace, rounds: dict[str, dict[int, Recor
 
 def aggregate(store: Store, config: Config, space: SearchSpace, device: Device, backend: Backend,
               specs: Sequence[OpSpec] | None = None, *, rounds: int | None = None,
-              guard: DriftGuard | None = None) -> LUT:
-    """The LUT of a configuration from the store's accepted measurements (the first ``rounds`` rounds of each)."""
+              guard: DriftGuard | None = None, extra_rounds: int = 0) -> LUT:
+    """The LUT of a configuration from the store's accepted measurements (the first ``rounds`` rounds of each,
+    plus the ``extra_rounds`` that the noisy ones got)."""
     specs = list(specs if specs is not None else space.unique_specs())
     by_round = store.round_records(config, [s.key for s in specs])
-    records = {k: combine_rounds(v, rounds) for k, v in by_round.items()}
+    records = {k: combine_rounds(v, rounds and rounds + extra_rounds) for k, v in by_round.items()}
     env = store.session_env(config) or None
     complete = all(s.key in records for s in space.unique_specs())
     header = lut_header(device, backend, config, space, complete, env)
     header["rounds"] = rounds or max((len(v) for v in by_round.values()), default=0)
+    if extra_rounds and rounds:
+        header["extra_rounds"] = {"rounds": extra_rounds, "spread_over": EXTRA_SPREAD,
+                                  "ops": sum(any(r >= rounds for r in v) for v in by_round.values())}
     header["reliability"] = split_half_reliability(space, by_round)
     checks = [c for c in store.drift_checks(config) if not c.get("observed")]  # a calibration pass's are its own
     if guard is not None or checks:

@@ -68,7 +68,8 @@ def cli(tmp_path: Path, artifact_cache: Path):
 
 # A quick protocol for functional tests: measurement accuracy is the benchmarks' business, not the tests'. The
 # drift guard and the calibration pass have their own tests (tests/test_build.py, tests/cli/test_cli_calibrate.py).
-FAST = ["--warmup", "1", "--runs", "3", "--min-seconds", "0", "--retries", "0", "--no-drift-guard", "--no-calibrate"]
+FAST = ["--warmup", "1", "--runs", "3", "--min-seconds", "0", "--retries", "0", "--no-drift-guard", "--no-calibrate",
+        "--extra-rounds", "0"]
 
 
 class SlowedBackend:

@@ -11,7 +11,7 @@ import statistics
 import pytest
 
 from latency_lut.backends import create_backend
-from latency_lut.build import build_lut, config_for, reference_op
+from latency_lut.build import build_lut, config_for, noisy_rounds, reference_op
 from latency_lut.devices import get_device
 from latency_lut.drift import DriftGuard
 from latency_lut.measure import Protocol, RunResult, time_callable
@@ -57,7 +57,7 @@ class Recording:
 def test_entries_are_the_median_of_interleaved_round_medians(tmp_path, artifact_cache):
     be = Recording()
     with Store(tmp_path / "s.sqlite") as st:
-        res = build_lut(SPACE, get_device("local"), be, st, FAST, specs=SPECS, rounds=3, guard=None)
+        res = build_lut(SPACE, get_device("local"), be, st, FAST, specs=SPECS, rounds=3, guard=None, extra_rounds=0)
         by_round = st.round_records(config_for(get_device("local"), be, FAST), [s.key for s in SPECS])
     assert res.rounds == 3 and res.lut.header["rounds"] == 3
     # Each round visits every op once, in its own order.
@@ -78,7 +78,7 @@ def test_split_half_reliability_in_the_header(tmp_path, artifact_cache):
     specs = SPACE.unique_specs()  # every op, so sampled architectures have totals
     with Store(tmp_path / "s.sqlite") as st:
         lut = build_lut(SPACE, get_device("local"), be, st, Protocol(warmup=1, runs=10, min_seconds=0, retries=0),
-                        specs=specs, rounds=2, guard=None).lut
+                        specs=specs, rounds=2, guard=None, extra_rounds=0).lut
     rel = lut.header["reliability"]
     assert rel["archs"] == 200 and -1 <= rel["kendall_tau"] <= 1 and rel["kendall_tau"] > 0.2
     assert 0 <= rel["rms_diff"] < 1 and lut.header["complete"]
@@ -88,9 +88,10 @@ def test_a_build_interrupted_mid_round_resumes_there(tmp_path, artifact_cache):
     n = len(SPECS)
     with Store(tmp_path / "s.sqlite") as st:
         with pytest.raises(Interrupt):
-            build_lut(SPACE, get_device("local"), Recording(stop=n + 3), st, FAST, specs=SPECS, guard=None)
+            build_lut(SPACE, get_device("local"), Recording(stop=n + 3), st, FAST, specs=SPECS, guard=None,
+                      extra_rounds=0)
         be = Recording()
-        res = build_lut(SPACE, get_device("local"), be, st, FAST, specs=SPECS, guard=None)
+        res = build_lut(SPACE, get_device("local"), be, st, FAST, specs=SPECS, guard=None, extra_rounds=0)
     assert len(be.seen) == 3 * n - (n + 3)  # only the missing op-rounds, round 1 onwards
     assert sorted(be.seen[:n - 3]) == sorted(set(be.seen[:n - 3]))  # the rest of round 1 first, each op once
     with sqlite3.connect(tmp_path / "s.sqlite") as db:
@@ -120,6 +121,63 @@ def test_drift_guard_retakes_the_ops_since_the_last_good_check(tmp_path, artifac
     hdr = res.lut.header["drift_guard"]
     assert hdr["drifts"] == res.drift["drifts"] and hdr["remeasured"] == 4 and hdr["every"] == 4
     assert len(res.lut) == len(SPECS)
+
+
+class SlowTwice(Recording):
+    """The real backend; one op's first two measurements come back ``slow`` times slower (a neighbour's bursts
+    landing on two of its three rounds)."""
+
+    def __init__(self, key: str, slow: float = 2.0, **kw) -> None:
+        super().__init__(**kw)
+        self.key, self.factor = key, slow
+
+    def measure(self, spec, artifact, protocol):
+        res = super().measure(spec, artifact, protocol)
+        if spec.key == self.key and self.seen.count(spec.key) <= 2:
+            res = RunResult([x * self.factor for x in res.samples_ms], None, dict(res.extra))
+        return res
+
+
+def test_ops_whose_rounds_disagree_get_two_more_rounds(tmp_path, artifact_cache):
+    victim = SPECS[3]
+    be = SlowTwice(victim.key, slow=4.0)
+    with Store(tmp_path / "s.sqlite") as st:
+        res = build_lut(SPACE, get_device("local"), be, st, FAST, specs=SPECS, rounds=3, guard=None)
+        by_round = st.round_records(config_for(get_device("local"), be, FAST), [s.key for s in SPECS])
+    assert sorted(by_round[victim.key]) == [0, 1, 2, 3, 4] and be.seen.count(victim.key) == 5
+    e = res.lut[victim.key]
+    meds = [by_round[victim.key][r].stats.median for r in range(5)]
+    # Two slowed rounds of five: the median is one of the three taken at the op's own speed (with three rounds
+    # it would have been a slowed one).
+    assert e.median == pytest.approx(statistics.median(meds)) and e.median in meds[2:]
+    assert statistics.median(meds[:3]) in meds[:2]
+    assert len(e.extra["round_ms"]) == 5
+    extra = [k for k, rs in by_round.items() if len(rs) > 3]
+    assert res.lut.header["extra_rounds"] == {"rounds": 2, "spread_over": 0.1, "ops": len(extra)}
+    # Only ops whose three rounds disagreed by over 10% got them.
+    for k, rs in by_round.items():
+        base = [rs[r].stats.median for r in range(3)]
+        assert (len(rs) == 5) == ((max(base) - min(base)) / statistics.median(base) > 0.1), (k, base)
+
+
+def test_noisy_rounds_resume_after_a_kill_and_are_owed_once(tmp_path, artifact_cache):
+    victim = SPECS[2]
+    n = len(SPECS)
+    cfg = config_for(get_device("local"), Recording(), FAST)
+    with Store(tmp_path / "s.sqlite") as st:
+        with pytest.raises(Interrupt):  # killed at the first extra measurement
+            build_lut(SPACE, get_device("local"), SlowTwice(victim.key, slow=4.0, stop=3 * n), st, FAST, specs=SPECS,
+                      rounds=3, guard=None)
+        owed = noisy_rounds(st.round_records(cfg, [s.key for s in SPECS]), SPECS, 3, 2)
+        assert victim in owed[0] and victim in owed[1]
+        be = Recording()
+        res = build_lut(SPACE, get_device("local"), be, st, FAST, specs=SPECS, rounds=3, guard=None)
+        again = build_lut(SPACE, get_device("local"), Recording(), st, FAST, specs=SPECS, rounds=3, guard=None)
+    assert sorted(be.seen) == sorted(s.key for r in owed for s in r)  # no base round taken again
+    assert again.measured == 0 and again.lut[victim.key].median == res.lut[victim.key].median
+    with pytest.raises(ValueError, match="extra rounds"):
+        build_lut(SPACE, get_device("local"), Recording(), Store(tmp_path / "t.sqlite"), FAST, specs=SPECS,
+                  extra_rounds=-1)
 
 
 def test_rounds_must_be_positive(tmp_path):

@@ -141,9 +141,11 @@ def test_two_builds_on_one_store_split_the_work(tmp_path, artifact_cache):
     assert min(o["measured"] for o in outs) > 0, outs  # both took part of the work
     with sqlite3.connect(store) as db:
         rows = db.execute("SELECT key, extra FROM measurements WHERE accepted = 1").fetchall()
-    # Split, not doubled: every (op, round) of the 3 interleaved rounds was taken by exactly one of the builds.
+    # Split, not doubled: every (op, round) of the 3 interleaved rounds was taken by exactly one of the builds, and
+    # so was each extra round of an op whose rounds disagreed.
     per_round = collections.Counter((key, json.loads(extra)["round"]) for key, extra in rows)
-    assert len(per_round) == 16 * 3 and set(per_round.values()) == {1}, per_round
+    assert len([1 for _, r in per_round if r < 3]) == 16 * 3 and set(per_round.values()) == {1}, per_round
+    assert all(r < 5 for _, r in per_round)
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0  # every claim released
 

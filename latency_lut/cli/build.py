@@ -61,6 +61,9 @@ from latency_lut.validate import MAX_CALIBRATION_NOISE
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, 100),
               help="Interleaved rounds: each op is timed once per round, rounds visit the ops in fresh random "
                    "orders, and an entry is the median of its round medians.")
+@click.option("--extra-rounds", default=2, show_default=True, type=click.IntRange(0, 100),
+              help="More rounds for the ops whose round medians spread by more than 10% (a neighbour's burst "
+                   "in two of them); 0: none. Not on a farm.")
 @click.option("--drift-every", default=16, show_default=True, type=click.IntRange(1, 100_000),
               help="Drift guard: re-time a reference op after this many ops.")
 @click.option("--drift-threshold", default=0.20, show_default=True, type=FiniteFloat(0, 10, min_open=True),
@@ -92,7 +95,8 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
           threads: int | None, dtype: str, output: Path | None, csv_path: Path | None, store: Path | None,
           warmup: int | None, runs: int | None,
           min_seconds: float | None, noise_threshold: float | None, retries: int | None, clock: str | None,
-          rounds: int, drift_every: int, drift_threshold: float, no_drift_guard: bool, no_calibrate: bool,
+          rounds: int, extra_rounds: int, drift_every: int, drift_threshold: float, no_drift_guard: bool,
+          no_calibrate: bool,
           calibration_models: int | None, calibration_budget: float, calibration_max_noise: float, jobs: int,
           quiet: bool, as_json: bool, bundle_path: Path | None, only: tuple[str, ...], farm_path: Path | None) -> None:
     """Measure every op of a search space on a device and write its LUT.
@@ -183,7 +187,8 @@ def build(device: str, runtime: str | None, space: str, resolution: int | None, 
     try:
         with Store(store) as st:
             bar = ClickProgress(quiet or as_json)
-            res = build_lut(sp, dev, backend, st, protocol, jobs=jobs, progress=bar, rounds=rounds, guard=guard)
+            res = build_lut(sp, dev, backend, st, protocol, jobs=jobs, progress=bar, rounds=rounds, guard=guard,
+                            extra_rounds=extra_rounds)
             cal = None
             if not no_calibrate and res.lut.header["complete"]:
                 # The budget is a share of the build's time: this run's, or (when it reused the store) what

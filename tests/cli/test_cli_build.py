@@ -46,7 +46,8 @@ def test_killed_build_resumes_mid_round(tmp_path, artifact_cache):
     store = tmp_path / "store.sqlite"
     env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(store))
     args = [sys.executable, "-m", "latency_lut", "build", *SMALL, "--warmup", "1", "--runs", "3",
-            "--min-seconds", "0.02", "--retries", "0", "--no-drift-guard", "--no-calibrate", "-q", "-o", "lut.json"]
+            "--min-seconds", "0.02", "--retries", "0", "--no-drift-guard", "--no-calibrate", "--extra-rounds", "0",
+            "-q", "-o", "lut.json"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     deadline = time.time() + 300
@@ -78,7 +79,10 @@ def test_ctrl_c_is_not_a_traceback(tmp_path, artifact_cache):
     env = cli_env(FBNET_LUT_CACHE=str(artifact_cache), FBNET_LUT_STORE=str(store))
     proc = subprocess.Popen([sys.executable, "-m", "latency_lut", "build", *SMALL, "--min-seconds", "0.2",
                              "-q", "-o", "lut.json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # A test run started in the background by a shell inherits SIGINT ignored, and a
+                            # Python started so never raises KeyboardInterrupt: give the build a terminal's default.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while accepted_ops(store) < 1 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
