@@ -45,8 +45,8 @@ class DriftGuard:
     # On a quiet host the reference scatters by 2-3% from check to check, and a neighbour's burst that slowed every
     # op by 10-20% for 10-20 s, on either clock (it contends for the caches, not the core), went under 20% and
     # carried the p90 of two cold builds' differences to 10% (README, "Reproducibility"). So the band tightens to
-    # ``scatter_k`` times the reference's own scatter (the median absolute deviation of the scheduled checks so
-    # far, once there are ``min_checks``), down to ``min_threshold``; a busy host's scatter keeps it at ``threshold``.
+    # ``scatter_k`` times the reference's own scatter (the median absolute deviation of the last checks, once
+    # there are ``min_checks``), down to ``min_threshold``; a busy host's scatter keeps it at ``threshold``.
     min_threshold: float = 0.06
     scatter_k: float = 3.0
     min_checks: int = 5
@@ -109,13 +109,14 @@ class DriftMonitor:
         self.guard = guard
         self._seen: list[float] = []
         self._cool: float | None = None
-        self._dev: list[float] = []  # |check / baseline - 1| of every scheduled check, drifted ones too
+        self._dev: list[float] = []  # |check / baseline - 1| of every check, drifted and waiting ones too
 
     @property
     def threshold(self) -> float:
-        """The band a check is judged with now. The drifted checks count in the scatter too, and only the last
-        ``SCATTER_WINDOW`` of them: otherwise a host that turned busy would drift at every check, held to the quiet
-        band it started in."""
+        """The band a check is judged with now. The drifted checks and the re-timings while waiting count in the
+        scatter too, and only the last ``SCATTER_WINDOW`` of them: otherwise a host that turned noisy would drift
+        at every check and wait out every block, held to the quiet band it started in (a build on a host whose
+        reference scattered by 10-100% for two minutes took 210 s instead of 60 with 39 drifts)."""
         g = self.guard
         if len(self._dev) < g.min_checks:
             return g.threshold
@@ -147,7 +148,7 @@ class DriftMonitor:
         and again."""
         c = self.judge(result)
         med, temp, hot = c.median_ms, c.temperature_c, c.hot
-        if scheduled and self._seen and c.baseline_ms > 0:
+        if self._seen and c.baseline_ms > 0:  # waiting checks too: they sample the same host
             self._dev.append(abs(med / c.baseline_ms - 1))
         if not self._seen:
             self._seen, self._cool = [med], temp
