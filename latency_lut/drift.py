@@ -32,9 +32,11 @@ class DriftGuard:
     than ``temp_rise_c`` above the coolest good check, the ops timed since the last good check are measured again,
     later in the round (each op at most ``max_remeasure`` times; then its last measurement is kept). Before
     measuring on, the build waits for the reference to come back, re-timing it every ``wait_seconds`` for at most
-    ``max_wait_seconds`` (a neighbour's burst of load, a phone cooling down). A change that outlasts that wait is
-    the machine's new state: the baseline is re-based there (the check says so), so a lasting load costs one
-    wait, not one per block of ops.
+    ``max_wait_seconds`` (a neighbour's burst of load, a phone cooling down); all the waits of one build together
+    take at most ``max_wait_share`` of its time (or ``max_wait_seconds``, whichever is more), then it re-takes
+    without waiting, so a host that stays noisy costs a bounded share and not a wait per block. A change that
+    outlasts one whole wait is the machine's new state: the baseline is re-based there (the check says so), so a
+    lasting load costs one wait, not one per block of ops.
     """
 
     every: int = 16
@@ -52,13 +54,15 @@ class DriftGuard:
     min_checks: int = 5
     temp_rise_c: float = 5.0
     max_remeasure: int = 2
-    wait_seconds: float = 2.0
+    wait_seconds: float = 0.5
     max_wait_seconds: float = 60.0
+    max_wait_share: float = 0.25
 
     def __post_init__(self) -> None:
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
             raise ValueError(f"drift guard every must be a whole number of ops >= 1, got {self.every!r}")
-        for name in ("threshold", "min_threshold", "scatter_k", "temp_rise_c", "wait_seconds", "max_wait_seconds"):
+        for name in ("threshold", "min_threshold", "scatter_k", "temp_rise_c", "wait_seconds", "max_wait_seconds",
+                     "max_wait_share"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"drift guard {name} must be a positive number, got {v!r}")
@@ -177,6 +181,7 @@ class Watch:
         self.protocol, self.store, self.session = protocol, store, session
         self.monitor = DriftMonitor(guard)
         self.counts = {"checks": 0, "drifts": 0, "remeasured": 0, "rebased": 0}
+        self.started, self.waited = time.perf_counter(), 0.0
 
     @property
     def every(self) -> int:
@@ -219,9 +224,11 @@ class Watch:
         if not self.check(r):
             return False
         g, waited, back = self.guard, 0.0, 0
-        while waited < g.max_wait_seconds and back < 2:
+        while waited < g.max_wait_seconds and back < 2 and self.waited < max(
+                g.max_wait_seconds, g.max_wait_share * (time.perf_counter() - self.started)):
             time.sleep(g.wait_seconds)
             waited += g.wait_seconds
+            self.waited += g.wait_seconds
             back = 0 if self.check(r, waiting=True, rebase=waited >= g.max_wait_seconds) else back + 1
         return True
 
