@@ -286,13 +286,18 @@ def test_the_calibration_pass_fits_networks_on_the_machine_state_of_the_ops(tmp_
     from latency_lut.build import build_lut, config_for
     from latency_lut.drift import DriftGuard
     from latency_lut.measure import Protocol
+    from latency_lut.ops import OpSpec
     from latency_lut.store import Store
     from latency_lut.validate import calibration_pass
 
     space, dev, be = get_space("fbnet", 32, 0.25), get_device("local"), SlowedBackend()
     protocol = Protocol(warmup=1, runs=8, min_seconds=0, retries=0)
     with Store(tmp_path / "s.sqlite") as st:
-        res = build_lut(space, dev, be, st, protocol, rounds=1, guard=DriftGuard())
+        # A heavy op in the build makes the guard's reference steady (~8 ms a run), as a 224 space's heaviest is.
+        heavy = OpSpec.from_key("conv-in56x56x128-out128-k3-s1")
+        res = build_lut(space, dev, be, st, protocol, rounds=1, guard=DriftGuard(), extra_rounds=0,
+                        specs=[*space.unique_specs(), heavy])
+        assert res.watch.ref == heavy
         be.slow = 1.5
         p = calibration_pass(res.lut, dev, be, st, budget_s=1000, max_models=3, rounds=2, folds_k=3,
                              watch=res.watch, max_noise=10)
