@@ -49,8 +49,8 @@ class DriftGuard:
     # carried the p90 of two cold builds' differences to 10% (README, "Reproducibility"). So the band tightens to
     # ``scatter_k`` times the reference's own scatter (the median absolute deviation of the last checks, once
     # there are ``min_checks``), down to ``min_threshold``; a busy host's scatter keeps it at ``threshold``.
-    min_threshold: float = 0.06
-    scatter_k: float = 3.0
+    min_threshold: float = 0.08
+    scatter_k: float = 4.0
     min_checks: int = 5
     temp_rise_c: float = 5.0
     max_remeasure: int = 2

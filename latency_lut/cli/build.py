@@ -62,8 +62,8 @@ from latency_lut.validate import MAX_CALIBRATION_NOISE
               help="Interleaved rounds: each op is timed once per round, rounds visit the ops in fresh random "
                    "orders, and an entry is the median of its round medians.")
 @click.option("--extra-rounds", default=2, show_default=True, type=click.IntRange(0, 100),
-              help="More rounds for the ops whose round medians spread by more than 10% (a neighbour's burst "
-                   "in two of them); 0: none. Not on a farm.")
+              help="More rounds for the ops whose median round is over 8% slower than their fastest (a "
+                   "neighbour's bursts in two of them); 0: none. Not on a farm.")
 @click.option("--drift-every", default=16, show_default=True, type=click.IntRange(1, 100_000),
               help="Drift guard: re-time a reference op after this many ops.")
 @click.option("--drift-threshold", default=0.20, show_default=True, type=FiniteFloat(0, 10, min_open=True),
