@@ -183,10 +183,6 @@ class Watch:
         self.counts = {"checks": 0, "drifts": 0, "remeasured": 0, "rebased": 0}
         self.started, self.waited = time.perf_counter(), 0.0
 
-    @property
-    def every(self) -> int:
-        return self.guard.every
-
     def check(self, r: int, waiting: bool = False, rebase: bool = False) -> bool:
         """Re-time the reference; True when it drifted.
 
