@@ -27,7 +27,8 @@ def test_small_build_on_each_runtime(runtime, small, tmp_path, artifact_cache):
     dev = get_device("local")
     backend = create_backend(dev, runtime)
     with Store(tmp_path / "s.sqlite") as store:
-        res = build_lut(space, dev, backend, store, FAST, specs=specs, guard=None)  # the guard: tests/test_build.py
+        res = build_lut(space, dev, backend, store, FAST, specs=specs, guard=None,  # the guard: tests/test_build.py
+                        extra_rounds=0)  # extra rounds: tests/test_build.py
         assert res.measured == len(specs) and res.reused == 0
         assert set(res.lut.entries) == {s.key for s in specs}
         for e in res.lut.entries.values():
