@@ -134,7 +134,7 @@ def measure_models(
 
     Each round goes into the store as it is taken (one accepted row per model and round), and rounds the store
     already holds for this configuration are reused: kill a validation and rerun it, and it resumes. A drift
-    ``watch`` (:class:`latency_lut.drift.Watch`) re-takes the models timed while the machine drifted.
+    ``watch`` (:class:`latency_lut.drift.Watch`) observes its reference between the models (tagged ``tag``).
     """
     protocol = Protocol.from_dict(lut.header.get("protocol") or {})
     config = config_for(device, backend, protocol, lut.header.get("dtype", "fp32"))
