@@ -67,8 +67,9 @@ from latency_lut.validate import MAX_CALIBRATION_NOISE
 @click.option("--drift-every", default=16, show_default=True, type=click.IntRange(1, 100_000),
               help="Drift guard: re-time a reference op after this many ops.")
 @click.option("--drift-threshold", default=0.20, show_default=True, type=FiniteFloat(0, 10, min_open=True),
-              help="Drift guard: relative change of the reference that re-takes the ops timed since its last "
-                   "good check.")
+              help="Drift guard: the largest relative change of the reference it lets pass before it re-takes the "
+                   "ops timed since its last good check; on a quiet host the band narrows to 4x the reference's "
+                   "own scatter, down to 8%.")
 @click.option("--no-drift-guard", is_flag=True, help="Do not re-time a reference op.")
 @click.option("--no-calibrate", is_flag=True,
               help="Skip the closing whole-network pass that fits the LUT's calibration (at most 30%% of the "
