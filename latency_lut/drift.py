@@ -229,9 +229,14 @@ class Watch:
         return True
 
 
+def observations(checks: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    """The checks that were observations of a pass tagged ``by`` (see :meth:`Watch.observe`)."""
+    return [c for c in checks if c.get("observed") and c.get("by") == by]
+
+
 def host_factor(checks: list[dict[str, Any]], by: str, min_checks: int = 3) -> float | None:
     """How much slower the machine was during a pass tagged ``by`` than while the ops were timed: the median of
     its observations' ratios (reference time over the ops' baseline). None with fewer than ``min_checks``."""
-    ratios = [float(c["ratio"]) for c in checks if c.get("observed") and c.get("by") == by
-              and isinstance(c.get("ratio"), (int, float)) and math.isfinite(c["ratio"]) and c["ratio"] > 0]
+    ratios = [float(c["ratio"]) for c in observations(checks, by)
+              if isinstance(c.get("ratio"), (int, float)) and math.isfinite(c["ratio"]) and c["ratio"] > 0]
     return statistics.median(ratios) if len(ratios) >= min_checks else None

@@ -27,7 +27,7 @@ from typing import Protocol as _Protocol
 from latency_lut import __version__
 from latency_lut.build import config_for
 from latency_lut.calibration import Calibration, features, fit, from_header
-from latency_lut.drift import host_factor
+from latency_lut.drift import host_factor, observations
 from latency_lut.errors import LatencyLutError, LUTFormatError, ValidationError
 from latency_lut.extend import measurer
 from latency_lut.lut import LUT, check_output_path
@@ -415,11 +415,11 @@ def calibration_pass(
     measured = (measure or partial(measure_models, lut, device, backend, watch=watch))(
         chosen, rounds=rounds, seed=seed, jobs=jobs, store=store, progress=progress, tag=tag, deadline=t0 + budget_s)
     reused = sum(len(have.get(n.key, {})) >= rounds for n in chosen)
-    checks = [c for c in store.drift_checks(config) if c.get("observed") and c.get("by") == tag]
+    checks = store.drift_checks(config)
     factor = host_factor(checks, tag)
     cal, report, rows = fit_into_header(lut, device.name, chosen, measured, folds_k, seed,
                                         {"by": "build", "named": len(named), "rounds": rounds, "seed": seed,
-                                         "host_factor": factor, "observations": len(checks)},
+                                         "host_factor": factor, "observations": len(observations(checks, tag))},
                                         max_noise=max_noise, host_factor=factor)
     took = sum(bool(m.ok) for m in measured.values())  # the deadline may have cut the first round short
     return CalibrationPass(cal, took, reused, time.perf_counter() - t0, budget_s, report, rows)

@@ -89,11 +89,17 @@ def test_the_band_narrows_to_a_quiet_references_scatter_and_widens_with_a_busy_o
     assert fresh.threshold == 0.20 and not fresh.judge(r(1.12)).drifted
 
 
-def test_a_host_that_turns_busy_widens_the_band_instead_of_drifting_at_every_check():
+def quiet_start() -> DriftMonitor:
+    """A monitor after 8 identical checks: its band is the floor."""
     m = DriftMonitor(DriftGuard(threshold=0.20))
     for _ in range(8):
         m.check(r(1.0))
     assert m.threshold == pytest.approx(0.08)
+    return m
+
+
+def test_a_host_that_turns_busy_widens_the_band_instead_of_drifting_at_every_check():
+    m = quiet_start()
     rng = random.Random(2)
     drifted = [m.check(r(1.0 + rng.uniform(-0.12, 0.12)), rebase=True).drifted for _ in range(30)]
     # The drifted checks count in the scatter, the quiet start drops out of its window: the band opens up and the
@@ -138,10 +144,7 @@ def test_a_watched_network_pass_observes_the_reference_between_models(tmp_path, 
 
 
 def test_re_timings_while_waiting_widen_the_band_too():
-    m = DriftMonitor(DriftGuard(threshold=0.20))
-    for _ in range(8):
-        m.check(r(1.0))
-    assert m.threshold == pytest.approx(0.08)
+    m = quiet_start()
     # A drift, then a host that stays noisy while the build waits for the reference to come back: the waiting
     # re-timings leave the baseline alone but count in the scatter, so the wait is not held to the quiet band.
     rng = random.Random(3)
