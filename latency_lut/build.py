@@ -63,8 +63,8 @@ class BuildResult:
     # nothing was measured.
     cost_ratio: float | None = None
     failed: dict[str, str] = field(default_factory=dict)  # key -> why it could not be exported/quantized
-    # The drift guard as this build left it (its baseline, its band): the calibration pass watches its networks
-    # with it. None without a guard, or when the build had nothing to measure.
+    # The drift guard as this build left it (its baseline, its band): the calibration pass observes its reference
+    # between the networks with it. None without a guard, or when the build had nothing to measure.
     watch: Watch | None = None
 
 
@@ -123,7 +123,7 @@ def build_lut(
     load lands on different ops in different rounds; each op's round is committed as soon as it is taken, so a
     kill loses at most the op in flight and a rerun resumes mid-round. With a ``guard``, a reference op is
     re-timed every ``guard.every`` ops and the ops timed since the last good check are re-taken when it drifted.
-    Then the ops whose round medians disagree get ``extra_rounds`` more rounds (see :func:`noisy_rounds`).
+    Then the ops whose median round is slowed get ``extra_rounds`` more rounds (see :func:`noisy_rounds`).
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a whole number >= 1, got {rounds!r}")
@@ -184,10 +184,7 @@ def build_lut(
         if watch:
             watch.check(0)  # the baseline
         mine: set[str] = set()
-        r = -1
-        while r + 1 < len(todo):
-            r += 1
-            ops = todo[r]
+        for r, ops in enumerate(todo):  # the extra rounds are appended to todo after the last base round
             order = list(ops)
             random.Random(f"build-{seed}-round-{r}").shuffle(order)
             again: deque[OpSpec] = deque()  # this build's own re-takes after a drift
