@@ -102,7 +102,8 @@ def test_a_build_interrupted_mid_round_resumes_there(tmp_path, artifact_cache):
 
 
 def test_drift_guard_retakes_the_ops_since_the_last_good_check(tmp_path, artifact_cache):
-    guard = DriftGuard(every=4, threshold=1.0, wait_seconds=0.01, max_wait_seconds=0.05)
+    # min_threshold: the band never narrows, so only the 5x slowdown counts as drift, whatever the host's scatter.
+    guard = DriftGuard(every=4, threshold=1.0, min_threshold=1.0, wait_seconds=0.01, max_wait_seconds=0.05)
     ref = reference_op(SPECS)
     # Calls: 1 = baseline check; ops 2-5; check 6 (good); ops 7-10; check 11 slowed 5x, and so is its re-timing
     # (12) that confirms it: ops 7-10 are re-taken.
@@ -202,7 +203,7 @@ def test_nan_thresholds_are_rejected_by_the_protocol():
 
 
 def test_store_keeps_rejected_rows_and_checks(tmp_path, artifact_cache):
-    guard = DriftGuard(every=4, threshold=1.0, wait_seconds=0.01, max_wait_seconds=0.05)
+    guard = DriftGuard(every=4, threshold=1.0, min_threshold=1.0, wait_seconds=0.01, max_wait_seconds=0.05)
     be = Recording(slow=5.0, window=(11, 13))
     with Store(tmp_path / "s.sqlite") as st:
         build_lut(SPACE, get_device("local"), be, st, FAST, specs=SPECS, rounds=1, guard=guard)

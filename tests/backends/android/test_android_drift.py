@@ -33,7 +33,8 @@ def test_a_temperature_rise_retakes_the_ops_since_the_last_check(phone, make_bac
 
     phone.shell_hook = heat_after_the_first_op
 
-    guard = DriftGuard(every=1, threshold=5.0, temp_rise_c=5.0, wait_seconds=0.05, max_wait_seconds=0.5)
+    guard = DriftGuard(every=1, threshold=5.0, min_threshold=5.0, temp_rise_c=5.0, wait_seconds=0.05,
+                       max_wait_seconds=0.5)
     with Store(tmp_path / "s.sqlite") as st:
         res = build_lut(get_space("fbnet", 32, 0.25), get_device("local"), backend, st, QUICK, specs=specs,
                         rounds=1, guard=guard)
