@@ -109,9 +109,10 @@ class DriftMonitor:
     rejecting everything after the load ends.
     """
 
-    def __init__(self, guard: DriftGuard) -> None:
+    def __init__(self, guard: DriftGuard, baseline_ms: float | None = None) -> None:
         self.guard = guard
-        self._seen: list[float] = []
+        # A given baseline (the reference's LUT entry, for a pass run after its build) stands for the first check.
+        self._seen: list[float] = [baseline_ms] if baseline_ms else []
         self._cool: float | None = None
         self._dev: list[float] = []  # |check / baseline - 1| of every check, drifted and waiting ones too
 
@@ -176,10 +177,10 @@ class Watch:
     """
 
     def __init__(self, guard: DriftGuard, backend: Any, ref: Any, artifact: Any, protocol: Protocol, store: Any,
-                 session: int) -> None:
+                 session: int, baseline_ms: float | None = None) -> None:
         self.guard, self.backend, self.ref, self.artifact = guard, backend, ref, artifact
         self.protocol, self.store, self.session = protocol, store, session
-        self.monitor = DriftMonitor(guard)
+        self.monitor = DriftMonitor(guard, baseline_ms)
         self.counts = {"checks": 0, "drifts": 0, "remeasured": 0, "rebased": 0}
         self.started, self.waited = time.perf_counter(), 0.0
 
@@ -209,7 +210,8 @@ class Watch:
         res = self.backend.measure(self.ref, self.artifact, self.protocol)
         c = self.monitor.judge(res)
         self.store.add_check(self.session, self.ref.key, res, {**c.to_dict(), "round": r, "drifted": False,
-                                                               "observed": True, "by": by})
+                                                               "observed": True, "by": by,
+                                                               "ref": self.ref.key})
         self.counts["checks"] += 1
         return c.ratio
 
@@ -234,9 +236,15 @@ def observations(checks: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
     return [c for c in checks if c.get("observed") and c.get("by") == by]
 
 
-def host_factor(checks: list[dict[str, Any]], by: str, min_checks: int = 3) -> float | None:
+def host_factor(checks: list[dict[str, Any]], by: str, min_checks: int = 3, *, ref: str | None = None,
+                baseline_ms: float | None = None) -> float | None:
     """How much slower the machine was during a pass tagged ``by`` than while the ops were timed: the median of
-    its observations' ratios (reference time over the ops' baseline). None with fewer than ``min_checks``."""
-    ratios = [float(c["ratio"]) for c in observations(checks, by)
-              if isinstance(c.get("ratio"), (int, float)) and math.isfinite(c["ratio"]) and c["ratio"] > 0]
+    its observations' ratios (reference time over the ops' baseline). None with fewer than ``min_checks``.
+
+    With ``ref`` and ``baseline_ms`` (a validation after the build: the reference's LUT entry), only that op's
+    observations count, each against ``baseline_ms``: the rounds a store kept from an earlier validation were
+    observed against whatever LUT was current then, and are priced with this one."""
+    obs = [c for c in observations(checks, by) if ref is None or c.get("ref") == ref]
+    ratios = [float(c["median_ms"]) / baseline_ms if baseline_ms else c.get("ratio") for c in obs]
+    ratios = [r for r in ratios if isinstance(r, (int, float)) and math.isfinite(r) and r > 0]
     return statistics.median(ratios) if len(ratios) >= min_checks else None

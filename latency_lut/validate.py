@@ -25,10 +25,11 @@ from typing import Any
 from typing import Protocol as _Protocol
 
 from latency_lut import __version__
-from latency_lut.build import config_for
+from latency_lut.build import config_for, reference_op
 from latency_lut.calibration import Calibration, features, fit, from_header
-from latency_lut.drift import host_factor, observations
+from latency_lut.drift import DriftGuard, Watch, host_factor, observations
 from latency_lut.errors import LatencyLutError, LUTFormatError, ValidationError
+from latency_lut.export import export_many
 from latency_lut.extend import measurer
 from latency_lut.lut import LUT, check_output_path
 from latency_lut.measure import Protocol, protocol_seconds
@@ -304,11 +305,13 @@ def run_validation(
     nets = sample_archs(space, n, seed, named=named)
     # A model the LUT cannot predict (an incomplete LUT) is reported by compare() and not worth measuring.
     predictable = [net for net in nets if not _missing(lut, net)]
-    measured = measure_models(lut, device, backend, predictable, rounds=rounds, seed=seed, jobs=jobs, store=store,
-                              progress=progress)
-    rows = compare(lut, nets, measured)
     protocol = Protocol.from_dict(lut.header.get("protocol") or {})
-    settings_hash = config_for(device, backend, protocol, lut.header.get("dtype", "fp32")).hash
+    config = config_for(device, backend, protocol, lut.header.get("dtype", "fp32"))
+    watch = lut_watch(lut, backend, protocol, store, config) if do_calibrate and store is not None else None
+    measured = measure_models(lut, device, backend, predictable, rounds=rounds, seed=seed, jobs=jobs, store=store,
+                              progress=progress, watch=watch)
+    rows = compare(lut, nets, measured)
+    settings_hash = config.hash
     extra: dict[str, Any] = {
         # False when the runtime version, threads, exporter or protocol differ from the LUT's build: the models
         # were then not measured the way the LUT was, and the comparison is suspect.
@@ -320,11 +323,36 @@ def run_validation(
     }
     cal = None
     if do_calibrate:
-        cal, report = calibrate(rows, folds_k, seed)
+        factor = None if watch is None else host_factor(store.drift_checks(config), "validate", ref=watch.ref.key,
+                                                        baseline_ms=lut[watch.ref.key].median)
+        # The fit sees the networks as the machine would have run them while the ops were timed; the report's
+        # rows stay as measured.
+        fitted = [replace(r, measured_ms=r.measured_ms / factor, round_ms=[x / factor for x in r.round_ms])
+                  if factor and r.measured_ms is not None else r for r in rows]
+        cal, report = calibrate(fitted, folds_k, seed)
+        for r, f in zip(rows, fitted):
+            r.cv_ms = None if f.cv_ms is None else f.cv_ms * (factor or 1.0)
         cal = replace(cal, device=device.name, cross_validated=report,
-                      source={"by": "validate", "models": len(nets), "rounds": rounds, "seed": seed})
+                      source={"by": "validate", "models": len(nets), "rounds": rounds, "seed": seed,
+                              "host_factor": factor,
+                              "observations": len(observations(store.drift_checks(config), "validate"))
+                              if watch else 0})
         extra["calibration_fit"] = report
     return ValidationReport(rows, summarize(rows, **extra), cal)
+
+
+def lut_watch(lut: LUT, backend: Any, protocol: Protocol, store: Any, config: Any) -> Watch | None:
+    """A drift watch for a pass run after the build (``validate --calibrate``): the LUT's own reference op,
+    re-timed between the networks, against its LUT entry. Its ratios are the host factor of the fit."""
+    specs = [e.spec for e in lut.entries.values()]
+    ref = reference_op(specs)
+    if ref is None or not lut[ref.key].median > 0:
+        return None
+    art = None
+    if backend.artifact_format:
+        art = export_many([ref], backend.artifact_format, dtype=backend.dtype)[ref.key]
+    session = store.start_session(config, backend.device_info(), __version__)
+    return Watch(DriftGuard(), backend, ref, art, protocol, store, session, baseline_ms=lut[ref.key].median)
 
 
 # ---- the calibration pass at the end of a build ------------------------------------------------------------

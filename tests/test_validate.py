@@ -307,3 +307,35 @@ def test_the_calibration_pass_fits_networks_on_the_machine_state_of_the_ops(tmp_
     assert src["observations"] >= 4 and 1.2 < src["host_factor"] < 1.9, src
     for row in p.rows:
         assert row.measured_ms == pytest.approx(raw[row.key] / src["host_factor"], rel=1e-6)
+
+
+def test_validate_calibrate_fits_networks_on_the_machine_state_of_the_lut(tmp_path, artifact_cache):
+    """``validate --calibrate`` on a machine 1.5x slower than during the build: it re-times the LUT's own
+    reference between the networks, against the reference's LUT entry, and fits the networks divided by that
+    factor; the report's rows stay as measured, and a rerun that measures nothing finds the same factor."""
+    from conftest import SlowedBackend
+
+    from latency_lut.build import build_lut, config_for
+    from latency_lut.drift import DriftGuard
+    from latency_lut.measure import Protocol
+    from latency_lut.ops import OpSpec
+    from latency_lut.store import Store
+
+    space, dev, be = get_space("fbnet", 32, 0.25), get_device("local"), SlowedBackend()
+    protocol = Protocol(warmup=1, runs=8, min_seconds=0, retries=0)
+    heavy = OpSpec.from_key("conv-in56x56x128-out128-k3-s1")  # a steady reference (~8 ms a run)
+    with Store(tmp_path / "s.sqlite") as st:
+        lut = build_lut(space, dev, be, st, protocol, rounds=1, guard=DriftGuard(), extra_rounds=0,
+                        specs=[*space.unique_specs(), heavy]).lut
+        be.slow = 1.5
+        rep = run_validation(lut, dev, be, n=5, seed=3, rounds=2, store=st, do_calibrate=True, folds_k=3)
+        again = run_validation(lut, dev, be, n=5, seed=3, rounds=2, store=st, do_calibrate=True, folds_k=3)
+        raw = {k: statistics.median(rec.stats.median for rec in rs.values())
+               for k, rs in st.round_records(config_for(dev, be, protocol), [r.key for r in rep.rows]).items()}
+    src = rep.calibration.source
+    assert src["observations"] >= 3 and 1.2 < src["host_factor"] < 1.9, src
+    assert again.calibration.source["host_factor"] == pytest.approx(src["host_factor"])
+    # Fitted on the corrected networks: the fit's lut_ms coefficient stays near 1, not near the 1.5 of the load.
+    assert rep.calibration.coef["lut_ms"] < 1.25, rep.calibration.coef
+    ok = [r for r in rep.rows if r.ok]
+    assert len(ok) >= 3 and all(r.measured_ms == pytest.approx(raw[r.key], rel=1e-6) for r in ok)  # as measured
