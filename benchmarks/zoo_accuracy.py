@@ -11,7 +11,10 @@ For each runtime (ONNX Runtime and LiteRT with XNNPACK, 1 thread, this machine's
   2. prices every zoo model from that LUT (``predict_module(..., measure=measurer(store))``): units the LUT lacks --
      MBConv blocks, mixed-kernel blocks, stems and heads of these models -- are measured on the spot, as one
      unit each; the first (cold) and a second (warm) prediction are timed;
-  3. measures every zoo model end to end (exported whole, interleaved rounds, median of round medians);
+  3. measures every zoo model end to end (exported whole, interleaved rounds, median of round medians), twice in
+     the same rounds: back to back (one session, as benchmark_model runs a model) and with cold weights
+     (``--weights cold``: rotating over copies of it, 64 MiB in all, so none of it is in cache when an inference
+     starts). The two differ only for a model whose whole memory fits in this host's last-level cache;
   4. prints plain and calibrated predictions against the measurement, the error per model and the measurement
      noise beside it, writes a PNG scatter and a JSON of everything to --out, and the command to reproduce it.
 
@@ -42,7 +45,7 @@ from latency_lut.build import build_lut  # noqa: E402
 from latency_lut.devices import get_device  # noqa: E402
 from latency_lut.extend import measurer  # noqa: E402
 from latency_lut.measure import Protocol  # noqa: E402
-from latency_lut.models import ModelUnit  # noqa: E402
+from latency_lut.models import COLD_SUFFIX, ModelUnit  # noqa: E402
 from latency_lut.predict import predict_module  # noqa: E402
 from latency_lut.spaces import get_space  # noqa: E402
 from latency_lut.store import Store  # noqa: E402
@@ -98,8 +101,9 @@ def run_runtime(runtime: str, names: list[str], args: argparse.Namespace, out: P
             timing[name] = (cold, warm, len(p.ops), sum(bool(o.note) for o in p.ops))
             print(f"[{runtime}] {name}: {len(p.ops)} units, cold {cold:.1f} s, warm {warm:.2f} s", flush=True)
             units.append(ModelUnit(name, (1, 3, 224, 224), module=model))
+            units.append(ModelUnit(name, (1, 3, 224, 224), module=model, weights="cold"))
         lut.save(out / f"lut-{runtime}.json")
-        with Store(store_path) as st:
+        with Store(store_path) as st:  # hot and cold in one run, interleaved: their ratio is not the host's mood
             rep = validate_models(lut, device, backend, units, rounds=args.rounds, seed=args.seed, store=st,
                                   store_path=store_path)
     finally:
@@ -108,12 +112,19 @@ def run_runtime(runtime: str, names: list[str], args: argparse.Namespace, out: P
         if shared_cache is not None:
             os.environ["FBNET_LUT_CACHE"] = shared_cache
     rows = []
+    cold_rows = {r.label: r for r in rep.rows if r.key.endswith(COLD_SUFFIX)}
     for r in rep.rows:
+        if r.key.endswith(COLD_SUFFIX):
+            continue
         cold, warm, n_units, n_prim = timing[r.label]
+        c = cold_rows[r.label]
         rows.append({"runtime": runtime, "model": r.label, "mmacs": r.flops / 1e6, "plain_ms": r.plain_ms,
                      "calibrated_ms": r.predicted_ms, "measured_ms": r.measured_ms, "plain_error": r.plain_error,
                      "calibrated_error": r.error, "noise": r.noise, "units": n_units, "from_primitives": n_prim,
-                     "cold_s": cold, "warm_s": warm, "status": r.status})
+                     "cold_s": cold, "warm_s": warm, "status": r.status,
+                     "weight_mib": sum(p.numel() for p in zoo_model(r.label).parameters()) * 4 / 2**20,
+                     "measured_cold_ms": c.measured_ms, "plain_error_cold": c.plain_error,
+                     "calibrated_error_cold": c.error, "noise_cold": c.noise})
     return rows
 
 
@@ -187,13 +198,20 @@ def moved(r: dict) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = ["runtime", "model", "MMACs", "units", "plain ms", "calib. ms", "measured ms", "plain err", "calib. err",
-            "calibration", "noise", "cold s", "warm s"]
-    body = [[r["runtime"], r["model"], f"{r['mmacs']:.0f}", f"{r['units']}" + (f" ({r['from_primitives']}p)"
-                                                                               if r["from_primitives"] else ""),
+    head = ["runtime", "model", "MMACs", "weights MiB", "units", "plain ms", "calib. ms", "measured ms",
+            "plain err", "calib. err", "calibration", "noise", "cold-weights ms", "plain err", "calib. err", "noise",
+            "cold s", "warm s"]
+
+    def noise(v: float | None) -> str:
+        return "" if v is None else f"{100 * v:.1f}%"
+
+    body = [[r["runtime"], r["model"], f"{r['mmacs']:.0f}", f"{r.get('weight_mib', 0):.1f}",
+             f"{r['units']}" + (f" ({r['from_primitives']}p)" if r["from_primitives"] else ""),
              f"{r['plain_ms']:.2f}" if r["plain_ms"] else "", f"{r['calibrated_ms']:.2f}" if r["calibrated_ms"] else "",
              f"{r['measured_ms']:.2f}" if r["measured_ms"] else r["status"][:40], pct(r["plain_error"]),
-             pct(r["calibrated_error"]), moved(r), "" if r["noise"] is None else f"{100 * r['noise']:.1f}%",
+             pct(r["calibrated_error"]), moved(r), noise(r["noise"]),
+             f"{r['measured_cold_ms']:.2f}" if r.get("measured_cold_ms") else "", pct(r.get("plain_error_cold")),
+             pct(r.get("calibrated_error_cold")), noise(r.get("noise_cold")),
              f"{r['cold_s']:.1f}", f"{r['warm_s']:.2f}"] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
@@ -270,14 +288,23 @@ def main() -> None:
     for rt in args.runtimes:
         rr = [r for r in rows if r["runtime"] == rt]
         summary[rt] = {"plain": summarize(rr, "plain_error"), "calibrated": summarize(rr, "calibrated_error"),
+                       "plain_cold": summarize(rr, "plain_error_cold"),
+                       "calibrated_cold": summarize(rr, "calibrated_error_cold"),
                        "max_cold_s": max(r["cold_s"] for r in rr), "max_warm_s": max(r["warm_s"] for r in rr),
                        "median_noise": statistics.median(r["noise"] for r in rr if r["noise"] is not None),
                        "from_primitives": sum(r["from_primitives"] for r in rr)}
-        for pred in ("plain", "calibrated"):
+        for pred, vs in (("plain", "back to back"), ("calibrated", "back to back"), ("plain_cold", "cold weights"),
+                         ("calibrated_cold", "cold weights")):
             s = summary[rt][pred]
             if s["n"]:
-                print(f"{rt:12s} {pred:10s}: {s['n']} models, {100 * s['within_10']:.0f}% within +-10%, median "
-                      f"|error| {100 * s['median_abs_error']:.1f}%, max |error| {100 * s['max_abs_error']:.1f}%")
+                print(f"{rt:12s} {pred.split('_')[0]:10s} vs {vs}: {s['n']} models, {100 * s['within_10']:.0f}% "
+                      f"within +-10%, median |error| {100 * s['median_abs_error']:.1f}%, max |error| "
+                      f"{100 * s['max_abs_error']:.1f}%")
+        gap = {r["model"]: r["measured_cold_ms"] / r["measured_ms"] - 1 for r in rr
+               if r.get("measured_cold_ms") and r["measured_ms"]}
+        if gap:
+            print(f"{rt:12s} cold weights over back to back: median {100 * statistics.median(gap.values()):+.1f}%, "
+                  + ", ".join(f"{m} {100 * g:+.1f}%" for m, g in sorted(gap.items(), key=lambda kv: -kv[1])[:3]))
         further = [r for r in rr if moved(r).startswith("FURTHER")]
         summary[rt]["moved_further"] = [r["model"] for r in further]
         worst = max((abs(r["calibrated_error"]) - abs(r["plain_error"]) for r in further), default=0.0)

@@ -29,6 +29,8 @@ from latency_lut.measure import Protocol
 from latency_lut.networks import NetMeasurement, measure_stored
 
 MODEL_PREFIX = "model-"
+COLD_SUFFIX = "-cold"
+WEIGHTS = ("hot", "cold")
 
 
 class ModuleSpecError(LatencyLutError):
@@ -101,6 +103,13 @@ class ModelUnit:
     onnx: Path | None = None
     key: str = ""  # set by :func:`export_units` from the exported file's content
     info: dict[str, Any] = field(default_factory=dict)
+    # "cold": timed over copies of itself, none of its memory in cache when an inference starts
+    # (``backends.base.cold_copies``); its key has COLD_SUFFIX, so its rounds never mix with the hot ones.
+    weights: str = "hot"
+
+    def __post_init__(self) -> None:
+        if self.weights not in WEIGHTS:
+            raise LatencyLutError(f"{self.name}: weights must be one of {', '.join(WEIGHTS)}, got {self.weights!r}")
 
     def build_module(self) -> Any:
         if self.module is None:
@@ -109,7 +118,8 @@ class ModelUnit:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "input_shape": list(self.input_shape), "key": self.key,
-                "source": str(self.onnx) if self.onnx else "torch module", **self.info}
+                "source": str(self.onnx) if self.onnx else "torch module", **self.info,
+                **({"weights": self.weights} if self.weights != "hot" else {})}
 
 
 def artifact_for(unit: ModelUnit, fmt: str | None, dtype: str = "fp32") -> Path | None:
@@ -144,8 +154,9 @@ def artifact_for(unit: ModelUnit, fmt: str | None, dtype: str = "fp32") -> Path 
     elif unit.onnx is None:
         export_module(unit.build_module(), unit.input_shape, want, tmp, dtype)
         src, copy = tmp, False
-    unit.key = MODEL_PREFIX + sha256_file(src)[:16]
-    dest = artifact_path(_Keyed(unit.key), want, dtype=dtype)
+    content = MODEL_PREFIX + sha256_file(src)[:16]
+    unit.key = content + (COLD_SUFFIX if unit.weights == "cold" else "")
+    dest = artifact_path(_Keyed(content), want, dtype=dtype)
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")

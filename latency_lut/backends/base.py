@@ -12,6 +12,22 @@ from typing import Any
 from latency_lut.measure import Protocol, RunResult
 from latency_lut.ops import OpSpec
 
+# A whole model timed "cold" (``ModelUnit.weights``) runs rotating over copies of itself, each with its own
+# weights and arena, so that none of its memory is in cache when an inference starts -- as in an app that does
+# other work between frames, or on a phone, whose last-level cache (2-8 MB) holds no mobile CNN. The copies
+# together pass COLD_MODEL_BYTES, twice this project's host's 32 MiB L3: MobileNetV3-Small (10 MB of weights)
+# ran 2.60 ms back to back there and 2.86-2.90 ms over 2 to 8 copies (ONNX Runtime; LiteRT 1.63 -> 1.94).
+COLD_MODEL_BYTES = 64 * 2**20
+MAX_COLD_COPIES = 16
+
+
+def cold_copies(spec: Any, artifact: Path | None) -> int:
+    """How many copies of ``spec`` a measurement rotates over: 1, or enough for a cold whole model."""
+    if getattr(spec, "weights", "hot") != "cold":
+        return 1
+    size = artifact.stat().st_size if artifact is not None and artifact.exists() else 0
+    return max(2, min(MAX_COLD_COPIES, -(-COLD_MODEL_BYTES // max(size, 1))))
+
 
 class Backend(ABC):
     """One runtime on one device.
@@ -24,6 +40,7 @@ class Backend(ABC):
     runtime: str = ""
     artifact_format: str | None = None
     dtype: str = "fp32"
+    cold_models = False  # measures a whole model with cold weights (``cold_copies``)
 
     def __init__(self, threads: int = 1) -> None:
         if threads < 1:

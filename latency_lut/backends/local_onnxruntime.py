@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latency_lut.backends.base import Backend, sample_input
+from latency_lut.backends.base import Backend, cold_copies, sample_input
 from latency_lut.measure import Protocol, RunResult, time_callable
 from latency_lut.ops import OpSpec
 
@@ -28,6 +28,7 @@ _ENV_ARENA: list[bool] = []  # the process-wide arena is registered once
 class OnnxRuntimeBackend(Backend):
     runtime = "onnxruntime"
     artifact_format = "onnx"
+    cold_models = True
 
     def __init__(self, threads: int = 1, optimization: str = "all", weights: str = "cold") -> None:
         super().__init__(threads)
@@ -72,8 +73,10 @@ class OnnxRuntimeBackend(Backend):
 
     def measure(self, spec: OpSpec, artifact: Path | None, protocol: Protocol) -> RunResult:
         assert artifact is not None
-        copies = COLD_COPIES if self.weights == "cold" and isinstance(spec, OpSpec) else 1
-        sessions = [self.session(artifact, shared_arena=copies > 1) for _ in range(copies)]
+        unit = isinstance(spec, OpSpec)
+        copies = (COLD_COPIES if self.weights == "cold" else 1) if unit else cold_copies(spec, artifact)
+        # A unit's copies share one arena (its activations as hot as in a network); a cold model's do not.
+        sessions = [self.session(artifact, shared_arena=copies > 1 and unit) for _ in range(copies)]
         inp = sessions[0].get_inputs()[0]
         feed = {inp.name: sample_input(spec.input_shape, _NUMPY[inp.type])}
         runs = [s.run for s in sessions]

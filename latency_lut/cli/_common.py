@@ -63,6 +63,21 @@ def dtype_option(default: str | None, help: str):  # noqa: A002 - click's name  
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
 
+weights_option = click.option(
+    "--weights", type=click.Choice(["hot", "cold"]), default="hot", show_default=True,
+    help="How whole models are timed: hot, called back to back (as benchmark_model runs them); or cold, rotating "
+         "over copies of the model (64 MiB in all), so that none of its memory is in cache when an inference "
+         "starts, as in an app that does other work between frames, or on a phone, whose cache holds no mobile "
+         "CNN. A model whose weights fit in this host's cache runs up to 10-20% faster hot. Local ONNX Runtime and "
+         "LiteRT only; cold rounds are stored under the model's key with a -cold suffix.")
+
+
+def check_weights(weights: str, backend_or_device: Any, name: str) -> None:
+    """--weights cold needs a backend that can time a model over copies of itself (local runtimes)."""
+    if weights == "cold" and not getattr(backend_or_device, "cold_models", False):
+        raise click.UsageError(f"--weights cold times a model over copies of itself on the local CPU; {name} "
+                               "cannot (use a local device with onnxruntime or litert, or drop --weights)")
+
 
 def fmt(v: Any) -> str:
     if isinstance(v, bool):

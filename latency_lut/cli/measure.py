@@ -12,26 +12,28 @@ from latency_lut.cli._common import (
     SECONDS,
     THREADS,
     ClickProgress,
+    check_weights,
     default_store,
     dtype_option,
     echo_json,
     parse_shape,
     store_option,
     table,
+    weights_option,
 )
 
 
 def model_units(modules: tuple[str, ...], onnx_files: tuple[Path, ...], shape: tuple[int, ...] | None,
-                resolution: int = 224) -> list[Any]:
+                resolution: int = 224, weights: str = "hot") -> list[Any]:
     """The models named on a command line, as measurable units (torch modules loaded, shapes inferred)."""
     from latency_lut.models import ModelUnit, infer_input_shape, load_model
 
     units: list[Any] = []
     for target in modules:
         m = load_model(target)
-        units.append(ModelUnit(target, shape or infer_input_shape(m, resolution), module=m))
+        units.append(ModelUnit(target, shape or infer_input_shape(m, resolution), module=m, weights=weights))
     for path in onnx_files:
-        units.append(ModelUnit(path.name, shape or _onnx_shape(path), onnx=path))
+        units.append(ModelUnit(path.name, shape or _onnx_shape(path), onnx=path, weights=weights))
     return units
 
 
@@ -73,6 +75,7 @@ def _onnx_shape(path: Path) -> tuple[int, ...]:
 @click.option("--runs", default=None, type=click.IntRange(3, COUNT.max),
               help="Minimum timed runs per round [default: 30].")
 @click.option("--min-seconds", default=None, type=SECONDS, help="Minimum timed seconds per round [default: 0.1].")
+@weights_option
 @store_option
 @click.option("--bundle", "bundle_path", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="iOS devices: bundle folder to write [default: profiles/bundles/DEVICE-models-ID].")
@@ -81,7 +84,7 @@ def _onnx_shape(path: Path) -> tuple[int, ...]:
 def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_files: tuple[Path, ...],
             archs: tuple[str, ...], input_shape: str | None, rounds: int, threads: int | None, dtype: str,
             warmup: int | None,
-            runs: int | None, min_seconds: float | None, store: Path | None, bundle_path: Path | None,
+            runs: int | None, min_seconds: float | None, weights: str, store: Path | None, bundle_path: Path | None,
             quiet: bool, as_json: bool) -> None:
     """Measure whole models end to end on a device: any torch module, ONNX file or architecture of the space.
 
@@ -98,12 +101,13 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
       fbnet-lut measure --onnx model.onnx --device local
       fbnet-lut measure -d pixel -a fbnet_c
       fbnet-lut measure -r litert --dtype int8 -a fbnet_a -a fbnet_c   # full-integer int8 models
+      fbnet-lut measure -m geffnet:mobilenetv3_small_100 --weights cold   # none of it in cache
     """
     from latency_lut.backends import create_backend
     from latency_lut.build import config_for
     from latency_lut.devices import get_device
     from latency_lut.measure import Protocol
-    from latency_lut.models import export_units, measure_units
+    from latency_lut.models import ModelUnit, export_units, measure_units
     from latency_lut.networks import NetworkSpec
     from latency_lut.outputs import check_outputs
     from latency_lut.spaces import get_space
@@ -117,10 +121,15 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
     check_outputs({"--bundle": bundle_path}, inputs={f"--onnx {p}": p for p in onnx_files}, store=st_path)
     dev = get_device(device)
     overrides = {k: v for k, v in dict(warmup=warmup, runs=runs, min_seconds=min_seconds).items() if v is not None}
-    units = model_units(modules, onnx_files, shape)
+    units = model_units(modules, onnx_files, shape, weights=weights)
     if archs:
         space = get_space("fbnet", shape[2] if shape else 224, 1.0)
-        units += [NetworkSpec(space, space.parse_arch(a), a) for a in archs]
+        nets = [NetworkSpec(space, space.parse_arch(a), a) for a in archs]
+        # A cold architecture is a model like any other (its key from its content, with the -cold suffix).
+        units += nets if weights == "hot" else [ModelUnit(n.name, n.input_shape, module=n.build_module(),
+                                                          weights=weights) for n in nets]
+    if weights == "cold" and dev.kind != "local":
+        check_weights(weights, None, f"device {dev.name!r} ({dev.kind})")
     if dev.kind == "ios":  # the phone runs the models itself: a bundle out, its log back in with 'ingest'
         from latency_lut.offline.bundles import build_models_bundle, ingest_command
 
@@ -145,6 +154,11 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     backend = create_backend(dev, runtime, dtype, threads=threads)  # a dtype the runtime lacks: error naming both
+    try:
+        check_weights(weights, backend, f"runtime {backend.runtime!r}")
+    except click.UsageError:
+        backend.close()
+        raise
     progress = ClickProgress(quiet or as_json)
     try:
         progress.start(f"export {backend.artifact_format or 'onnx'}{'' if dtype == 'fp32' else ' ' + dtype}",
@@ -163,7 +177,7 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
     rows = []
     for u in units:
         m = res[u.key]
-        rows.append({"model": u.name, "key": u.key, "input_shape": list(u.input_shape),
+        rows.append({"model": u.name, "key": u.key, "input_shape": list(u.input_shape), "weights": weights,
                      "median_ms": m.median_ms if m.ok else None, "round_ms": m.round_medians if m.ok else [],
                      "noise": m.noise if m.ok else None, "error": m.error})
     if as_json:

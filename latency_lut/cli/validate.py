@@ -10,6 +10,7 @@ import click
 from latency_lut.cli._common import (
     JOBS,
     ClickProgress,
+    check_weights,
     default_store,
     dtype_option,
     echo_json,
@@ -17,6 +18,7 @@ from latency_lut.cli._common import (
     space_option,
     store_option,
     table,
+    weights_option,
 )
 
 _OPTIONAL_PATH = dict(is_flag=False, flag_value="-", default=None, type=click.Path(dir_okay=False, path_type=Path))
@@ -61,6 +63,7 @@ def _pct(v: float | None) -> str:
 @space_option
 @dtype_option(None, "Precision of the whole models [default: the LUT's]; must be the LUT's (an int8 LUT validates "
                     "int8 networks).")
+@weights_option
 @store_option
 @click.option("--jobs", "-j", default=1, show_default=True, type=JOBS, help="Parallel export processes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
@@ -68,8 +71,8 @@ def _pct(v: float | None) -> str:
 def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibrate: bool, folds: int,
              no_named: bool, csv_path: Path | None, plot_path: Path | None, modules: tuple[str, ...],
              onnx_files: tuple[Path, ...], models_file: Path | None, input_shape: str | None,
-             measure_missing: bool, space: str | None, dtype: str | None, store: Path | None, jobs: int,
-             quiet: bool, as_json: bool) -> None:
+             measure_missing: bool, space: str | None, dtype: str | None, weights: str, store: Path | None,
+             jobs: int, quiet: bool, as_json: bool) -> None:
     """Measure whole models end to end and compare them with the LUT's predictions.
 
     N architectures are sampled uniformly (seeded) plus FBNet-A/B/C, built from the same blocks as the LUT,
@@ -112,7 +115,10 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
     csv_out = default_output(lut, ".csv") if csv_path == Path("-") else csv_path
     plot_out = default_output(lut, ".png") if plot_path == Path("-") else plot_path
     store = store or default_store()
-    units = _model_units(modules, onnx_files, models_file, input_shape, lut)
+    units = _model_units(modules, onnx_files, models_file, input_shape, lut, weights)
+    if weights == "cold" and not units:
+        raise click.UsageError("--weights cold times whole models given with --module/--onnx/--models; the space's "
+                               "architectures are validated as the calibration was fitted (hot)")
     inputs = {f"--onnx {f}": f for f in onnx_files} | {"--models": models_file}
     check_outputs({"--lut": lut_path, "--csv": csv_out, "--plot": plot_out}, inputs=inputs, store=store)
     if units and calibrate:
@@ -120,6 +126,7 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
                                "--models, then validate your models against the calibrated LUT")
     backend = create_backend(dev, lut.header["runtime"], dtype, threads=int(lut.header["threads"]))
     try:
+        check_weights(weights, backend if dev.kind == "local" else None, f"device {dev.name!r} ({dev.kind})")
         with Store(store) as st:
             if units:
                 rep = validate_models(lut, dev, backend, units, rounds=rounds, seed=seed, store=st,
@@ -169,7 +176,7 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
 
 
 def _model_units(modules: tuple[str, ...], onnx_files: tuple[Path, ...], models_file: Path | None,
-                 input_shape: str | None, lut) -> list:  # noqa: ANN001 - LUT
+                 input_shape: str | None, lut, weights: str = "hot") -> list:  # noqa: ANN001 - LUT
     from latency_lut.cli._common import parse_shape
     from latency_lut.cli.measure import model_units
     from latency_lut.errors import LatencyLutError
@@ -178,12 +185,12 @@ def _model_units(modules: tuple[str, ...], onnx_files: tuple[Path, ...], models_
 
     res = space_of(lut).resolution
     shape = parse_shape(input_shape) if input_shape else None
-    units = model_units(modules, onnx_files, shape, res)
+    units = model_units(modules, onnx_files, shape, res, weights)
     if models_file:
         for target, shp, no in read_model_list(models_file):
             try:
                 units += model_units(() if target.endswith(".onnx") else (target,),
-                                     (Path(target),) if target.endswith(".onnx") else (), shp or shape, res)
+                                     (Path(target),) if target.endswith(".onnx") else (), shp or shape, res, weights)
             except LatencyLutError as e:
                 raise LatencyLutError(f"{models_file} line {no}: {e}") from None
     return units

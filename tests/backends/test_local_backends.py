@@ -101,3 +101,50 @@ def test_onnxruntime_times_a_unit_over_copies_of_its_weights_and_a_network_in_on
     assert config_for(dev, cold, FAST).hash != config_for(dev, hot, FAST).hash
     with pytest.raises(ValueError, match="'cold' or 'hot'"):
         OnnxRuntimeBackend(weights="lukewarm")
+
+
+def test_cold_copies_pass_the_cold_footprint_within_bounds(tmp_path):
+    from latency_lut.backends.base import COLD_MODEL_BYTES, MAX_COLD_COPIES, cold_copies
+    from latency_lut.models import ModelUnit
+
+    art = tmp_path / "m.onnx"
+    hot, cold = ModelUnit("m", (1, 3, 8, 8)), ModelUnit("m", (1, 3, 8, 8), weights="cold")
+    for size, want in ((10 * 2**20, 7), (40 * 2**20, 2), (100 * 2**20, 2), (1000, MAX_COLD_COPIES)):
+        with open(art, "wb") as f:
+            f.truncate(size)
+        assert cold_copies(cold, art) == want and cold_copies(hot, art) == 1
+        assert want == MAX_COLD_COPIES or want * size >= COLD_MODEL_BYTES
+    with pytest.raises(Exception, match="weights must be one of hot, cold"):
+        ModelUnit("m", (1, 3, 8, 8), weights="warm")
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "litert"])
+def test_a_cold_model_is_timed_over_copies_of_itself(runtime, tmp_path, artifact_cache):
+    """--weights cold: the timed calls rotate over copies of the whole model (ONNX Runtime: sessions with arenas
+    of their own; LiteRT: interpreters), as many as cold_copies says; the same model hot runs in one."""
+    import torch
+
+    from latency_lut.backends.base import cold_copies
+    from latency_lut.models import ModelUnit, export_units
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 1, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, 1, 1))
+    hot, cold = ModelUnit("m", (1, 3, 16, 16), module=model), ModelUnit("m", (1, 3, 16, 16), module=model,
+                                                                        weights="cold")
+    be = create_backend(get_device("local"), runtime)
+    arts = export_units([hot, cold], be.artifact_format)
+    assert cold.key == hot.key + "-cold" and arts[cold.key] == arts[hot.key]  # one file, two keys
+    made = []
+    if runtime == "onnxruntime":
+        real = be.session
+        be.session = lambda path, shared_arena=False: made.append(shared_arena) or real(path, shared_arena)
+    else:
+        real = be.interpreter
+        be.interpreter = lambda path: made.append(False) or real(path)
+    res = be.measure(cold, arts[cold.key], FAST)
+    k = cold_copies(cold, arts[cold.key])
+    assert k > 1 and len(made) == k and not any(made) and res.extra["weight_copies"] == k
+    made.clear()
+    res = be.measure(hot, arts[hot.key], FAST)
+    assert len(made) == 1 and "weight_copies" not in res.extra
+    be.close()

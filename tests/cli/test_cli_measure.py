@@ -103,7 +103,29 @@ def test_validate_module_and_models_list(cli, work):
     assert "mymodels:block" in table and "plain sum" in table
 
 
+def test_measure_weights_cold_keeps_its_rounds_apart(cli, work):
+    """--weights cold: the model under its content key with a -cold suffix, timed over copies of itself (the
+    store's rounds say how many); its hot rounds are another key. validate --weights cold compares the same way."""
+    args = ["-m", "mymodels:block", "--input-shape", "1,3,32,32", "--rounds", "2", *QUICK, "--json"]
+    hot = json.loads(cli("measure", *args, check=True).stdout)["models"][0]
+    cold = json.loads(cli("measure", *args, "--weights", "cold", check=True).stdout)["models"][0]
+    assert cold["key"] == hot["key"] + "-cold" and cold["weights"] == "cold" and hot["weights"] == "hot"
+    with sqlite3.connect(work / "store.sqlite") as db:
+        copies = {k: json.loads(e).get("weight_copies") for k, e in db.execute(
+            "SELECT key, extra FROM measurements WHERE key LIKE 'model-%'")}
+    assert copies[hot["key"]] is None and copies[cold["key"]] >= 2
+    res = json.loads(cli("validate", "--lut", "lut.json", "-m", "mymodels:block", "--input-shape", "1,3,32,32",
+                         "--measure-missing", "--rounds", "2", "--weights", "cold", "--json", check=True).stdout)
+    (row,) = res["rows"]
+    assert row["key"] == cold["key"] and row["measured_ms"] > 0 and row["plain_ms"] > 0
+
+
 @pytest.mark.parametrize("args,msg", [
+    (["measure", "-d", "pixel", "-m", "mymodels:block", "--weights", "cold"], "device 'pixel' (android) cannot"),
+    (["measure", "-r", "torch", "-m", "mymodels:block", "--input-shape", "1,3,32,32", "--weights", "cold"],
+     "runtime 'torch' cannot"),
+    (["validate", "--lut", "lut.json", "--weights", "cold"], "--weights cold times whole models given with"),
+
     (["predict", "--lut", "lut.json", "-m", "mymodels:Recurrent", "--input-shape", "1,3,8,8"],
      "lstm (LSTM layer)"),
     (["predict", "--lut", "lut.json", "-m", "mymodels:mlp"], "give it with --input-shape"),
