@@ -183,6 +183,7 @@ class Watch:
         self.monitor = DriftMonitor(guard, baseline_ms)
         self.counts = {"checks": 0, "drifts": 0, "remeasured": 0, "rebased": 0}
         self.started, self.waited = time.perf_counter(), 0.0
+        self.observed: list[float] = []  # the ratios of this watch's observations, in order
 
     def check(self, r: int, waiting: bool = False, rebase: bool = False) -> bool:
         """Re-time the reference; True when it drifted.
@@ -213,6 +214,7 @@ class Watch:
                                                                "observed": True, "by": by,
                                                                "ref": self.ref.key})
         self.counts["checks"] += 1
+        self.observed.append(c.ratio)
         return c.ratio
 
     def block_drifted(self, r: int) -> bool:

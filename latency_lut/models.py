@@ -197,8 +197,10 @@ def export_units(units: Sequence[Any], fmt: str | None, on_done: Callable[[Any],
 
 def measure_units(backend: Any, units: Sequence[Any], artifacts: dict[str, Any], protocol: Protocol, *,
                   rounds: int, seed: int = 0, store: Any | None = None, config: Any = None, tag: str = "measure",
-                  on_measured: Callable[[Any, int], None] | None = None) -> dict[str, NetMeasurement]:
+                  on_measured: Callable[[Any, int], None] | None = None, watch: Any = None,
+                  ) -> dict[str, NetMeasurement]:
     """Every unit ``rounds`` times, interleaved; with a ``store``, each round committed as it is taken and the
-    rounds it holds for ``config`` reused (``networks.measure_stored``, the build's per-round path)."""
+    rounds it holds for ``config`` reused (``networks.measure_stored``, the build's per-round path). A drift
+    ``watch`` observes its reference between the units."""
     return measure_stored(backend, units, artifacts, protocol, rounds=rounds, seed=seed, store=store, config=config,
-                          tag=tag, on_measured=on_measured)
+                          tag=tag, on_measured=on_measured, watch=watch)

@@ -601,9 +601,12 @@ def validate_models(
                         else None)
     _finish(progress)
     config = config_for(device, backend, protocol, lut.header.get("dtype", "fp32"))
+    # The LUT's reference re-timed between the models says how the machine compares with the one the LUT saw.
+    watch = lut_watch(lut, backend, protocol, store, config) if store is not None else None
     _start(progress, f"measure x{rounds}", len(units) * rounds)
     res = measure_units(backend, units, arts, protocol, rounds=rounds, seed=seed, store=store, config=config,
-                        tag="validate", on_measured=(lambda u, r: progress.advance(u.name)) if progress else None)
+                        tag="validate", on_measured=(lambda u, r: progress.advance(u.name)) if progress else None,
+                        watch=watch)
     _finish(progress)
     for u, row in zip(units, rows):
         row.key = u.key
@@ -619,6 +622,10 @@ def validate_models(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "tool_version": __version__,
         "seed": seed, "rounds": rounds, "models_given": [u.name for u in units],
         "predictor": "calibrated" if cal else "plain_sum", "runtime": backend.runtime, "threads": backend.threads,
+        # the median of the reference's re-timings over its LUT entry during this run's measurements (1.0: the
+        # machine as the LUT's ops saw it; None: nothing measured, or too few re-timings to say)
+        "host_factor": statistics.median(watch.observed) if watch and len(watch.observed) >= 3 else None,
+        "host_observations": len(watch.observed) if watch else 0,
     }
     return ValidationReport(rows, _finite(summarize(rows, **extra)))
 
