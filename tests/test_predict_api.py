@@ -138,3 +138,24 @@ def test_predict_keeps_identity_rows_and_sums(lut):
     p = predict(lut, "fbnet_a")
     assert len(p.ops) == 26 and p.ops[1].ms == 0.0 and p.ops[1].choice == "skip"
     assert p.total_ms == pytest.approx(sum(o.ms for o in p.ops))
+
+
+def test_a_model_whose_weights_fit_in_the_devices_cache_says_so(lut):
+    """A model whose weights fit in a third of the LUT device's last-level cache gets a note (back to back it can
+    beat its cold-weights price); one that does not, a LUT without the cache size, or a bigger model get none."""
+    from latency_lut.predict import CACHE_RESIDENT_SHARE
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU())  # the LUT's stem
+    weights = SPACE.stem_spec().params * 4  # bytes, fp32
+    for llc, noted in ((None, False), (int(weights / CACHE_RESIDENT_SHARE) + 1, True),
+                       (int(weights / CACHE_RESIDENT_SHARE) - 1, False)):
+        h = {**lut.header, "device_info": {**(lut.header.get("device_info") or {}), "llc_bytes": llc}}
+        p = predict_module(dataclasses.replace(lut, header=h), model, (1, 3, 32, 32))
+        assert any("fit in the device's" in n and "--weights cold" in n for n in p.notes) == noted, (llc, p.notes)
+
+
+def test_host_info_reads_the_last_level_cache():
+    from latency_lut.backends.base import host_info
+
+    llc = host_info()["llc_bytes"]
+    assert llc is None or (isinstance(llc, int) and 2**16 <= llc <= 2**31)

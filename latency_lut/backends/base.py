@@ -102,7 +102,23 @@ def host_info() -> dict[str, Any]:
         "machine": platform.machine(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "llc_bytes": _llc_bytes(),
     }
+
+
+def _llc_bytes() -> int | None:
+    """The size of the last-level cache CPU 0 sees (Linux sysfs), or None where it cannot be read."""
+    best: tuple[int, int] | None = None
+    for d in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            if (d / "type").read_text().strip() == "Instruction":
+                continue
+            level, size = int((d / "level").read_text()), (d / "size").read_text().strip().upper()
+            n = int(size.rstrip("KMG")) * {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1:], 1)
+        except (OSError, ValueError):
+            continue
+        best = max(best or (level, n), (level, n))
+    return best[1] if best else None
 
 
 def _cpu_count() -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DTYPES = ("fp32", "fp16", "int8")
+WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}  # bytes a weight takes in each dtype
 # hswish_arith / hsigmoid_arith: the same functions written as arithmetic, ``x * relu6(x + 3) / 6``; a model that
 # writes them so runs several ops where the native form runs one, so they are priced as what they are.
 ACTS = ("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "linear", "hswish_arith", "hsigmoid_arith")
