@@ -8,6 +8,7 @@ measuring anything.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import statistics
 import time
@@ -336,7 +337,10 @@ def split_half_reliability(space: SearchSpace, rounds: dict[str, dict[int, Recor
     if len(even) < 2:
         return None
     diffs = [(a - b) / ((a + b) / 2) for a, b in zip(even, odd)]
-    return {"kendall_tau": round(kendall_tau(even, odd), 6), "archs": len(even), "seed": seed,
+    # A half whose totals are all equal (a table of few ops, a phone that reports whole microseconds) has no
+    # ranking: tau is then None, not a NaN that no LUT file can hold.
+    tau = kendall_tau(even, odd)
+    return {"kendall_tau": round(tau, 6) if math.isfinite(tau) else None, "archs": len(even), "seed": seed,
             "rms_diff": round(statistics.fmean(d * d for d in diffs) ** 0.5, 6),
             "method": "totals of sampled architectures from the even rounds against the odd rounds"}
 

@@ -84,6 +84,24 @@ def test_split_half_reliability_in_the_header(tmp_path, artifact_cache):
     assert 0 <= rel["rms_diff"] < 1 and lut.header["complete"]
 
 
+def test_split_half_reliability_of_a_table_with_no_ranking_is_none_not_nan():
+    """Every op timed alike in both halves (a phone reporting whole microseconds, a space of few ops): no ranking,
+    so tau is None, and the header stays JSON (a NaN there made a farm build refuse to write its LUT)."""
+    from latency_lut.build import split_half_reliability
+    from latency_lut.measure import compute_stats
+    from latency_lut.store import Record
+
+    # The even round reads every op as 0 (below a phone's resolution): every total of that half is equal.
+    rounds = {s.key: {r: Record(s.key, compute_stats([float(r)]), False, 1, {}, 0.0) for r in range(2)}
+              for s in SPACE.unique_specs()}
+    rel = split_half_reliability(SPACE, rounds)
+    assert rel is not None and rel["kendall_tau"] is None and rel["rms_diff"] > 0 and rel["archs"] > 2
+    json.dumps(rel, allow_nan=False)
+    from latency_lut.cli.info import _rounds_line
+
+    assert "tau none" in _rounds_line({"rounds": 2, "reliability": rel})  # what 'fbnet-lut show' prints
+
+
 def test_a_build_interrupted_mid_round_resumes_there(tmp_path, artifact_cache):
     n = len(SPECS)
     with Store(tmp_path / "s.sqlite") as st:

@@ -88,8 +88,10 @@ def _rounds_line(h: dict) -> str:
     r = h.get("rounds", 1)
     if not rel:
         return f"{r} (no split-half reliability: it needs 2 rounds or more)"
+    tau = rel.get("kendall_tau")
+    tau_s = f"{tau:.3f}" if isinstance(tau, (int, float)) else "none (every sampled total of a half is equal)"
     return (f"{r} interleaved; split-half reliability (even vs odd rounds, {rel['archs']} sampled archs): Kendall "
-            f"tau {rel['kendall_tau']:.3f}, RMS difference {100 * rel['rms_diff']:.2f}%")
+            f"tau {tau_s}, RMS difference {100 * rel['rms_diff']:.2f}%")
 
 
 def _drift_line(h: dict) -> str:
