@@ -307,7 +307,7 @@ def run_validation(
     predictable = [net for net in nets if not _missing(lut, net)]
     protocol = Protocol.from_dict(lut.header.get("protocol") or {})
     config = config_for(device, backend, protocol, lut.header.get("dtype", "fp32"))
-    watch = lut_watch(lut, backend, protocol, store, config) if do_calibrate and store is not None else None
+    watch = lut_watch(lut, backend, protocol, store, config) if store is not None else None
     measured = measure_models(lut, device, backend, predictable, rounds=rounds, seed=seed, jobs=jobs, store=store,
                               progress=progress, watch=watch)
     rows = compare(lut, nets, measured)
@@ -321,10 +321,15 @@ def run_validation(
         "predictor": "calibrated" if from_header(lut.header) else "plain_sum",
         "runtime": backend.runtime, "threads": backend.threads,
     }
+    checks = store.drift_checks(config) if watch is not None else []
+    # How the machine ran against the LUT's build: the reference's re-timings (these and a resumed run's) over its
+    # LUT entry.
+    factor = None if watch is None else host_factor(checks, "validate", ref=watch.ref.key,
+                                                    baseline_ms=lut[watch.ref.key].median)
+    n_obs = sum(c.get("ref") == watch.ref.key for c in observations(checks, "validate")) if watch else 0
+    extra.update(host_factor=factor, host_observations=n_obs)
     cal = None
     if do_calibrate:
-        factor = None if watch is None else host_factor(store.drift_checks(config), "validate", ref=watch.ref.key,
-                                                        baseline_ms=lut[watch.ref.key].median)
         # The fit sees the networks as the machine would have run them while the ops were timed; the report's
         # rows stay as measured.
         fitted = [replace(r, measured_ms=r.measured_ms / factor, round_ms=[x / factor for x in r.round_ms])
@@ -334,16 +339,15 @@ def run_validation(
             r.cv_ms = None if f.cv_ms is None else f.cv_ms * (factor or 1.0)
         cal = replace(cal, device=device.name, cross_validated=report,
                       source={"by": "validate", "models": len(nets), "rounds": rounds, "seed": seed,
-                              "host_factor": factor,
-                              "observations": len(observations(store.drift_checks(config), "validate"))
-                              if watch else 0})
+                              "host_factor": factor, "observations": n_obs})
         extra["calibration_fit"] = report
     return ValidationReport(rows, summarize(rows, **extra), cal)
 
 
 def lut_watch(lut: LUT, backend: Any, protocol: Protocol, store: Any, config: Any) -> Watch | None:
-    """A drift watch for a pass run after the build (``validate --calibrate``): the LUT's own reference op,
-    re-timed between the networks, against its LUT entry. Its ratios are the host factor of the fit."""
+    """A drift watch for measurements taken after the build (``validate``): the LUT's own reference op, re-timed
+    between the models, against its LUT entry. Its ratios are the host factor: reported, and the networks of
+    ``validate --calibrate`` are fitted divided by it."""
     specs = [e.spec for e in lut.entries.values()]
     ref = reference_op(specs)
     if ref is None or not lut[ref.key].median > 0:

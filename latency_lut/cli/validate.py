@@ -164,6 +164,9 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
                             "note"]))
     click.echo()
     click.echo(summary_table(s))
+    if isinstance(s.get("host_factor"), (int, float)):
+        click.echo(f"host: the LUT's reference op ran x{s['host_factor']:.3f} its LUT time during these measurements "
+                   f"({s['host_observations']} re-timings; above 1: the machine was slower than at the build)")
     if not s.get("settings_match", True):
         click.echo("warning: runtime version, threads, exporter or protocol differ from the LUT's build; rebuild the "
                    "LUT with this setup for a fair comparison", err=True)
