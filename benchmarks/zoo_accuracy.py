@@ -98,7 +98,8 @@ def run_runtime(runtime: str, names: list[str], args: argparse.Namespace, out: P
             t = time.perf_counter()
             predict_module(lut, model, (1, 3, 224, 224), name=name)
             warm = time.perf_counter() - t
-            timing[name] = (cold, warm, len(p.ops), sum(bool(o.note) for o in p.ops))
+            timing[name] = (cold, warm, len(p.ops), sum(bool(o.note) for o in p.ops),
+                            sum(q.numel() for q in model.parameters()) * 4 / 2**20)
             print(f"[{runtime}] {name}: {len(p.ops)} units, cold {cold:.1f} s, warm {warm:.2f} s", flush=True)
             units.append(ModelUnit(name, (1, 3, 224, 224), module=model))
             units.append(ModelUnit(name, (1, 3, 224, 224), module=model, weights="cold"))
@@ -116,13 +117,13 @@ def run_runtime(runtime: str, names: list[str], args: argparse.Namespace, out: P
     for r in rep.rows:
         if r.key.endswith(COLD_SUFFIX):
             continue
-        cold, warm, n_units, n_prim = timing[r.label]
+        cold, warm, n_units, n_prim, weight_mib = timing[r.label]
         c = cold_rows[r.label]
         rows.append({"runtime": runtime, "model": r.label, "mmacs": r.flops / 1e6, "plain_ms": r.plain_ms,
                      "calibrated_ms": r.predicted_ms, "measured_ms": r.measured_ms, "plain_error": r.plain_error,
                      "calibrated_error": r.error, "noise": r.noise, "units": n_units, "from_primitives": n_prim,
                      "cold_s": cold, "warm_s": warm, "status": r.status,
-                     "weight_mib": sum(p.numel() for p in zoo_model(r.label).parameters()) * 4 / 2**20,
+                     "weight_mib": weight_mib,
                      "measured_cold_ms": c.measured_ms, "plain_error_cold": c.plain_error,
                      "calibrated_error_cold": c.error, "noise_cold": c.noise,
                      "host_factor": rep.summary.get("host_factor")})

@@ -233,9 +233,10 @@ class Watch:
         return True
 
 
-def observations(checks: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
-    """The checks that were observations of a pass tagged ``by`` (see :meth:`Watch.observe`)."""
-    return [c for c in checks if c.get("observed") and c.get("by") == by]
+def observations(checks: list[dict[str, Any]], by: str, ref: str | None = None) -> list[dict[str, Any]]:
+    """The checks that were observations of a pass tagged ``by`` (see :meth:`Watch.observe`), of reference op
+    ``ref`` only when given."""
+    return [c for c in checks if c.get("observed") and c.get("by") == by and (ref is None or c.get("ref") == ref)]
 
 
 def host_factor(checks: list[dict[str, Any]], by: str, min_checks: int = 3, *, ref: str | None = None,
@@ -246,7 +247,7 @@ def host_factor(checks: list[dict[str, Any]], by: str, min_checks: int = 3, *, r
     With ``ref`` and ``baseline_ms`` (a validation after the build: the reference's LUT entry), only that op's
     observations count, each against ``baseline_ms``: the rounds a store kept from an earlier validation were
     observed against whatever LUT was current then, and are priced with this one."""
-    obs = [c for c in observations(checks, by) if ref is None or c.get("ref") == ref]
-    ratios = [float(c["median_ms"]) / baseline_ms if baseline_ms else c.get("ratio") for c in obs]
+    ratios = [float(c["median_ms"]) / baseline_ms if baseline_ms else c.get("ratio")
+              for c in observations(checks, by, ref)]
     ratios = [r for r in ratios if isinstance(r, (int, float)) and math.isfinite(r) and r > 0]
     return statistics.median(ratios) if len(ratios) >= min_checks else None

@@ -326,7 +326,7 @@ def run_validation(
     # LUT entry.
     factor = None if watch is None else host_factor(checks, "validate", ref=watch.ref.key,
                                                     baseline_ms=lut[watch.ref.key].median)
-    n_obs = sum(c.get("ref") == watch.ref.key for c in observations(checks, "validate")) if watch else 0
+    n_obs = len(observations(checks, "validate", watch.ref.key)) if watch else 0
     extra.update(host_factor=factor, host_observations=n_obs)
     cal = None
     if do_calibrate:

@@ -72,11 +72,21 @@ weights_option = click.option(
          "LiteRT only; cold rounds are stored under the model's key with a -cold suffix.")
 
 
-def check_weights(weights: str, backend_or_device: Any, name: str) -> None:
-    """--weights cold needs a backend that can time a model over copies of itself (local runtimes)."""
-    if weights == "cold" and not getattr(backend_or_device, "cold_models", False):
-        raise click.UsageError(f"--weights cold times a model over copies of itself on the local CPU; {name} "
-                               "cannot (use a local device with onnxruntime or litert, or drop --weights)")
+def check_weights(weights: str, device: Any, runtime: str | None) -> None:
+    """--weights cold needs a backend that can time a model over copies of itself (local runtimes); checked
+    before anything is exported or measured."""
+    if weights != "cold":
+        return
+    from latency_lut.backends import backend_class, check_runtime
+
+    if device.kind != "local":
+        name = f"device {device.name!r} ({device.kind})"
+    elif not backend_class(device.kind, rt := check_runtime(device, runtime)).cold_models:
+        name = f"runtime {rt!r}"
+    else:
+        return
+    raise click.UsageError(f"--weights cold times a model over copies of itself on the local CPU; {name} cannot "
+                           "(use a local device with onnxruntime or litert, or drop --weights)")
 
 
 def fmt(v: Any) -> str:

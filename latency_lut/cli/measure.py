@@ -128,8 +128,7 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
         # A cold architecture is a model like any other (its key from its content, with the -cold suffix).
         units += nets if weights == "hot" else [ModelUnit(n.name, n.input_shape, module=n.build_module(),
                                                           weights=weights) for n in nets]
-    if weights == "cold" and dev.kind != "local":
-        check_weights(weights, None, f"device {dev.name!r} ({dev.kind})")
+    check_weights(weights, dev, runtime)
     if dev.kind == "ios":  # the phone runs the models itself: a bundle out, its log back in with 'ingest'
         from latency_lut.offline.bundles import build_models_bundle, ingest_command
 
@@ -154,11 +153,6 @@ def measure(device: str, runtime: str | None, modules: tuple[str, ...], onnx_fil
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     backend = create_backend(dev, runtime, dtype, threads=threads)  # a dtype the runtime lacks: error naming both
-    try:
-        check_weights(weights, backend, f"runtime {backend.runtime!r}")
-    except click.UsageError:
-        backend.close()
-        raise
     progress = ClickProgress(quiet or as_json)
     try:
         progress.start(f"export {backend.artifact_format or 'onnx'}{'' if dtype == 'fp32' else ' ' + dtype}",

@@ -124,9 +124,9 @@ def validate(device: str, lut_path: Path, n: int, seed: int, rounds: int, calibr
     if units and calibrate:
         raise click.UsageError("--calibrate fits on the space's architectures; run it without --module/--onnx/"
                                "--models, then validate your models against the calibrated LUT")
+    check_weights(weights, dev, lut.header["runtime"])
     backend = create_backend(dev, lut.header["runtime"], dtype, threads=int(lut.header["threads"]))
     try:
-        check_weights(weights, backend if dev.kind == "local" else None, f"device {dev.name!r} ({dev.kind})")
         with Store(store) as st:
             if units:
                 rep = validate_models(lut, dev, backend, units, rounds=rounds, seed=seed, store=st,
