@@ -125,9 +125,10 @@ def test_drift_guard_retakes_the_ops_since_the_last_good_check(tmp_path, artifac
     # min_threshold: the band never narrows, so only the 5x slowdown counts as drift, whatever the host's scatter.
     guard = DriftGuard(every=4, threshold=1.0, min_threshold=1.0, wait_seconds=0.01, max_wait_seconds=0.05)
     ref = reference_op(SPECS)
-    # Calls: 1 = baseline check; ops 2-5; check 6 (good); ops 7-10; check 11 slowed 5x, and so is its re-timing
-    # (12) that confirms it: ops 7-10 are re-taken.
-    be = Recording(slow=5.0, window=(11, 13))
+    # Calls: 1 = baseline check; ops 2-5; check 6 (good); ops 7-10; check 11 slowed 10x, and so is its re-timing
+    # (12) that confirms it: ops 7-10 are re-taken. (10x, so that the checks' ratios clear 3 on a loaded host,
+    # where the tiny reference's own time halved from one check to the next: 5x read as 2.5x once.)
+    be = Recording(slow=10.0, window=(11, 13))
     with Store(tmp_path / "s.sqlite") as st:
         res = build_lut(SPACE, get_device("local"), be, st, FAST, specs=SPECS, rounds=1, guard=guard)
         cfg = config_for(get_device("local"), be, FAST)
@@ -232,7 +233,9 @@ def test_store_keeps_rejected_rows_and_checks(tmp_path, artifact_cache):
     assert sum("rejected" in e for e in extras) == 4 and sum("drift_check" in e for e in extras) >= 3
 
 
-HOG_SECONDS = 4.0
+# Long enough that the check after the hogged block still finds them running on a loaded host (at 4 s, beside a
+# slow suite, the confirming re-timing came after they had stopped).
+HOG_SECONDS = 8.0
 # A busy loop that says when it is running, then stops by itself.
 HOG = ("import sys, time\nend = time.monotonic() + {s}\nprint('go', flush=True)\n"
        "while time.monotonic() < end:\n    pass\n")
